@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from organsim import LabelImage, MeshError, TetMesh, TriSurface, UnitsError
+from organsim.units import check_plausible_size, to_metres
+
+
+def unit_cube_mesh():
+    import pyvista as pv
+
+    grid = pv.ImageData(dimensions=(3, 3, 3), spacing=(0.05, 0.05, 0.05)).triangulate()
+    return TetMesh.from_pyvista(grid)
+
+
+def test_single_tet_volume_and_quality():
+    m = TetMesh(np.eye(4, 3), np.array([[3, 0, 1, 2]]))
+    assert m.volume == pytest.approx(1 / 6)
+    q = m.quality()
+    assert q["n_inverted"] == 0
+    assert 0 < q["min_dihedral_deg"] < q["max_dihedral_deg"] < 180
+    assert len(m.boundary_faces) == 4
+
+
+def test_regular_tet_radius_ratio_is_one():
+    p = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], float)
+    m = TetMesh(p, np.array([[0, 1, 2, 3]]))
+    if m.volumes[0] < 0:
+        m = TetMesh(p, np.array([[0, 2, 1, 3]]))
+    assert m.radius_ratios[0] == pytest.approx(1.0)
+    assert m.dihedral_angles.min() == pytest.approx(np.degrees(np.arccos(1 / 3)))
+
+
+def test_boundary_of_cube_is_closed_and_outward():
+    m = unit_cube_mesh()
+    assert m.volume == pytest.approx(0.1 ** 3)
+    s = TriSurface(m.points, m.boundary_faces)
+    assert s.is_watertight
+    assert s.signed_volume == pytest.approx(m.volume)
+
+
+def test_pyvista_round_trip_keeps_regions():
+    m = unit_cube_mesh()
+    rid = np.where(m.points[m.tets].mean(axis=1)[:, 0] > 0.05, 2, 1)
+    m2 = TetMesh(m.points, m.tets, rid, {1: "parenchyma", 2: "tumour"})
+    back = TetMesh.from_pyvista(m2.to_pyvista())
+    assert np.array_equal(back.region_ids, rid)
+    assert back.region_names == {1: "parenchyma", 2: "tumour"}
+
+
+def test_nan_points_rejected():
+    p = np.eye(4, 3)
+    p[0, 0] = np.nan
+    with pytest.raises(MeshError, match="NaN"):
+        TetMesh(p, np.array([[0, 1, 2, 3]]))
+
+
+def test_mesh_is_read_only():
+    m = unit_cube_mesh()
+    with pytest.raises(ValueError):
+        m.points[0, 0] = 1.0
+
+
+def test_label_image_index_world_round_trip():
+    d = np.array([[-1.0, 0, 0], [0, -1.0, 0], [0, 0, 1.0]])
+    img = LabelImage(np.zeros((5, 6, 7), np.uint8), spacing=(1e-3, 2e-3, 3e-3),
+                     origin=(0.1, 0.2, 0.3), direction=d)
+    w = img.index_to_world([[1, 2, 3]])
+    assert np.allclose(w, [[0.1 - 1e-3, 0.2 - 4e-3, 0.3 + 9e-3]])
+    assert np.allclose(img.world_to_index(w), [[1, 2, 3]])
+
+
+def test_units():
+    assert to_metres("mm") == 1e-3
+    with pytest.raises(UnitsError, match="unknown length unit"):
+        to_metres("furlong")
+    with pytest.raises(UnitsError, match="units"):
+        check_plausible_size(np.array([[0, 0, 0], [3000.0, 0, 0]]), source="liver.stl")
+    check_plausible_size(np.array([[0, 0, 0], [0.2, 0, 0]]))

@@ -1,0 +1,1 @@
+"""organsim benchmarks: ``python -m benchmarks [ID ...] [--quick]``."""

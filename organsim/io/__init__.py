@@ -1,1 +1,11 @@
-"""organsim.io"""
+"""organsim.io: read and write label images, surfaces, volume meshes and result series.
+
+World coordinates are LPS (DICOM patient convention), lengths in metres.
+Images carry their own units (millimetres in every supported format); mesh
+and surface formats carry none and are read with an explicit ``units=``.
+Every writer is atomic: nothing half-written is ever left at an output path.
+"""
+
+from .series import SeriesWriter, read_series
+
+__all__ = ["SeriesWriter", "read_series"]

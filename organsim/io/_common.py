@@ -1,0 +1,128 @@
+"""Helpers shared by the readers: input checks, VTK message capture, welding."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError, MeshError
+
+log = logging.getLogger("organsim.io")
+
+
+def check_input_file(path: str | os.PathLike, *, allow_dir: bool = False) -> Path:
+    """Return ``path`` as a :class:`Path` after checking it exists and is not empty.
+
+    Raises
+    ------
+    InputFileError
+        If the path does not exist, is a folder (unless ``allow_dir``), or is
+        an empty file.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputFileError(f"{p}: file not found; check the path (relative paths are taken"
+                             f" from {Path.cwd()})")
+    if p.is_dir():
+        if allow_dir:
+            return p
+        raise InputFileError(f"{p}: is a folder, expected a file; only a DICOM series may be"
+                             " given as a folder (read it with read_image)")
+    if p.stat().st_size == 0:
+        raise InputFileError(f"{p}: the file is empty (0 bytes); it was probably not written"
+                             " completely: export it again")
+    return p
+
+
+def read_head(path: Path, n: int = 2048) -> bytes:
+    """The first ``n`` bytes of a file (fewer if it is shorter)."""
+    with open(path, "rb") as fh:
+        return fh.read(n)
+
+
+class VtkMessages:
+    """Text VTK printed while the context was active (errors and warnings)."""
+
+    def __init__(self, window) -> None:
+        self._window = window
+
+    @property
+    def text(self) -> str:
+        out = self._window.GetOutput() or ""
+        return " ".join(out.split())
+
+    @property
+    def has_error(self) -> bool:
+        return "ERROR" in (self._window.GetOutput() or "")
+
+    def summary(self, limit: int = 300) -> str:
+        """A short one-line excerpt of what VTK reported."""
+        t = self.text
+        return t if len(t) <= limit else t[:limit] + "..."
+
+
+@contextlib.contextmanager
+def capture_vtk_messages() -> Iterator[VtkMessages]:
+    """Redirect VTK's output window to a string for the duration of the block.
+
+    VTK readers often print errors to stderr and return empty data instead of
+    raising; inside this block nothing is printed and the caller can inspect
+    :attr:`VtkMessages.text` to decide whether to raise.
+    """
+    from vtkmodules.vtkCommonCore import vtkOutputWindow, vtkStringOutputWindow
+
+    window = vtkStringOutputWindow()
+    previous = vtkOutputWindow.GetInstance()
+    previous.Register(None)  # keep the original alive while it is swapped out
+    vtkOutputWindow.SetInstance(window)
+    try:
+        yield VtkMessages(window)
+    finally:
+        vtkOutputWindow.SetInstance(previous)
+        previous.UnRegister(None)
+
+
+def check_finite(points: np.ndarray, path: Path) -> None:
+    """Raise :class:`MeshError` if any coordinate is NaN or infinite."""
+    pts = np.asarray(points)
+    bad = ~np.isfinite(pts).all(axis=1) if pts.ndim == 2 else ~np.isfinite(pts)
+    if np.any(bad):
+        first = int(np.flatnonzero(bad)[0])
+        raise MeshError(f"{path}: {int(bad.sum())} of {len(pts)} points have NaN or infinite"
+                        f" coordinates (first: point {first}); the export is broken: fix or"
+                        " re-export the file")
+
+
+def weld_exact(points: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices with bit-identical coordinates.
+
+    Used for formats that store each corner separately (STL, glTF seams).
+    The welded points keep the order of their first appearance.
+
+    Parameters
+    ----------
+    points : ndarray, shape (n, 3)
+    cells : ndarray, shape (m, k)
+        Vertex ids per cell.
+
+    Returns
+    -------
+    points : ndarray, shape (n_unique, 3)
+    cells : ndarray, shape (m, k)
+    """
+    pts = np.ascontiguousarray(points, dtype=np.float64)
+    if len(pts) == 0:
+        return pts, cells
+    # +0.0 turns -0.0 into 0.0 so the two compare equal byte-wise
+    key = np.ascontiguousarray(pts + 0.0).view(np.dtype((np.void, 24))).ravel()
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    order = np.argsort(first)            # unique groups in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    new_ids = rank[inverse.ravel()]
+    return pts[first[order]], new_ids[np.asarray(cells)]

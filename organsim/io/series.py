@@ -53,7 +53,7 @@ class SeriesWriter:
     >>> with SeriesWriter(out) as series:
     ...     for step in range(3):
     ...         u = np.zeros_like(mesh.points); u[:, 2] = -1e-3 * step
-    ...         series.write(0.01 * step, mesh, points=mesh.points + u)
+    ...         _ = series.write(0.01 * step, mesh, points=mesh.points + u)
     >>> [round(t, 2) for t, _ in read_series(out)]
     [0.0, 0.01, 0.02]
     """

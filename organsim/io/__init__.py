@@ -6,6 +6,7 @@ and surface formats carry none and are read with an explicit ``units=``.
 Every writer is atomic: nothing half-written is ever left at an output path.
 """
 
+from .images import read_image, write_image
 from .series import SeriesWriter, read_series
 
-__all__ = ["SeriesWriter", "read_series"]
+__all__ = ["read_image", "write_image", "SeriesWriter", "read_series"]

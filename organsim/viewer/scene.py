@@ -1,0 +1,354 @@
+"""The rendered scene: organ surface, cut faces, instruments, stress map, panel.
+
+A :class:`Scene` owns a few pyvista actors that it creates once and updates
+in place every frame (new node positions are written into the same
+:class:`pyvista.PolyData`; instruments move by their actor's matrix), so a
+frame costs a vectorized copy and a render, never new actors.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..mesh.tetmesh import TetMesh
+from .sources import FrameSource, InstrumentView
+
+__all__ = ["REGION_COLORS", "CUT_FACE_COLOR", "CAMERA_PRESETS", "Scene", "surface_of",
+           "instrument_shape"]
+
+log = logging.getLogger(__name__)
+
+#: Colour (RGB 0-255) of each named region; unnamed regions cycle through FALLBACK_COLORS.
+REGION_COLORS: dict[str, tuple[int, int, int]] = {
+    "parenchyma": (139, 62, 47),    # liver brown
+    "liver": (139, 62, 47),
+    "tissue": (196, 120, 110),
+    "tumour": (236, 220, 150),      # pale yellow
+    "tumor": (236, 220, 150),
+    "vessel": (70, 95, 190),        # venous blue
+    "ligament": (235, 200, 185),    # pale fibrous pink
+    "kidney": (150, 70, 60),
+    "cortex": (150, 70, 60),
+    "medulla": (120, 50, 50),
+    "block": (214, 150, 140),
+    "sheet": (214, 150, 140),
+}
+FALLBACK_COLORS = [(120, 160, 90), (200, 140, 60), (150, 100, 170), (90, 160, 160)]
+#: Colour of faces created by a cut (raw tissue).
+CUT_FACE_COLOR: tuple[int, int, int] = (215, 30, 60)
+#: Colour of the surface patch under a grasper's jaws.
+BACKGROUND = (0.93, 0.94, 0.96)
+
+#: Camera presets: name -> (direction from the focal point to the camera, view-up),
+#: in organsim's LPS world frame (x to the patient's left, y posterior, z superior).
+CAMERA_PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "anterior": ((0.0, -1.0, 0.0), (0.0, 0.0, 1.0)),
+    "posterior": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    "superior": ((0.0, 0.0, 1.0), (0.0, 1.0, 0.0)),
+    "inferior": ((0.0, 0.0, -1.0), (0.0, -1.0, 0.0)),
+    "right": ((-1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
+    "left": ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
+    "surgeon": ((-0.35, -0.8, 0.5), (0.0, 0.0, 1.0)),
+}
+
+_SHAPE_CACHE: dict[str, object] = {}
+
+
+def surface_of(mesh: TetMesh, cut_face_mask: np.ndarray | None = None):
+    """Boundary surface of a tet mesh as arrays ready to draw.
+
+    Parameters
+    ----------
+    mesh : TetMesh
+    cut_face_mask : ndarray of bool, shape (k,), optional
+        True for boundary faces made by a cut.
+
+    Returns
+    -------
+    nodes : ndarray, shape (s,)
+        Mesh node id of each surface vertex.
+    faces : ndarray, shape (k, 3)
+        Triangles in surface-vertex ids, outward.
+    face_region : ndarray, shape (k,)
+        Region id of the tet behind each face.
+    face_cut : ndarray of bool, shape (k,)
+    """
+    bf = mesh.boundary_faces
+    nodes, inv = np.unique(bf, return_inverse=True)
+    faces = inv.reshape(-1, 3)
+    face_region = mesh.region_ids[mesh.boundary_face_tets]
+    if cut_face_mask is None:
+        face_cut = np.zeros(len(bf), dtype=bool)
+    else:
+        face_cut = np.asarray(cut_face_mask, dtype=bool)
+        if face_cut.shape != (len(bf),):
+            log.warning("cut_face_mask has shape %s, expected (%d,); ignoring it",
+                        face_cut.shape, len(bf))
+            face_cut = np.zeros(len(bf), dtype=bool)
+    return nodes, faces, face_region, face_cut
+
+
+def region_color(name: str, rid: int) -> tuple[int, int, int]:
+    """Display colour (RGB 0-255) of a region."""
+    key = name.lower()
+    if key in REGION_COLORS:
+        return REGION_COLORS[key]
+    for k, c in REGION_COLORS.items():
+        if k in key:
+            return c
+    return FALLBACK_COLORS[abs(int(rid)) % len(FALLBACK_COLORS)]
+
+
+def _vertex_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals, shape (s, 3); vectorized."""
+    p0, p1, p2 = points[faces[:, 0]], points[faces[:, 1]], points[faces[:, 2]]
+    fn = np.cross(p1 - p0, p2 - p0)
+    n = np.empty_like(points)
+    idx = faces.ravel()
+    for c in range(3):
+        w = np.repeat(fn[:, c], 3)
+        n[:, c] = np.bincount(idx, weights=w, minlength=len(points))
+    ln = np.linalg.norm(n, axis=1, keepdims=True)
+    return n / np.where(ln > 0, ln, 1.0)
+
+
+def instrument_shape(kind: str):
+    """Polydata of an instrument in its local frame: tip at the origin, handle along +z (m).
+
+    Shapes are schematic laparoscopic tools: a 5 mm shaft 15 cm long with a
+    working end (jaws, ball tip, paddle or blade).
+    """
+    import pyvista as pv
+
+    if kind in _SHAPE_CACHE:
+        return _SHAPE_CACHE[kind].copy()
+    shaft = pv.Cylinder(center=(0, 0, 0.095), direction=(0, 0, 1), radius=0.0025, height=0.15,
+                        resolution=16)
+    if kind == "grasper":
+        jaw1 = pv.Box(bounds=(-0.0025, -0.0008, -0.0015, 0.0015, 0.0, 0.02))
+        jaw2 = pv.Box(bounds=(0.0008, 0.0025, -0.0015, 0.0015, 0.0, 0.02))
+        shape = shaft.merge([jaw1, jaw2])
+    elif kind == "probe":
+        shape = shaft.merge(pv.Sphere(radius=0.004, center=(0, 0, 0.004)))
+    elif kind == "retractor":
+        paddle = pv.Box(bounds=(-0.015, 0.015, -0.0012, 0.0012, 0.0, 0.03))
+        shape = shaft.merge(paddle)
+    elif kind == "scalpel":
+        blade = pv.Triangle([[0.0, 0.0, 0.0], [0.0, 0.008, 0.025], [0.0, -0.001, 0.025]])
+        shape = shaft.merge(blade.extrude((0.0008, 0, 0), capping=True).translate((-0.0004, 0, 0)))
+    else:
+        shape = shaft.merge(pv.Sphere(radius=0.003))
+    shape = shape.extract_surface(algorithm="dataset_surface").triangulate()
+    _SHAPE_CACHE[kind] = shape
+    return shape.copy()
+
+
+def _pose_matrix(tip: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """4x4 matrix mapping the local frame (+z handle) to a tip position and axis."""
+    z = np.asarray(axis, dtype=float)
+    nz = np.linalg.norm(z)
+    z = np.array([0.0, 0.0, 1.0]) if nz == 0 else z / nz
+    ref = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    x = np.cross(ref, z)
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    m = np.eye(4)
+    m[:3, 0], m[:3, 1], m[:3, 2], m[:3, 3] = x, y, z, tip
+    return m
+
+
+class Scene:
+    """Organ, cut faces, instruments, stress map and text panel on a plotter.
+
+    Parameters
+    ----------
+    plotter : pyvista.Plotter
+    source : FrameSource
+        What to draw; read on every :meth:`update`.
+    stress_field : str
+        Nodal field shown by the stress view (``"von_mises"``, Pa).
+    stress_range : (float, float), optional
+        Fixed colour range (Pa) of the stress view; by default it follows the
+        running maximum so the scale does not flicker.
+
+    Examples
+    --------
+    >>> import pyvista as pv
+    >>> from organsim.mesh.generators import box_tet_mesh
+    >>> from organsim.viewer.sources import StaticSource
+    >>> pl = pv.Plotter(off_screen=True, window_size=(200, 150))
+    >>> scene = Scene(pl, StaticSource(box_tet_mesh((4, 4, 4), 0.01)))
+    >>> scene.update()
+    """
+
+    def __init__(self, plotter, source: FrameSource, *, stress_field: str = "von_mises",
+                 stress_range: tuple[float, float] | None = None, show_panel: bool = True) -> None:
+        import pyvista as pv
+
+        self.plotter = plotter
+        self.source = source
+        self.stress_field = stress_field
+        self.stress_range = stress_range
+        self.show_stress = False
+        self.extra_lines: list[str] = []
+        self._stress_max = 1.0
+        self._topology = None
+        self.surface = pv.PolyData()
+        self.surface_nodes = np.zeros(0, dtype=np.int64)
+        self._faces = np.zeros((0, 3), dtype=np.int64)
+        plotter.set_background(BACKGROUND)
+        self._rebuild_surface()
+        self.tissue_actor = plotter.add_mesh(
+            self.surface, scalars="rgb", rgb=True, show_scalar_bar=False, name="organ",
+            specular=0.35, specular_power=20.0, diffuse=0.85, ambient=0.15, reset_camera=False)
+        # the stress view shares the same polydata; its own mapper colours by the field
+        self.stress_actor = plotter.add_mesh(
+            self.surface, scalars="stress", cmap="inferno", clim=(0.0, 1.0), name="stress",
+            show_scalar_bar=True, scalar_bar_args={"title": "von Mises (kPa)",
+                                                   "vertical": False, "fmt": "%.1f",
+                                                   "position_x": 0.55, "position_y": 0.02,
+                                                   "height": 0.1, "width": 0.42,
+                                                   "title_font_size": 12, "label_font_size": 11,
+                                                   "color": "black"},
+            specular=0.3, diffuse=0.85, ambient=0.15, reset_camera=False)
+        self.stress_actor.SetVisibility(False)
+        bars = plotter.scalar_bars
+        self._scalar_bar = bars["von Mises (kPa)"] if "von Mises (kPa)" in bars else None
+        if self._scalar_bar is not None:
+            self._scalar_bar.SetVisibility(False)
+        self.instrument_actors: dict[str, object] = {}
+        self.path_poly = pv.PolyData()
+        self.path_actor = None
+        self.panel = plotter.add_text("", position="upper_left", font_size=10, color="black",
+                                      name="panel") if show_panel else None
+        self.help_text = None
+        self.camera_preset("surgeon")
+
+    # ---------------------------------------------------------------- surface
+    def _rebuild_surface(self) -> None:
+        import pyvista as pv
+
+        src = self.source
+        mesh = src.mesh
+        nodes, faces, face_region, face_cut = surface_of(mesh, src.cut_face_mask)
+        self.surface_nodes = nodes
+        self._faces = faces
+        pos = np.asarray(src.positions)[nodes]
+        new = pv.PolyData.from_regular_faces(pos.copy(), faces)
+        rgb = np.empty((len(faces), 3), dtype=np.uint8)
+        for rid in np.unique(face_region):
+            rgb[face_region == rid] = region_color(mesh.region_names.get(int(rid), ""), int(rid))
+        rgb[face_cut] = CUT_FACE_COLOR
+        new.cell_data["rgb"] = rgb
+        new.cell_data["region"] = face_region.astype(np.int32)
+        new.cell_data["cut"] = face_cut.astype(np.uint8)
+        new.point_data["stress"] = np.zeros(len(nodes))
+        new.point_data["Normals"] = _vertex_normals(pos, faces)
+        new.point_data.active_normals_name = "Normals"
+        self.surface.copy_from(new)
+        self._topology = (id(mesh), getattr(src, "topology_version", 0))
+
+    def update(self) -> None:
+        """Read the source's current state into the actors (no render)."""
+        src = self.source
+        mesh = src.mesh
+        if (id(mesh), getattr(src, "topology_version", 0)) != self._topology:
+            self._rebuild_surface()
+        pos = np.asarray(src.positions)[self.surface_nodes]
+        self.surface.points[:] = pos
+        self.surface.point_data["Normals"][:] = _vertex_normals(pos, self._faces)
+        if self.show_stress:
+            self._update_stress()
+        self.surface.Modified()
+        self._update_instruments(src.instruments())
+        if self.panel is not None:
+            self.panel.SetText(2, "\n".join(self.panel_lines()))
+
+    def _update_stress(self) -> None:
+        field = self.source.nodal_field(self.stress_field)
+        s = np.zeros(len(self.surface_nodes)) if field is None else np.asarray(field)[self.surface_nodes] / 1e3
+        self.surface.point_data["stress"][:] = s
+        if self.stress_range is not None:
+            lo, hi = self.stress_range[0] / 1e3, self.stress_range[1] / 1e3
+        else:
+            self._stress_max = max(self._stress_max, float(s.max()) if s.size else 0.0)
+            lo, hi = 0.0, self._stress_max
+        self.stress_actor.mapper.scalar_range = (lo, hi)
+
+    def set_stress_view(self, on: bool) -> None:
+        """Show the stress colour map and its scale bar instead of the region colours."""
+        self.show_stress = bool(on)
+        if self.show_stress:
+            self._update_stress()
+        self.stress_actor.SetVisibility(self.show_stress)
+        self.tissue_actor.SetVisibility(not self.show_stress)
+        if self._scalar_bar is not None:
+            self._scalar_bar.SetVisibility(self.show_stress)
+
+    # ------------------------------------------------------------ instruments
+    def _update_instruments(self, views: list[InstrumentView]) -> None:
+        seen = set()
+        for v in views:
+            seen.add(v.name)
+            actor = self.instrument_actors.get(v.name)
+            if actor is None:
+                actor = self.plotter.add_mesh(instrument_shape(v.kind), color=(0.72, 0.74, 0.78),
+                                              specular=0.8, specular_power=30, smooth_shading=False,
+                                              name=f"instrument:{v.name}", reset_camera=False)
+                self.instrument_actors[v.name] = actor
+            actor.user_matrix = _pose_matrix(np.asarray(v.tip, float), np.asarray(v.axis, float))
+            actor.prop.color = (0.35, 0.75, 0.45) if v.active else (0.72, 0.74, 0.78)
+            actor.SetVisibility(True)
+        for name, actor in self.instrument_actors.items():
+            if name not in seen:
+                actor.SetVisibility(False)
+
+    def set_path(self, points: np.ndarray | None, *, color=(0.1, 0.6, 0.2)) -> None:
+        """Draw (or hide) a polyline, e.g. a planned cut or the path being drawn (m)."""
+        import pyvista as pv
+
+        if points is None or len(points) < 2:
+            if self.path_actor is not None:
+                self.path_actor.SetVisibility(False)
+            return
+        line = pv.lines_from_points(np.asarray(points, dtype=float))
+        self.path_poly.copy_from(line)
+        if self.path_actor is None:
+            self.path_actor = self.plotter.add_mesh(self.path_poly, color=color, line_width=4,
+                                                    name="path", reset_camera=False)
+        self.path_actor.SetVisibility(True)
+
+    # ------------------------------------------------------------------ panel
+    def panel_lines(self) -> list[str]:
+        src = self.source
+        lines = [f"t = {src.time:6.2f} s"]
+        lines += self.extra_lines
+        for v in src.instruments():
+            f = float(np.linalg.norm(v.force))
+            lines.append(f"{v.name}: {f:5.2f} N{' (active)' if v.active else ''}")
+        lines += list(src.panel_lines())
+        return lines
+
+    # ----------------------------------------------------------------- camera
+    def camera_preset(self, name: str) -> None:
+        """Point the camera from a named direction (see :data:`CAMERA_PRESETS`) at the organ."""
+        from ..errors import OrganSimError
+
+        if name not in CAMERA_PRESETS:
+            raise OrganSimError(f"unknown camera preset {name!r}; expected one of "
+                                f"{', '.join(CAMERA_PRESETS)}")
+        direction, up = CAMERA_PRESETS[name]
+        pts = np.asarray(self.surface.points)
+        center = pts.mean(axis=0) if len(pts) else np.zeros(3)
+        size = float(np.linalg.norm(np.ptp(pts, axis=0))) if len(pts) else 1.0
+        d = np.asarray(direction, float)
+        d /= np.linalg.norm(d)
+        cam = self.plotter.camera
+        cam.focal_point = tuple(center)
+        cam.position = tuple(center + d * 1.7 * size)
+        cam.up = up
+        cam.view_angle = 30.0
+        self.plotter.renderer.ResetCameraClippingRange()
+        self.camera_name = name

@@ -1,0 +1,214 @@
+"""The organsim viewer: a live window, or the same scene off-screen.
+
+>>> from organsim.viewer import Viewer                      # doctest: +SKIP
+>>> Viewer(simulation).show()                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OrganSimError
+from ..mesh.tetmesh import TetMesh
+from .interaction import KEYS, Interaction
+from .scene import Scene
+from .sources import FrameSource, SimulationSource, StaticSource
+
+__all__ = ["Viewer", "as_source", "has_display"]
+
+log = logging.getLogger(__name__)
+
+
+def has_display() -> bool:
+    """True where a window can be opened (an X11/Wayland display, or Windows/macOS)."""
+    if os.environ.get("PYVISTA_OFF_SCREEN", "").lower() == "true":
+        return False
+    if sys.platform.startswith(("win", "darwin")):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def as_source(obj) -> FrameSource:
+    """Wrap what the user passed (a mesh, a simulation, a source) as a frame source."""
+    if isinstance(obj, TetMesh):
+        return StaticSource(obj)
+    if all(hasattr(obj, a) for a in ("advance", "positions", "mesh", "instruments")):
+        return obj
+    if all(hasattr(obj, a) for a in ("step", "positions", "mesh")):
+        return SimulationSource(obj)
+    raise OrganSimError(f"cannot view a {type(obj).__name__}; expected a TetMesh, a Simulation "
+                        "or a scenario Procedure")
+
+
+class Viewer:
+    """Render a mesh, a simulation or a procedure, live or off-screen.
+
+    Parameters
+    ----------
+    obj : TetMesh, Simulation or FrameSource
+        What to show. A simulation is stepped once per frame.
+    off_screen : bool, optional
+        Render without a window (screenshots, recordings). By default off-screen
+        exactly when no display is available.
+    window_size : (int, int)
+        Pixels.
+    title : str
+        Window title.
+    target_fps : float
+        Frame rate the interactive window's timer asks for.
+    anti_aliasing : bool
+        FXAA smoothing of edges (costs a few ms per frame in software rendering).
+
+    Examples
+    --------
+    >>> from organsim.mesh.generators import box_tet_mesh
+    >>> v = Viewer(box_tet_mesh((5, 5, 5), 0.01), off_screen=True, window_size=(200, 150))
+    >>> img = v.screenshot()
+    >>> img.shape
+    (150, 200, 3)
+    >>> v.close()
+    """
+
+    def __init__(self, obj, *, off_screen: bool | None = None,
+                 window_size: tuple[int, int] = (1024, 768), title: str = "organsim",
+                 target_fps: float = 30.0, anti_aliasing: bool = False,
+                 show_panel: bool = True) -> None:
+        import pyvista as pv
+
+        self.off_screen = (not has_display()) if off_screen is None else bool(off_screen)
+        if self.off_screen and not has_display():
+            # go straight to EGL/OSMesa instead of trying an X server first
+            os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+        self.source = as_source(obj)
+        self.plotter = pv.Plotter(off_screen=self.off_screen, window_size=list(window_size),
+                                  title=title)
+        # MSAA multiplies the cost of software rendering (llvmpipe) several times
+        self.plotter.render_window.SetMultiSamples(0)
+        if anti_aliasing:
+            self.plotter.enable_anti_aliasing("fxaa")
+        self.scene = Scene(self.plotter, self.source, show_panel=show_panel)
+        self.interaction = Interaction(self)
+        self.target_fps = float(target_fps)
+        self.paused = False
+        self.frame_count = 0
+        self.fps = float("nan")
+        self.last_frame_ms = float("nan")
+        self.last_step_ms = float("nan")
+        self._last_t: float | None = None
+        self._help_actor = None
+        self._shown = False
+        self.scene.extra_lines = self._status_lines()
+        self.scene.update()
+
+    # ----------------------------------------------------------------- frames
+    def _status_lines(self) -> list[str]:
+        lines = []
+        if np.isfinite(self.fps):
+            lines.append(f"{self.fps:4.0f} fps")
+        lines.append(f"tool: {self.interaction.tool}" + ("   [paused]" if self.paused else ""))
+        lines += self.interaction.messages
+        return lines
+
+    def frame(self, *, render: bool = True) -> None:
+        """Advance the source one frame (unless paused), update the scene and render."""
+        t0 = time.perf_counter()
+        if not self.paused:
+            self.source.advance()
+        t1 = time.perf_counter()
+        self.last_step_ms = (t1 - t0) * 1e3
+        self.scene.extra_lines = self._status_lines()
+        self.scene.update()
+        if render:
+            self._render()
+        now = time.perf_counter()
+        self.last_frame_ms = (now - t0) * 1e3
+        if self._last_t is not None:
+            dt = now - self._last_t
+            inst = 1.0 / dt if dt > 0 else float("nan")
+            self.fps = inst if not np.isfinite(self.fps) else 0.8 * self.fps + 0.2 * inst
+        self._last_t = now
+        self.frame_count += 1
+
+    def _render(self) -> None:
+        if not self._shown:
+            self._ensure_shown()
+        self.plotter.render()
+
+    def _ensure_shown(self) -> None:
+        """Initialise the render window (off-screen: without blocking)."""
+        if self._shown:
+            return
+        if self.off_screen:
+            self.plotter.show(auto_close=False)
+        self._shown = True
+
+    def refresh(self) -> None:
+        """Redraw the current state without advancing (after a key or mouse action)."""
+        self.scene.extra_lines = self._status_lines()
+        self.scene.update()
+        if self._shown:
+            self.plotter.render()
+
+    def toggle_help(self) -> None:
+        """Show or hide the key bindings overlay."""
+        if self._help_actor is None:
+            text = "mouse: drag tissue = act with tool, drag background = rotate\n" + "\n".join(
+                f"{k:>5}  {d}" for k, d in KEYS.items())
+            self._help_actor = self.plotter.add_text(text, position="lower_left", font_size=9,
+                                                     color="black", name="help")
+            return
+        self._help_actor.SetVisibility(not self._help_actor.GetVisibility())
+
+    # ----------------------------------------------------------- interactive
+    def show(self, *, max_frames: int | None = None) -> None:
+        """Open the interactive window; the simulation steps on a timer.
+
+        Mouse and keys are bound (see :mod:`organsim.viewer.interaction`; press
+        ``h`` in the window for help). Returns when the window is closed (or after
+        ``max_frames`` frames).
+        """
+        if self.off_screen:
+            raise OrganSimError("this viewer renders off-screen (no display); use screenshot() "
+                                "or organsim.viewer.record(...) instead of show()")
+        self.interaction.bind()
+        self.toggle_help()
+        interval_ms = max(1, int(1000.0 / self.target_fps))
+        limit = 10**9 if max_frames is None else int(max_frames)
+
+        def tick(_step: int) -> None:
+            self.frame(render=True)
+            if max_frames is not None and self.frame_count >= limit:
+                self.plotter.close()
+
+        self.plotter.add_timer_event(max_steps=limit, duration=interval_ms, callback=tick)
+        self._shown = True
+        self.plotter.show()
+
+    def bind_offscreen(self) -> None:
+        """Initialise the off-screen window and bind mouse and keys (tests, scripted demos)."""
+        self._ensure_shown()
+        self.interaction.bind()
+
+    # ------------------------------------------------------------- off-screen
+    def screenshot(self, path: str | os.PathLike | None = None) -> np.ndarray:
+        """Render the current state; write a PNG if ``path`` is given.
+
+        Returns
+        -------
+        ndarray, shape (h, w, 3), uint8
+        """
+        self._ensure_shown()
+        self.refresh()
+        img = self.plotter.screenshot(None if path is None else str(Path(path)),
+                                      return_img=True)
+        return np.asarray(img)[..., :3]
+
+    def close(self) -> None:
+        """Release the render window."""
+        self.plotter.close()

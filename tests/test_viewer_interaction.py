@@ -1,0 +1,186 @@
+"""Interaction tests: key and mouse events sent through VTK's interactor, off-screen.
+
+The events take the same path as a user's (``KeyPressEvent``, ``LeftButtonPressEvent``...
+on the render window interactor). The simulation here is a small test-local
+stand-in with the ``Simulation`` methods the viewer uses (``step``,
+``prescribe``, ``release``, ``reaction``); where organsim's own solver is
+installed, the grasp test also runs against it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from organsim.mesh.generators import box_tet_mesh
+
+pytestmark = pytest.mark.render
+
+
+class SpringSim:
+    """Stand-in simulation: prescribed nodes go to their targets, the rest relax to rest."""
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+        self.positions = mesh.points.copy()
+        self.time = 0.0
+        self.dt = 0.01
+        self.constraints: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.steps = 0
+
+    def prescribe(self, node_ids, positions, *, name):
+        self.constraints[name] = (np.asarray(node_ids), np.asarray(positions, float))
+
+    def release(self, name):
+        self.constraints.pop(name)
+
+    def reaction(self, name):
+        nodes, target = self.constraints[name]
+        return -100.0 * (target - self.mesh.points[nodes])
+
+    def step(self, dt=None):
+        self.positions += 0.5 * (self.mesh.points - self.positions)
+        for nodes, target in self.constraints.values():
+            self.positions[nodes] = target
+        self.time += self.dt
+        self.steps += 1
+
+
+def send_key(viewer, key: str) -> None:
+    it = viewer.plotter.iren.interactor
+    it.SetKeySym(key)
+    it.SetKeyCode(key if len(key) == 1 else " ")
+    it.KeyPressEvent()
+    it.CharEvent()
+    it.KeyReleaseEvent()
+
+
+def centre_pixel(viewer):
+    """Display coordinates of the organ's centre."""
+    pts = np.asarray(viewer.scene.surface.points)
+    c = pts.mean(axis=0)
+    ren = viewer.plotter.renderer
+    ren.SetWorldPoint(*c, 1.0)
+    ren.WorldToDisplay()
+    x, y, _ = ren.GetDisplayPoint()
+    return int(x), int(y)
+
+
+@pytest.fixture
+def viewer():
+    from organsim.viewer import Viewer
+
+    sim = SpringSim(box_tet_mesh((9, 7, 5), 0.01, origin=(-0.04, -0.03, -0.02)))
+    v = Viewer(sim, off_screen=True, window_size=(320, 240))
+    v.scene.camera_preset("anterior")
+    v.bind_offscreen()
+    yield v
+    v.close()
+
+
+def test_keys_pause_toggle_stress_switch_tool_and_camera(viewer):
+    sim = viewer.source.simulation
+    viewer.frame()
+    assert sim.steps == 1
+    send_key(viewer, "space")
+    assert viewer.paused
+    viewer.frame()
+    assert sim.steps == 1  # paused: no step
+    send_key(viewer, "space")
+    viewer.frame()
+    assert sim.steps == 2
+    send_key(viewer, "t")
+    assert viewer.scene.show_stress and viewer.scene.stress_actor.GetVisibility()
+    send_key(viewer, "t")
+    assert not viewer.scene.show_stress
+    assert viewer.interaction.tool == "grasp"
+    send_key(viewer, "i")
+    assert viewer.interaction.tool == "cut"
+    send_key(viewer, "2")  # second preset: posterior
+    assert viewer.scene.camera_name == "posterior"
+    # '3' is ours (a camera preset), not VTK's stereo toggle
+    send_key(viewer, "3")
+    assert viewer.scene.camera_name == "superior"
+    assert not viewer.plotter.render_window.GetStereoRender()
+
+
+def test_mouse_drag_grasps_and_pulls_the_tissue(viewer):
+    sim = viewer.source.simulation
+    iren = viewer.plotter.iren
+    x, y = centre_pixel(viewer)
+    cam_before = np.array(viewer.plotter.camera.position)
+    iren._mouse_left_button_press(x, y)
+    assert "viewer_grasp" in sim.constraints, viewer.interaction.messages
+    nodes, start = sim.constraints["viewer_grasp"]
+    assert len(nodes) >= 1
+    iren._mouse_move(x + 40, y + 30)  # drag right and up on screen
+    viewer.frame()
+    moved = sim.positions[nodes] - sim.mesh.points[nodes]
+    # the grasped nodes followed the mouse: to the right (+x) and up (+z) in the anterior view
+    assert moved[:, 0].mean() > 0.003 and moved[:, 2].mean() > 0.003
+    assert abs(moved[:, 1].mean()) < 0.002  # in the view plane
+    # the panel shows the grasper and its force
+    lines = viewer.scene.panel_lines()
+    assert any(line.startswith("grasper:") and "N" in line for line in lines)
+    # the camera did not rotate while grasping
+    np.testing.assert_allclose(viewer.plotter.camera.position, cam_before)
+    iren._mouse_left_button_release(x + 40, y + 30)
+    assert "viewer_grasp" not in sim.constraints
+    for _ in range(30):
+        viewer.frame()
+    assert np.abs(sim.positions - sim.mesh.points).max() < 1e-4  # released: it relaxes back
+
+
+def test_drag_on_background_turns_the_camera(viewer):
+    sim = viewer.source.simulation
+    iren = viewer.plotter.iren
+    cam_before = np.array(viewer.plotter.camera.position)
+    iren._mouse_left_button_press(5, 5)
+    iren._mouse_move(60, 40)
+    iren._mouse_left_button_release(60, 40)
+    assert "viewer_grasp" not in sim.constraints
+    assert np.linalg.norm(np.array(viewer.plotter.camera.position) - cam_before) > 1e-6
+
+
+def test_cut_tool_draws_a_path_and_hands_it_to_the_source(viewer):
+    got = {}
+
+    def cut_path(points, *, depth):
+        got["points"], got["depth"] = points, depth
+        return "cut done"
+
+    viewer.source.cut_path = cut_path
+    send_key(viewer, "i")
+    assert viewer.interaction.tool == "cut"
+    iren = viewer.plotter.iren
+    x, y = centre_pixel(viewer)
+    iren._mouse_left_button_press(x - 30, y)
+    for dx in range(-25, 31, 5):
+        iren._mouse_move(x + dx, y)
+    iren._mouse_left_button_release(x + 30, y)
+    pts = got["points"]
+    assert pts.shape[1] == 3 and len(pts) >= 5
+    # all on the anterior surface (y = -0.03), running left to right
+    np.testing.assert_allclose(pts[:, 1], -0.03, atol=1e-6)
+    assert pts[-1, 0] - pts[0, 0] > 0.02
+    assert viewer.interaction.messages == ["cut done"]
+
+
+def test_reset_key_resets_the_source(viewer):
+    calls = []
+    viewer.source.simulation.reset = lambda: calls.append(1)
+    send_key(viewer, "x")
+    assert calls == [1]
+
+
+def test_static_mesh_cannot_be_grasped(tmp_path):
+    from organsim.viewer import Viewer
+
+    v = Viewer(box_tet_mesh((5, 5, 5), 0.01), off_screen=True, window_size=(200, 150))
+    v.scene.camera_preset("anterior")
+    v.bind_offscreen()
+    x, y = centre_pixel(v)
+    v.plotter.iren._mouse_left_button_press(x, y)
+    v.plotter.iren._mouse_left_button_release(x, y)
+    assert "cannot grasp" in v.interaction.messages[0]
+    v.close()

@@ -7,6 +7,7 @@ Every writer is atomic: nothing half-written is ever left at an output path.
 """
 
 from .images import read_image, write_image
+from .surfaces import read_surface, write_surface
 from .series import SeriesWriter, read_series
 
-__all__ = ["read_image", "write_image", "SeriesWriter", "read_series"]
+__all__ = ["read_image", "write_image", "read_surface", "write_surface", "SeriesWriter", "read_series"]

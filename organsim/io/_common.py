@@ -74,17 +74,49 @@ def capture_vtk_messages() -> Iterator[VtkMessages]:
     raising; inside this block nothing is printed and the caller can inspect
     :attr:`VtkMessages.text` to decide whether to raise.
     """
-    from vtkmodules.vtkCommonCore import vtkOutputWindow, vtkStringOutputWindow
+    from vtkmodules.vtkCommonCore import vtkLogger, vtkOutputWindow, vtkStringOutputWindow
 
     window = vtkStringOutputWindow()
     previous = vtkOutputWindow.GetInstance()
     previous.Register(None)  # keep the original alive while it is swapped out
     vtkOutputWindow.SetInstance(window)
+    # VTK >= 9 also logs errors through vtkLogger straight to stderr
+    verbosity = vtkLogger.GetCurrentVerbosityCutoff()
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_OFF)
     try:
         yield VtkMessages(window)
     finally:
+        vtkLogger.SetStderrVerbosity(verbosity)
         vtkOutputWindow.SetInstance(previous)
         previous.UnRegister(None)
+
+
+@contextlib.contextmanager
+def silence_native_stderr() -> Iterator[None]:
+    """Discard what C/C++ libraries write to file descriptor 2 during the block.
+
+    Some readers (ITK's MetaIO, GDCM) print straight to ``std::cerr`` before
+    returning an error we re-raise with a clear message; this keeps that noise
+    off the user's terminal. Everything written to fd 2 inside the block is
+    discarded (Python's ``sys.stderr`` and logging included), so keep the
+    block tight around the native call.
+    """
+    import sys
+    import tempfile
+
+    try:
+        fd = sys.__stderr__.fileno() if sys.__stderr__ is not None else 2
+        saved = os.dup(fd)
+    except (OSError, ValueError):  # no real stderr (embedded interpreter): nothing to do
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), fd)
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
 
 
 def check_finite(points: np.ndarray, path: Path) -> None:

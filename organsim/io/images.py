@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import ImageError, InputFileError, OrganSimError, UnitsError
 from ..mesh.labelimage import LabelImage
-from ._common import capture_vtk_messages, check_input_file, read_head
+from ._common import capture_vtk_messages, check_input_file, read_head, silence_native_stderr
 from .atomic import atomic_output, full_suffix
 
 __all__ = ["read_image", "write_image", "IMAGE_READ_EXTENSIONS", "IMAGE_WRITE_EXTENSIONS"]
@@ -188,7 +188,8 @@ def _read_sitk_file(path: Path) -> LabelImage:
     if full_suffix(path) in (".nii", ".nii.gz"):
         _check_nifti_complete(path)
     try:
-        img = sitk.ReadImage(str(path))
+        with silence_native_stderr():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         raise InputFileError(f"{path}: cannot read this image ({_short(exc)}); the file may be"
                              " truncated or corrupt, or not of the format its extension says:"
@@ -321,12 +322,14 @@ def _read_dicom_series(folder: Path, one_file: Path | None) -> LabelImage:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(one_file))
         try:
-            reader.ReadImageInformation()
+            with silence_native_stderr():
+                reader.ReadImageInformation()
         except RuntimeError as exc:
             raise InputFileError(f"{one_file}: not a readable DICOM file ({_short(exc)}); give a"
                                  " slice of a DICOM series or the folder holding them") from exc
         uid = reader.GetMetaData("0020|000e").strip() if reader.HasMetaDataKey("0020|000e") else ""
-    series_ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+    with silence_native_stderr():
+        series_ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
     if not series_ids:
         raise InputFileError(f"{folder}: no DICOM series found in this folder; give the folder"
                              " that holds the .dcm slices of one segmentation")
@@ -340,12 +343,14 @@ def _read_dicom_series(folder: Path, one_file: Path | None) -> LabelImage:
             " path of one .dcm file of the series you want, or a folder with one series only")
     else:
         series_id = series_ids[0]
-    files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id))
+    with silence_native_stderr():
+        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id))
     files = _sort_slices(files, folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOff()
-    img = reader.Execute()
+    with silence_native_stderr():
+        img = reader.Execute()
     return _from_sitk(img, folder)
 
 

@@ -385,7 +385,6 @@ def _sort_slices(files: list[str], folder: Path) -> list[str]:
 # --------------------------------------------------------------------- VTI
 def _read_vti(path: Path) -> LabelImage:
     from vtkmodules.vtkIOXML import vtkXMLImageDataReader
-    import pyvista as pv
 
     with capture_vtk_messages() as msgs:
         reader = vtkXMLImageDataReader()
@@ -396,6 +395,13 @@ def _read_vti(path: Path) -> LabelImage:
         raise InputFileError(f"{path}: cannot read this VTK image"
                              f" ({msgs.summary() or 'no voxels'}); the file may be truncated or"
                              " corrupt: export it again")
+    return image_from_vtk(data, path)
+
+
+def image_from_vtk(data, path: Path) -> LabelImage:
+    """A LabelImage from a ``vtkImageData`` (taken as LPS, millimetres)."""
+    import pyvista as pv
+
     img = pv.wrap(data)
     dims = np.array(img.dimensions)
     spacing = np.array(img.spacing, dtype=np.float64)

@@ -428,3 +428,56 @@ def run_split(gid, oncut, epid, vsign, steiner, pts, min_frac):
         "cut": out_cut[:nc], "cut_parent": out_cut_parent[:nc],
         "piece": out_piece[:npc], "piece_parent": out_piece_parent[:npc], "mode": out_mode,
     }
+
+
+@njit(cache=True)
+def tets_near_boxes(X, tets, blo, bhi, pad):
+    """Mask of tets whose bounding box (from positions ``X``) overlaps any box ``[blo_i, bhi_i]``.
+
+    Parameters
+    ----------
+    X : (n, 3) float64 node positions. tets : (m, 4) int64.
+    blo, bhi : (b, 3) box corners. pad : float, box inflation (m).
+    """
+    m = tets.shape[0]
+    nb = blo.shape[0]
+    out = np.zeros(m, dtype=np.bool_)
+    glo = np.empty(3)
+    ghi = np.empty(3)
+    for d in range(3):
+        glo[d] = blo[0, d]
+        ghi[d] = bhi[0, d]
+        for b in range(1, nb):
+            glo[d] = min(glo[d], blo[b, d])
+            ghi[d] = max(ghi[d], bhi[b, d])
+        glo[d] -= pad
+        ghi[d] += pad
+    lo = np.empty(3)
+    hi = np.empty(3)
+    for t in range(m):
+        for d in range(3):
+            lo[d] = X[tets[t, 0], d]
+            hi[d] = lo[d]
+        for k in range(1, 4):
+            for d in range(3):
+                v = X[tets[t, k], d]
+                if v < lo[d]:
+                    lo[d] = v
+                if v > hi[d]:
+                    hi[d] = v
+        inside = True
+        for d in range(3):
+            if lo[d] > ghi[d] or hi[d] < glo[d]:
+                inside = False
+        if not inside:
+            continue
+        for b in range(nb):
+            ok = True
+            for d in range(3):
+                if lo[d] > bhi[b, d] + pad or hi[d] < blo[b, d] - pad:
+                    ok = False
+                    break
+            if ok:
+                out[t] = True
+                break
+    return out

@@ -50,7 +50,7 @@ from scipy.sparse.csgraph import connected_components
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
-from ._split import run_split
+from ._split import run_split, tets_near_boxes
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
@@ -402,15 +402,9 @@ class Cutter:
         tets = mesh.tets
         n0, m0 = mesh.n_points, mesh.n_tets
         # 1. candidate tets: bounding boxes in the current configuration
-        Pt = X[tets]
-        lo, hi = Pt.min(axis=1), Pt.max(axis=1)
         tlo, thi = tris.min(axis=1), tris.max(axis=1)
-        pad = 1e-9 * max(float(np.ptp(X, axis=0).max()), 1e-12)
-        near = np.all((lo <= thi.max(axis=0) + pad) & (hi >= tlo.min(axis=0) - pad), axis=1)
-        idx = np.nonzero(near)[0]
-        if len(idx):
-            ov = np.all((lo[idx, None, :] <= thi[None] + pad) & (hi[idx, None, :] >= tlo[None] - pad), axis=2)
-            idx = idx[ov.any(axis=1)]
+        pad = 1e-9 * max(float(np.abs(tlo).max()), float(np.abs(thi).max()), 1e-3)
+        idx = np.flatnonzero(tets_near_boxes(X, tets, tlo, thi, pad))
         if len(idx) == 0:
             return _identity_result(mesh, self.cut_face_keys)
         # 2. restore pending families touched by the sweep

@@ -25,8 +25,8 @@ from ..units import check_plausible_size
 from .labelimage import LabelImage
 from .surface import TriSurface
 from .tetmesh import TetMesh
-from .tetrahedralize import (METHODS, _orient, _regions_from_image, default_edge_length,
-                             quality_gate, tetrahedralize)
+from .tetrahedralize import (METHODS, _orient, _regions_from_image, _tetrahedralize,
+                             _volume_corrected_lattice, default_edge_length, quality_gate)
 
 __all__ = ["MeshingReport", "mesh_image", "mesh_surface", "mesh_volume", "drop_small_components"]
 
@@ -63,6 +63,8 @@ class MeshingReport:
         Small disconnected pieces removed (segmentation specks).
     n_peeled : int
         Bad boundary tets removed by the quality gate.
+    n_moved : int
+        Interior nodes moved by the quality gate to fix bad tets.
     notes : list[str]
     """
 
@@ -81,6 +83,7 @@ class MeshingReport:
     regions: dict[str, dict] = field(default_factory=dict)
     n_dropped_components: int = 0
     n_peeled: int = 0
+    n_moved: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -126,8 +129,9 @@ class MeshingReport:
                          f" mean edge {q['mean_edge_length_m'] * 1e3:.3g} mm")
         for name, r in self.regions.items():
             lines.append(f"  region {name:<10} {r['n_tets']} tets, {r['volume_m3'] * 1e6:.4g} mL")
-        if self.n_dropped_components or self.n_peeled:
+        if self.n_dropped_components or self.n_peeled or self.n_moved:
             lines.append(f"  cleanup           {self.n_dropped_components} small pieces dropped,"
+                         f" {self.n_moved} interior nodes moved,"
                          f" {self.n_peeled} bad boundary tets peeled")
         lines.append("  timings           " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items()))
         lines.extend(f"  note              {n}" for n in self.notes)
@@ -212,35 +216,6 @@ def _finish(mesh: TetMesh, report: MeshingReport, t0: float) -> tuple[TetMesh, M
     return mesh, report
 
 
-def _volume_corrected_lattice(image, labs, edge_length, smoothing, region_names, target):
-    """Lattice mesh whose iso-level is nudged (at most two secant steps) to match ``target`` volume."""
-    from .tetrahedralize import _lattice_image
-
-    m0 = _lattice_image(image, labs, edge_length, smoothing, region_names, level=0.0)
-    err0 = m0.volume / target - 1.0
-    if abs(err0) < 0.002:
-        return m0, 0.0
-    # a level shift c moves the surface by about c / |grad f|; |grad f| ~ 1/(sqrt(2 pi) sigma)
-    sigma = max(smoothing, 0.4) * float(np.mean(image.spacing))
-    area = _boundary_area(m0)
-    c1 = float(np.clip(-err0 * m0.volume / area / (np.sqrt(2 * np.pi) * sigma), -0.2, 0.2))
-    m1 = _lattice_image(image, labs, edge_length, smoothing, region_names, level=c1)
-    err1 = m1.volume / target - 1.0
-    best, best_err, best_c = (m0, err0, 0.0) if abs(err0) <= abs(err1) else (m1, err1, c1)
-    if abs(err1 - err0) > 1e-12 and abs(best_err) > 0.002:
-        c2 = float(np.clip(c1 - err1 * c1 / (err1 - err0), -0.25, 0.25))
-        m2 = _lattice_image(image, labs, edge_length, smoothing, region_names, level=c2)
-        err2 = m2.volume / target - 1.0
-        if abs(err2) < abs(best_err):
-            best, best_err, best_c = m2, err2, c2
-    return best, best_c
-
-
-def _boundary_area(mesh: TetMesh) -> float:
-    p = mesh.points[mesh.boundary_faces]
-    return float(0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum())
-
-
 def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = None,
                method: str = "lattice", smoothing: float = 1.0, preserve_volume: bool = True,
                source: str = "label image") -> tuple[TetMesh, MeshingReport]:
@@ -312,7 +287,7 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
         report.timings_s["tetrahedralize"] = time.perf_counter() - t
         t = time.perf_counter()
         mesh, info = quality_gate(mesh, source=source)
-        report.n_peeled = info["n_peeled"]
+        report.n_peeled, report.n_moved = info["n_peeled"], info["n_moved"]
         report.timings_s["quality"] = time.perf_counter() - t
     else:
         from .extract import extract_surface
@@ -325,7 +300,8 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
         surf, report.repair = repair_surface(surf)
         report.timings_s["repair"] = time.perf_counter() - t
         t = time.perf_counter()
-        mesh = tetrahedralize(surf, edge_length=edge_length, method=method)
+        mesh, info = _tetrahedralize(surf, edge_length=edge_length, method=method)
+        report.n_peeled, report.n_moved = info["n_peeled"], info["n_moved"]
         report.timings_s["tetrahedralize"] = time.perf_counter() - t
         q = (mesh.points - image.origin) @ np.asarray(image.direction)
         rid = _regions_from_image(image, labs, q, mesh.tets)
@@ -397,7 +373,8 @@ def mesh_surface(surface: TriSurface, *, edge_length: float | None = None,
     report.edge_length_m = float(edge_length)
     report.reference_volume_m3 = vol
     t = time.perf_counter()
-    mesh = tetrahedralize(surface, edge_length=edge_length, method=method)
+    mesh, info = _tetrahedralize(surface, edge_length=edge_length, method=method)
+    report.n_peeled, report.n_moved = info["n_peeled"], info["n_moved"]
     report.timings_s["tetrahedralize"] = time.perf_counter() - t
     return _finish(mesh, report, t0)
 

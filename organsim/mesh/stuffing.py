@@ -144,6 +144,29 @@ def _find_roots(f, p0, p1, f0, f1, iters: int) -> np.ndarray:
     return np.clip(t, 1e-6, 1 - 1e-6)
 
 
+def _banded_values(f, lower_bound, pts, tets, h) -> np.ndarray:
+    """Values of f: exact near the surface, sign by flood fill far from it."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    lb = np.asarray(lower_bound(pts), dtype=np.float64)
+    near = lb <= h
+    fv = np.empty(len(pts))
+    fv[near] = f(pts[near])
+    far = np.nonzero(~near)[0]
+    if len(far):
+        e = tets[:, [[0, 1], [0, 2], [0, 3], [1, 2], [1, 3], [2, 3]]].reshape(-1, 2)
+        e = e[~near[e[:, 0]] & ~near[e[:, 1]]]
+        g = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(pts), len(pts)))
+        _, comp = connected_components(g, directed=False)
+        comps, first = np.unique(comp[far], return_index=True)
+        rep = far[first]
+        sgn = np.sign(np.asarray(f(pts[rep]), dtype=np.float64))
+        sgn[sgn == 0] = 1.0
+        fv[far] = sgn[np.searchsorted(comps, comp[far])] * np.maximum(lb[far], h)
+    return fv
+
+
 def _lookup(keys_sorted: np.ndarray, vals: np.ndarray, q: np.ndarray) -> np.ndarray:
     idx = np.searchsorted(keys_sorted, q)
     idx = np.clip(idx, 0, len(keys_sorted) - 1)
@@ -155,7 +178,8 @@ def _lookup(keys_sorted: np.ndarray, vals: np.ndarray, q: np.ndarray) -> np.ndar
 
 def stuff(f: Callable[[np.ndarray], np.ndarray], lo, hi, h: float, *,
           root_iters: int = 4, alpha_long: float = ALPHA_LONG,
-          alpha_short: float = ALPHA_SHORT) -> StuffingResult:
+          alpha_short: float = ALPHA_SHORT,
+          lower_bound: Callable[[np.ndarray], np.ndarray] | None = None) -> StuffingResult:
     """Tetrahedralize ``{x : f(x) < 0}`` by isosurface stuffing.
 
     Parameters
@@ -171,6 +195,12 @@ def stuff(f: Callable[[np.ndarray], np.ndarray], lo, hi, h: float, *,
         Illinois iterations per cut point (0: linear interpolation only).
     alpha_long, alpha_short : float
         Warp thresholds as fractions of the edge length.
+    lower_bound : callable, optional
+        Cheap lower bound of the distance to the surface, ``(k, 3) -> (k,)``.
+        When given, ``f`` is evaluated only at lattice vertices closer than
+        ``h`` to the surface (and once per far region); far vertices take their
+        sign from their region, found by flood fill along lattice edges, which
+        cannot cross the surface. This saves most calls of an expensive ``f``.
 
     Returns
     -------
@@ -191,14 +221,17 @@ def stuff(f: Callable[[np.ndarray], np.ndarray], lo, hi, h: float, *,
         raise MeshError(f"the lattice would need {n_total:,} vertices (edge length {h:.3g} is too"
                         " small for the object's size); pass a larger edge length")
     pts = _lattice_points(nb, h, lo)
-    fv = np.asarray(f(pts), dtype=np.float64).copy()
+    tets = _bcc_tets(nb)
+    if lower_bound is None:
+        fv = np.asarray(f(pts), dtype=np.float64).copy()
+    else:
+        fv = _banded_values(f, lower_bound, pts, tets, h)
     if fv.shape != (len(pts),) or not np.all(np.isfinite(fv)):
         raise MeshError("the implicit function returned non-finite values on the lattice")
     if not np.any(fv < 0):
         raise MeshError("nothing to mesh: no lattice vertex lies inside the object at edge length"
                         f" {h:.3g}; pass a smaller edge length or check the input")
 
-    tets = _bcc_tets(nb)
     # keep lattice tets that may touch the inside
     tets = tets[(fv[tets] < 0).any(axis=1)]
     n_lattice = len(tets)

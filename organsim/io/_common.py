@@ -58,7 +58,9 @@ class VtkMessages:
 
     @property
     def has_error(self) -> bool:
-        return "ERROR" in (self._window.GetOutput() or "")
+        """True if VTK reported an error (legacy readers report some only as warnings
+        such as "Error reading binary data!")."""
+        return "error" in (self._window.GetOutput() or "").lower()
 
     def summary(self, limit: int = 300) -> str:
         """A short one-line excerpt of what VTK reported."""
@@ -117,6 +119,28 @@ def silence_native_stderr() -> Iterator[None]:
         finally:
             os.dup2(saved, fd)
             os.close(saved)
+
+
+def meshio_read(path: Path, file_format: str):
+    """Read with meshio's format reader directly, quietly, raising ordinary exceptions.
+
+    ``meshio.read`` prints the reader's complaint, then calls ``sys.exit`` when
+    a file cannot be read; the format modules' own ``read`` functions raise
+    instead. Anything meshio prints (warnings) is logged at debug level.
+    """
+    import io
+    import importlib
+
+    module = importlib.import_module(f"meshio.{file_format}")
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            return module.read(str(path))
+    except SystemExit as exc:  # never let a reader end the program
+        raise RuntimeError(sink.getvalue().strip() or "meshio gave up") from exc
+    finally:
+        if sink.getvalue().strip():
+            log.debug("meshio on %s: %s", path, " ".join(sink.getvalue().split()))
 
 
 def check_finite(points: np.ndarray, path: Path) -> None:

@@ -92,16 +92,16 @@ def read_any(path: str | os.PathLike, *, units: str) -> LabelImage | TriSurface 
     if ext == ".vtk":
         kind = sniff_vtk_dataset(p)
         if kind == "POLYDATA":
-            return read_surface(p, units=units)
+            return read_surface(p, units=units, file_format=ext)
         if kind in ("STRUCTURED_POINTS", "IMAGE_DATA"):
             return _read_vtk_image(p)
-        return _mesh_or_surface(p, scale=scale, units=units)
+        return _mesh_or_surface(p, ext, scale=scale, units=units)
     if ext in (".vtu", ".msh", ".mesh", ".xdmf", ".xmf"):
-        return _mesh_or_surface(p, scale=scale, units=units)
+        return _mesh_or_surface(p, ext, scale=scale, units=units)
     if ext in IMAGE_READ_EXTENSIONS:
         return read_image(p)
     if ext in SURFACE_READ_EXTENSIONS:
-        return read_surface(p, units=units)
+        return read_surface(p, units=units, file_format=ext)
     raise InputFileError(f"{p}: unknown file type {ext or '(no extension)'!r}; supported:"
                          f" {', '.join(SUPPORTED_EXTENSIONS)}, or a DICOM series folder")
 
@@ -122,7 +122,7 @@ def _sniff_extension(p: Path) -> str:
 
 def _read_vtk_image(p: Path) -> LabelImage:
     try:
-        data = read_vtk_dataset(p)
+        data = read_vtk_dataset(p, ".vtk")
         return image_from_vtk(data, p)
     except OrganSimError:
         raise
@@ -130,8 +130,8 @@ def _read_vtk_image(p: Path) -> LabelImage:
         raise InputFileError(f"{p}: cannot read this VTK image ({exc}); export it again") from exc
 
 
-def _mesh_or_surface(p: Path, *, scale: float, units: str) -> TetMesh | TriSurface:
-    raw = load_raw_mesh(p)
+def _mesh_or_surface(p: Path, ext: str, *, scale: float, units: str) -> TetMesh | TriSurface:
+    raw = load_raw_mesh(p, file_format=ext)
     if raw.cells("tetra", "tetra10"):
         return tetmesh_from_raw(raw, p, scale=scale, units=units)
     tris = [c for c, _ in raw.cells("triangle")]

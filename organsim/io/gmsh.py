@@ -115,6 +115,8 @@ def write_gmsh41(path: Path, points: np.ndarray, tets: np.ndarray, region_ids: n
     tets : ndarray, shape (m, 4)
     region_ids : ndarray, shape (m,)
         Written as both the entity tag and the physical tag (must be >= 1).
+        Tets are written grouped by region (one element block per region),
+        keeping their order within each region.
     region_names : dict[int, str]
         Written as ``$PhysicalNames`` of dimension 3.
     """
@@ -133,7 +135,8 @@ def write_gmsh41(path: Path, points: np.ndarray, tets: np.ndarray, region_ids: n
     for r in regions:
         pts = points[np.unique(tets[region_ids == r])]
         lo, hi = pts.min(axis=0), pts.max(axis=0)
-        out.append(f"{r} {lo[0]!r} {lo[1]!r} {lo[2]!r} {hi[0]!r} {hi[1]!r} {hi[2]!r} 1 {r} 0")
+        box = " ".join(f"{float(v):.17g}" for v in (*lo, *hi))
+        out.append(f"{r} {box} 1 {r} 0")
     out += ["$EndEntities", "$Nodes", f"1 {n} 1 {n}",
             f"3 {regions[0] if regions.size else 1} 0 {n}"]
     text = "\n".join(out) + "\n"

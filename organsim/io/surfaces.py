@@ -32,7 +32,8 @@ import numpy as np
 from ..errors import InputFileError, MeshError, OrganSimError
 from ..mesh.surface import TriSurface
 from ..units import check_plausible_size, to_metres
-from ._common import capture_vtk_messages, check_finite, check_input_file, read_head, weld_exact
+from ._common import (capture_vtk_messages, check_finite, check_input_file, meshio_read,
+                      read_head, weld_exact)
 from .atomic import atomic_output, full_suffix
 
 __all__ = ["read_surface", "write_surface", "SURFACE_READ_EXTENSIONS", "SURFACE_WRITE_EXTENSIONS"]
@@ -47,7 +48,8 @@ SURFACE_WRITE_EXTENSIONS = (".stl", ".obj", ".ply", ".off", ".vtp", ".vtk", ".gl
 
 
 # ====================================================================== read
-def read_surface(path: str | os.PathLike, *, units: str) -> TriSurface:
+def read_surface(path: str | os.PathLike, *, units: str,
+                 file_format: str | None = None) -> TriSurface:
     """Read a triangle surface and convert it to metres.
 
     Parameters
@@ -61,6 +63,9 @@ def read_surface(path: str | os.PathLike, *, units: str) -> TriSurface:
         Length unit the file's coordinates are in: ``"mm"``, ``"cm"``,
         ``"m"`` or ``"um"``. Files exported from imaging software are
         usually in ``"mm"``.
+    file_format : str, optional
+        An extension such as ``".stl"`` to use instead of the file's own
+        (for files named without one).
 
     Returns
     -------
@@ -85,13 +90,13 @@ def read_surface(path: str | os.PathLike, *, units: str) -> TriSurface:
     """
     scale = to_metres(units)
     p = check_input_file(path)
-    ext = full_suffix(p)
+    ext = (file_format or full_suffix(p)).lower()
     reader = _READERS.get(ext)
     if reader is None:
         raise InputFileError(f"{p}: unknown surface extension {ext or '(none)'!r}; supported:"
                              f" {', '.join(SURFACE_READ_EXTENSIONS)}")
     try:
-        points, faces, labels = reader(p)
+        points, faces, labels = reader(p, ext) if reader is _read_vtk_surface else reader(p)
     except OrganSimError:
         raise
     except Exception as exc:  # noqa: BLE001 - library errors become ours
@@ -225,9 +230,7 @@ def _read_off(path: Path):
 
 # ---------------------------------------------------------------- PLY (meshio)
 def _read_ply(path: Path):
-    import meshio
-
-    mesh = meshio.read(path, file_format="ply")
+    mesh = meshio_read(path, "ply")
     polys: list[np.ndarray] = []
     for block in mesh.cells:
         data = np.asarray(block.data)
@@ -240,17 +243,17 @@ def _read_ply(path: Path):
 
 
 # ------------------------------------------------------------ VTK (vtp, vtk)
-def _read_vtk_surface(path: Path):
-    data = read_vtk_dataset(path)
+def _read_vtk_surface(path: Path, ext: str):
+    data = read_vtk_dataset(path, ext)
     return _surface_from_vtk(data, path)
 
 
-def read_vtk_dataset(path: Path):
+def read_vtk_dataset(path: Path, ext: str | None = None):
     """Read a ``.vtp``/``.vtu``/``.vtk`` file with VTK, raising on any reader error."""
     from vtkmodules.vtkIOLegacy import vtkDataSetReader
     from vtkmodules.vtkIOXML import vtkXMLPolyDataReader, vtkXMLUnstructuredGridReader
 
-    ext = full_suffix(path)
+    ext = ext or full_suffix(path)
     if ext == ".vtk":
         head = read_head(path, 256)
         if not head.startswith(b"# vtk DataFile"):

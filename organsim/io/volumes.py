@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import InputFileError, MeshError, OrganSimError
 from ..mesh.tetmesh import TetMesh, tet_volumes
 from ..units import check_plausible_size, to_metres
-from ._common import capture_vtk_messages, check_finite, check_input_file, read_head
+from ._common import capture_vtk_messages, check_finite, check_input_file, meshio_read, read_head
 from .atomic import atomic_output, full_suffix
 from .gmsh import read_gmsh_v1, write_gmsh41
 from .surfaces import read_vtk_dataset
@@ -49,7 +49,8 @@ REGION_ARRAYS = ("region", "regions", "gmsh:physical", "medit:ref", "CellEntityI
                  "cell_tags", "MaterialIds", "material", "gmsh:geometrical")
 
 _VTK_TYPE_NAMES = {10: "tetra", 24: "tetra10", 5: "triangle", 9: "quad", 7: "polygon",
-                   3: "line", 1: "vertex", 12: "hexahedron", 13: "wedge", 14: "pyramid"}
+                   3: "line", 1: "vertex", 11: "voxel", 12: "hexahedron", 13: "wedge",
+                   14: "pyramid"}
 
 
 class RawMesh:
@@ -79,7 +80,7 @@ class RawMesh:
 
 
 # ====================================================================== read
-def read_mesh(path: str | os.PathLike, *, units: str) -> TetMesh:
+def read_mesh(path: str | os.PathLike, *, units: str, file_format: str | None = None) -> TetMesh:
     """Read a tetrahedral volume mesh and convert it to metres.
 
     Parameters
@@ -90,6 +91,9 @@ def read_mesh(path: str | os.PathLike, *, units: str) -> TetMesh:
     units : str
         Length unit of the file's coordinates: ``"mm"``, ``"cm"``, ``"m"``
         or ``"um"``. Files written by organsim are in metres.
+    file_format : str, optional
+        An extension such as ``".msh"`` to use instead of the file's own
+        (for files named without one).
 
     Returns
     -------
@@ -114,19 +118,19 @@ def read_mesh(path: str | os.PathLike, *, units: str) -> TetMesh:
     """
     scale = to_metres(units)
     p = check_input_file(path)
-    raw = load_raw_mesh(p)
+    raw = load_raw_mesh(p, file_format=file_format)
     return tetmesh_from_raw(raw, p, scale=scale, units=units)
 
 
-def load_raw_mesh(p: Path) -> RawMesh:
+def load_raw_mesh(p: Path, *, file_format: str | None = None) -> RawMesh:
     """Read any supported volume-mesh file into a :class:`RawMesh` (file units)."""
-    ext = full_suffix(p)
+    ext = (file_format or full_suffix(p)).lower()
     if ext not in MESH_READ_EXTENSIONS:
         raise InputFileError(f"{p}: unknown volume-mesh extension {ext or '(none)'!r}; supported:"
                              f" {', '.join(MESH_READ_EXTENSIONS)}")
     try:
         if ext in (".vtu", ".vtk"):
-            return _load_vtk(p)
+            return _load_vtk(p, ext)
         if ext == ".msh" and b"$NOD" in read_head(p, 64) and b"$MeshFormat" not in read_head(p, 64):
             points, blocks = read_gmsh_v1(p)
             return RawMesh(points, blocks)
@@ -143,10 +147,10 @@ def _short(exc: BaseException, limit: int = 240) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _load_vtk(p: Path) -> RawMesh:
+def _load_vtk(p: Path, ext: str) -> RawMesh:
     import pyvista as pv
 
-    data = read_vtk_dataset(p)
+    data = read_vtk_dataset(p, ext)
     grid = pv.wrap(data)
     if isinstance(grid, pv.PolyData):
         raise MeshError(f"{p}: holds a surface (POLYDATA, {grid.n_cells} cells), not a volume"
@@ -185,11 +189,9 @@ def _integral(arr: np.ndarray) -> bool:
 
 
 def _load_meshio(p: Path, ext: str) -> RawMesh:
-    import meshio
-
     fmt = {".msh": "gmsh", ".mesh": "medit", ".xdmf": "xdmf", ".xmf": "xdmf"}[ext]
     with capture_vtk_messages():
-        mesh = meshio.read(p, file_format=fmt)
+        mesh = meshio_read(p, fmt)
     key = next((k for k in REGION_ARRAYS if k in mesh.cell_data), None)
     if key == "gmsh:physical" and "gmsh:geometrical" in mesh.cell_data:
         # gmsh files without physical groups: fall back to the elementary tags
@@ -277,7 +279,8 @@ def write_mesh(mesh: TetMesh, path: str | os.PathLike, *, units: str = "m",
     path : str or os.PathLike
         ``.vtu`` (XML, with the ``region`` cell array and region names),
         ``.vtk`` (legacy, same arrays), ``.msh`` (Gmsh, regions as physical
-        groups with their names), ``.mesh`` (MEDIT, regions as references)
+        groups with their names; in v4.1 the tets are grouped by region, in
+        their original order within each region), ``.mesh`` (MEDIT, regions as references)
         or ``.xdmf`` (one self-contained XML file, ``region`` cell array).
     units : str, default "m"
         Unit the coordinates are written in; read back with the same ``units=``.

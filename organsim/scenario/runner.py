@@ -1,0 +1,810 @@
+"""Run a scenario: organ + materials + fixations + a timeline of instrument actions.
+
+:class:`Procedure` is a scenario in progress. It owns the
+:class:`~organsim.fem.simulation.Simulation`, the instruments, the progressive
+:class:`~organsim.surgery.cutting.Cutter` and the :class:`MetricsRecorder`;
+:meth:`Procedure.advance` applies the timeline and steps the simulation once.
+It is also a viewer frame source (:mod:`organsim.viewer.sources`), so the same
+procedure runs headless, in the interactive viewer, or into a video.
+
+:func:`run` runs a scenario to the end and writes its results::
+
+    outdir/
+      series.pvd, series/series_NNNNNN.vtu   time series (ParaView)
+      metrics.json                           metrics, score, timings
+      report.html                            plots, score, rendered image
+      final.png                              the final state, rendered off-screen
+      <video>                                if recording was asked for
+
+How instruments act
+-------------------
+Instrument points in a scenario (``at_mm``, cut ``path_mm``) are anchored to
+the tissue: each is projected onto the organ's rest surface and follows that
+material point as the organ deforms (a cut follows the line marked on the
+tissue). Pull paths are positions in space the grasper's hand moves to.
+
+- *grasp*: the surface nodes within ``radius_mm`` of the point are held
+  (a prescribed-position constraint named after the instrument).
+- *pull*: the held nodes move rigidly through ``path_mm`` (piecewise linear
+  in time over ``duration_s``).
+- *release*: the constraint is removed.
+- *retract* / *probe*: the retractor blade (probe tip) engages the surface
+  patch of ``width_mm`` (probe: 8 mm) at the point and displaces it along
+  ``direction`` by ``distance_mm`` (``depth_mm``) over ``duration_s``, then
+  holds it until released (a retractor hooked under the tissue).
+- *cut*: a scalpel blade (a segment from 2 mm above the surface to
+  ``depth_mm`` below it, along the inward normal unless ``direction`` is given)
+  moves along the marked path over ``duration_s``; each step the
+  :class:`~organsim.surgery.cutting.Cutter` splits what it swept and the
+  simulation continues on the new mesh.
+- *resect*: the region plus a ``margin_mm`` margin is removed
+  (``organsim.surgery.resection.resect`` where installed; otherwise the tets
+  whose centroid lies within the margin of the region, reported as an
+  element-wise estimate).
+
+The reported instrument force is the sum of the constraint's reaction forces
+with the opposite sign: what the tissue pulls the instrument with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time as _time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import OrganSimError, ScenarioError
+from ..mesh.tetmesh import TetMesh
+from ..viewer.sources import InstrumentView
+from .metrics import MetricsRecorder, composite_score, path_length
+from .schema import Action, Scenario, check_regions
+
+__all__ = ["Procedure", "Results", "run", "load_organ", "build_simulation"]
+
+log = logging.getLogger(__name__)
+
+_MM = 1e-3
+#: Gap (m) above the surface where the blade's back starts.
+_BLADE_LIFT = 0.002
+
+
+# ------------------------------------------------------------------ building
+def load_organ(scenario: Scenario) -> TetMesh:
+    """The scenario's organ mesh (rest configuration, metres)."""
+    o = scenario.organ
+    if o.shipped is not None:
+        from ..mesh.shipped import load_shipped
+
+        return load_shipped(o.shipped)
+    from ..io import read_mesh
+
+    return read_mesh(o.path, units=o.units)
+
+
+def _material_for(scenario: Scenario, region: str):
+    from ..fem import materials as mats
+    from ..fem.tissues import tissue
+
+    spec = scenario.materials.get(region, scenario.materials.get("default"))
+    if spec is None:
+        raise ScenarioError(f"materials: no material for region {region!r}; add "
+                            f"[materials.{region}] or [materials.default]")
+    preset = tissue(spec.tissue, model=spec.model, nu=spec.nu)
+    material = preset.material
+    if spec.E_pa is not None:
+        cls = {"neo_hookean": mats.NeoHookean, "corotational": mats.Corotational,
+               "linear": mats.LinearElastic, "stvk": mats.StVenantKirchhoff}.get(spec.model)
+        if cls is None:
+            raise ScenarioError(f"materials.{region}.E_pa: cannot override E for model "
+                                f"{spec.model!r}; use neo_hookean, corotational, linear or stvk")
+        material = cls(spec.E_pa, spec.nu)
+    density = preset.density if spec.density is None else spec.density
+    return material, density
+
+
+def build_simulation(scenario: Scenario, mesh: TetMesh):
+    """Body, materials, fixations and gravity of a scenario as a Simulation."""
+    from ..fem import selection
+    from ..fem.body import Body
+    from ..fem.simulation import Simulation
+
+    check_regions(scenario, set(mesh.region_names.values()))
+    materials, density = {}, {}
+    for rid, name in mesh.region_names.items():
+        if not np.any(mesh.region_ids == rid):
+            continue
+        materials[name], density[name] = _material_for(scenario, name)
+    body = Body(mesh, materials, density=density)
+    sim = Simulation(body, gravity=scenario.gravity, dt=scenario.dt_s,
+                     integrator=scenario.integrator,
+                     damping=(scenario.damping_mass, scenario.damping_stiffness))
+    for i, f in enumerate(scenario.fixations):
+        if f.region is not None:
+            nodes = selection.region(mesh, f.region)
+        else:
+            nodes = selection.box(mesh, np.asarray(f.box_min_mm) * _MM, np.asarray(f.box_max_mm) * _MM)
+        sim.fix(nodes, name=f"fixation{i}")
+    return sim
+
+
+# ------------------------------------------------------------------ anchors
+class _Surface:
+    """Closest-point queries on a mesh's rest boundary (anchoring points to tissue)."""
+
+    def __init__(self, mesh: TetMesh) -> None:
+        from scipy.spatial import cKDTree
+
+        self.mesh = mesh
+        self.faces = mesh.boundary_faces
+        p = mesh.points[self.faces]
+        self.tree = cKDTree(p.mean(axis=1))
+
+    def anchor(self, point: np.ndarray, k: int = 12) -> tuple[np.ndarray, np.ndarray]:
+        """Nodes (3,) and barycentric weights (3,) of the closest rest-surface point."""
+        k = min(k, len(self.faces))
+        _, idx = self.tree.query(point, k=k)
+        idx = np.atleast_1d(idx)
+        tri = self.mesh.points[self.faces[idx]]
+        a, b, c = tri[:, 0], tri[:, 1], tri[:, 2]
+        n = np.cross(b - a, c - a)
+        area2 = np.einsum("ij,ij->i", n, n)
+        q = point - (np.einsum("ij,ij->i", point - a, n) / np.where(area2 > 0, area2, 1.0))[:, None] * n
+        w0 = np.einsum("ij,ij->i", np.cross(c - b, q - b), n)
+        w1 = np.einsum("ij,ij->i", np.cross(a - c, q - c), n)
+        w = np.clip(np.c_[w0, w1, area2 - w0 - w1] / np.where(area2 > 0, area2, 1.0)[:, None], 0, None)
+        w /= np.where(w.sum(axis=1) > 0, w.sum(axis=1), 1.0)[:, None]
+        proj = np.einsum("ij,ijk->ik", w, tri)
+        best = int(np.argmin(np.linalg.norm(proj - point, axis=1)))
+        return self.faces[idx[best]], w[best]
+
+
+def _eval_anchor(nodes, w, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Current position (3,) and outward unit normal (3,) of an anchored point."""
+    tri = x[nodes]
+    pos = w @ tri
+    nrm = np.cross(tri[1] - tri[0], tri[2] - tri[0])
+    ln = np.linalg.norm(nrm)
+    return pos, (nrm / ln if ln > 0 else np.array([0.0, 0.0, 1.0]))
+
+
+def _polyline_at(points: np.ndarray, s: float) -> np.ndarray:
+    """Point at arc-length fraction ``s`` in [0, 1] of a polyline (k, 3)."""
+    if len(points) == 1:
+        return points[0].copy()
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    target = np.clip(s, 0.0, 1.0) * cum[-1]
+    return np.array([np.interp(target, cum, points[:, c]) for c in range(3)])
+
+
+# ---------------------------------------------------------------- instruments
+@dataclass
+class _Tool:
+    """One instrument's state."""
+
+    name: str
+    kind: str
+    tip: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
+    axis: np.ndarray = field(default_factory=lambda: np.array([0.0, -0.6, 0.8]))
+    held: np.ndarray | None = None          # node ids held by the constraint ``name``
+    start: np.ndarray | None = None         # (k, 3) positions of the held nodes at grasp
+    anchor: np.ndarray | None = None        # tip position at grasp
+    motion: tuple | None = None             # (t0, duration, waypoints (q,3), kind)
+    cut: dict | None = None                 # active cut stroke
+    visible: bool = False
+
+    @property
+    def active(self) -> bool:
+        return self.held is not None or self.cut is not None
+
+
+class Procedure:
+    """A scenario in progress; also a frame source for the viewer.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    fields_every : int
+        Compute stress fields (for damage metrics and the stress view) every n steps.
+    mesh : TetMesh, optional
+        The organ, if already loaded.
+
+    Examples
+    --------
+    >>> from organsim.scenario import loads                       # doctest: +SKIP
+    >>> proc = Procedure(loads(open("retraction.toml").read()))    # doctest: +SKIP
+    >>> while not proc.finished:                                   # doctest: +SKIP
+    ...     proc.advance()
+    """
+
+    def __init__(self, scenario: Scenario, *, fields_every: int = 5, mesh: TetMesh | None = None) -> None:
+        self.scenario = scenario
+        self.fields_every = max(1, int(fields_every))
+        self._organ = load_organ(scenario) if mesh is None else mesh
+        self.notes: list[str] = []
+        self.reset()
+
+    # ---------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Start the procedure again from the rest state."""
+        from ..surgery.cutting import Cutter
+
+        s = self.scenario
+        self.sim = build_simulation(s, self._organ)
+        self.cutter = Cutter(self._organ)
+        self._surface = _Surface(self._organ)
+        self.topology_version = getattr(self, "topology_version", 0) + 1
+        self.cut_face_mask: np.ndarray | None = None
+        self.tools: dict[str, _Tool] = {}
+        self._next_action = 0
+        self.step_count = 0
+        self.step_ms: list[float] = []
+        self.cut_ms: list[float] = []
+        self._fields: dict | None = None
+        self._fields_step = -1
+        self.recorder = MetricsRecorder(safe_force_n=s.scoring.safe_force_n,
+                                        damage_stress_pa=s.scoring.damage_stress_pa)
+        self.recorder.initial_volume_m3 = self._organ.volume
+        self._cut_trace_rest: list[list[np.ndarray]] = []
+        self._interactive_cuts: list[np.ndarray] = []
+        self._planned_rest: np.ndarray | None = None
+        self.last_message = ""
+        self._record()
+
+    @property
+    def mesh(self) -> TetMesh:
+        return self.sim.mesh
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.sim.positions
+
+    @property
+    def time(self) -> float:
+        return float(self.sim.time)
+
+    @property
+    def finished(self) -> bool:
+        return self.time >= self.scenario.duration_s - 0.5 * self.scenario.dt_s
+
+    # --------------------------------------------------------------- frames
+    def advance(self) -> None:
+        """Apply the timeline due now, move the instruments, cut, and step once."""
+        if self.finished:
+            return
+        dt = self.scenario.dt_s
+        t_end = self.time + dt
+        tl = self.scenario.timeline
+        while self._next_action < len(tl) and tl[self._next_action].t <= self.time + 1e-9:
+            self._start(tl[self._next_action])
+            self._next_action += 1
+        for tool in list(self.tools.values()):
+            self._move(tool, t_end)
+        t0 = _time.perf_counter()
+        self.sim.step()
+        self.step_ms.append((_time.perf_counter() - t0) * 1e3)
+        self.step_count += 1
+        self._record()
+
+    def _record(self) -> None:
+        views = self.instruments()
+        vm = vol = None
+        if self.step_count % self.fields_every == 0:
+            f = self._get_fields()
+            vm, vol = f["von_mises"], self.mesh.volumes
+        self.recorder.record(self.time, instruments=views, tet_von_mises=vm, tet_volumes=vol)
+
+    def _get_fields(self) -> dict:
+        if self._fields_step != self.step_count or self._fields is None:
+            self._fields = self.sim.fields()
+            self._fields_step = self.step_count
+        return self._fields
+
+    def nodal_field(self, name: str) -> np.ndarray | None:
+        f = self._get_fields()
+        key = {"von_mises": "nodal_von_mises"}.get(name, name)
+        v = f.get(key)
+        return None if v is None else np.asarray(v)
+
+    def instruments(self) -> list[InstrumentView]:
+        out = []
+        for t in self.tools.values():
+            if not t.visible or not np.all(np.isfinite(t.tip)):
+                continue
+            out.append(InstrumentView(t.name, t.kind, t.tip.copy(), t.axis.copy(),
+                                      self._force(t), t.active))
+        return out
+
+    def panel_lines(self) -> list[str]:
+        lines = []
+        if self.step_ms:
+            lines.append(f"step {self.step_ms[-1]:.0f} ms")
+        rec = self.recorder
+        if rec.peak_stress_pa:
+            lines.append(f"peak stress {max(rec.peak_stress_pa) / 1e3:.1f} kPa")
+        if rec.cut_paths:
+            lines.append(f"cut {sum(path_length(c) for c in rec.cut_paths) * 1e3:.0f} mm")
+        if self.last_message:
+            lines.append(self.last_message)
+        return lines
+
+    def _force(self, tool: _Tool) -> np.ndarray:
+        if tool.held is None or tool.name not in self.sim.constraint_names:
+            return np.zeros(3)
+        return -np.asarray(self.sim.reaction(tool.name)).sum(axis=0)
+
+    # -------------------------------------------------------------- actions
+    def _tool(self, action: Action) -> _Tool:
+        from .schema import DEFAULT_INSTRUMENT
+
+        name = action.instrument_name
+        kind = DEFAULT_INSTRUMENT.get(action.action, "grasper")
+        if name not in self.tools:
+            self.tools[name] = _Tool(name=name, kind=kind)
+        tool = self.tools[name]
+        if action.action in ("grasp", "retract", "probe", "cut"):
+            tool.kind = kind
+        return tool
+
+    def _surface_point(self, p_rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        nodes, w = self._surface.anchor(p_rest)
+        return _eval_anchor(nodes, w, self.positions)
+
+    def _hold(self, tool: _Tool, centre: np.ndarray, radius: float) -> bool:
+        from ..viewer.sources import grasp_nodes
+
+        nodes = grasp_nodes(self.mesh, self.positions, centre, radius)
+        if len(nodes) == 0:
+            self.last_message = f"{tool.name}: no tissue within reach"
+            log.warning("%s: nothing to hold near %s mm", tool.name, np.round(centre / _MM, 1))
+            return False
+        tool.held = nodes
+        tool.start = self.positions[nodes].copy()
+        tool.anchor = np.asarray(centre, float).copy()
+        tool.tip = tool.anchor.copy()
+        self.sim.prescribe(nodes, tool.start, name=tool.name)
+        return True
+
+    def _let_go(self, tool: _Tool) -> None:
+        if tool.name in self.sim.constraint_names:
+            self.sim.release(tool.name)
+        tool.held = tool.start = None
+        tool.motion = None
+
+    def _start(self, a: Action) -> None:
+        if a.action == "resect":
+            self._resect(a)
+            return
+        tool = self._tool(a)
+        tool.visible = True
+        if a.action == "grasp":
+            if tool.held is not None:
+                self._let_go(tool)
+            pos, nrm = self._surface_point(np.asarray(a.at_mm) * _MM)
+            tool.axis = nrm
+            self._hold(tool, pos, (a.radius_mm or 6.0) * _MM)
+        elif a.action == "pull":
+            if tool.held is None:
+                self.last_message = f"{tool.name}: pull without a grasp ignored"
+                log.warning("timeline t=%g: %s pulls but holds nothing; grasp first", a.t, tool.name)
+                return
+            way = np.vstack([tool.tip, np.asarray(a.path_mm) * _MM])
+            tool.motion = (self.time, a.duration_s, way)
+        elif a.action == "release":
+            if tool.cut is not None:
+                tool.cut = None
+                self.cutter.lift()
+            self._let_go(tool)
+            tool.visible = False
+        elif a.action in ("retract", "probe"):
+            if tool.held is not None:
+                self._let_go(tool)
+            pos, nrm = self._surface_point(np.asarray(a.at_mm) * _MM)
+            width = (a.width_mm or 20.0) if a.action == "retract" else 8.0
+            d = -nrm if a.direction is None else np.asarray(a.direction, float)
+            d = d / np.linalg.norm(d)
+            dist = (a.distance_mm if a.action == "retract" else a.depth_mm) * _MM
+            tool.axis = -d if a.action == "probe" else nrm
+            if self._hold(tool, pos, 0.5 * width * _MM):
+                tool.motion = (self.time, a.duration_s, np.vstack([pos, pos + dist * d]))
+        elif a.action == "cut":
+            anchors = [self._surface.anchor(np.asarray(p) * _MM) for p in a.path_mm]
+            rest_pts = np.array([w @ self._surface.mesh.points[n] for n, w in anchors])
+            d = None if a.direction is None else np.asarray(a.direction, float) / np.linalg.norm(a.direction)
+            tool.cut = {"t0": self.time, "duration": a.duration_s, "rest": rest_pts,
+                        "depth": a.depth_mm * _MM, "direction": d}
+            self._cut_trace_rest.append([])
+            self.cutter.lift()
+            self._blade(tool, 0.0)
+
+    def _move(self, tool: _Tool, t: float) -> None:
+        if tool.motion is not None and tool.held is not None:
+            t0, dur, way = tool.motion
+            s = min(1.0, (t - t0) / dur) if dur > 0 else 1.0
+            target = _polyline_at(way, s)
+            tool.tip = target
+            self.sim.prescribe(tool.held, tool.start + (target - tool.anchor), name=tool.name)
+            if s >= 1.0:
+                tool.motion = None
+        if tool.cut is not None:
+            c = tool.cut
+            s = min(1.0, (t - c["t0"]) / c["duration"])
+            self._blade(tool, s)
+            if s >= 1.0:
+                tool.cut = None
+                self.cutter.lift()
+
+    def _blade(self, tool: _Tool, s: float) -> None:
+        """Move the scalpel to fraction ``s`` of its path and cut what it swept."""
+        c = tool.cut
+        p_rest = _polyline_at(c["rest"], s)
+        pos, nrm = self._surface_point(p_rest)
+        down = -nrm if c["direction"] is None else c["direction"]
+        blade = np.vstack([pos - _BLADE_LIFT * down, pos + c["depth"] * down])
+        tool.tip = pos
+        tool.axis = -down
+        self._cut_trace_rest[-1].append(p_rest)
+        t0 = _time.perf_counter()
+        r = self.cutter.advance(blade, positions=self.positions)
+        if r.changed:
+            self._apply_topology(r.mesh, r.transfer)
+            self.cut_face_mask = r.cut_face_mask
+            self.cut_ms.append((_time.perf_counter() - t0) * 1e3)
+
+    def _apply_topology(self, new_mesh: TetMesh, transfer) -> None:
+        """Continue the simulation on a new rest mesh; carry held nodes of each tool."""
+        T = sp.csr_matrix(transfer)
+        Tb = T.copy()
+        Tb.data = (Tb.data != 0).astype(float)
+        nparents = np.diff(Tb.indptr)
+        for tool in self.tools.values():
+            if tool.held is None:
+                continue
+            mark = np.zeros(T.shape[1])
+            mark[tool.held] = 1.0
+            new = np.flatnonzero((nparents > 0) & ((Tb @ mark) == nparents))
+            full = np.zeros((T.shape[1], 3))
+            full[tool.held] = tool.start
+            tool.held = new
+            tool.start = (T @ full)[new]
+        self.sim.change_topology(new_mesh, T)
+        self._surface = _Surface(new_mesh)
+        self.topology_version += 1
+        self._fields = None
+
+    def _resect(self, a: Action) -> None:
+        mesh = self.mesh
+        region = a.region
+        margin = a.margin_mm * _MM
+        try:
+            from ..surgery.resection import resect  # noqa: F401
+            have = True
+        except ImportError:
+            have = False
+        rid = next(k for k, v in mesh.region_names.items() if v == region)
+        c = mesh.points[mesh.tets].mean(axis=1)
+        target = mesh.region_ids == rid
+        if have:
+            from ..surgery import resection
+
+            res = resection.resect(mesh, region, margin_m=margin)
+            self._resect_result(res)
+            return
+        # element-wise estimate: drop the region and every tet whose centroid lies within the margin
+        from scipy.spatial import cKDTree
+
+        if np.any(target):
+            tree = cKDTree(mesh.points[np.unique(mesh.tets[target])])
+            d, _ = tree.query(c, k=1)
+            remove = target | (d <= margin)
+        else:
+            remove = target
+        keep = ~remove
+        sub, used = mesh.submesh(keep)
+        T = sp.csr_matrix((np.ones(len(used)), (np.arange(len(used)), used)),
+                          shape=(len(used), mesh.n_points))
+        removed = float(mesh.volumes[remove].sum())
+        self.recorder.resected_volume_m3 += removed
+        self.notes.append(f"resection of {region!r} with a {a.margin_mm:g} mm margin: element-wise "
+                          "estimate (tets within the margin removed; organsim.surgery.resection "
+                          "not installed)")
+        self.last_message = f"resected {removed * 1e6:.1f} mL"
+        self._apply_topology(sub, T)
+        self.cut_face_mask = None
+
+    def _resect_result(self, res) -> None:
+        removed = getattr(res, "removed_volume", None)
+        if removed is None:
+            removed = self.mesh.volume - res.mesh.volume
+        self.recorder.resected_volume_m3 += float(removed)
+        self.last_message = f"resected {float(removed) * 1e6:.1f} mL"
+        self._apply_topology(res.mesh, res.transfer)
+        mask = getattr(res, "cut_face_mask", None)
+        self.cut_face_mask = None if mask is None else np.asarray(mask)
+
+    # ------------------------------------------------------- interactive use
+    def grasp_begin(self, point: np.ndarray, *, radius: float = 0.006) -> bool:
+        """Viewer: hold the tissue near ``point`` (m) with the mouse grasper."""
+        tool = self.tools.setdefault("mouse", _Tool(name="mouse", kind="grasper"))
+        if tool.held is not None:
+            self._let_go(tool)
+        tool.visible = True
+        tool.axis = np.array([0.0, -0.6, 0.8])
+        return self._hold(tool, np.asarray(point, float), radius)
+
+    def grasp_move(self, target: np.ndarray) -> None:
+        tool = self.tools.get("mouse")
+        if tool is None or tool.held is None:
+            return
+        tool.tip = np.asarray(target, float)
+        self.sim.prescribe(tool.held, tool.start + (tool.tip - tool.anchor), name=tool.name)
+
+    def grasp_end(self) -> None:
+        tool = self.tools.get("mouse")
+        if tool is not None:
+            self._let_go(tool)
+            tool.visible = False
+
+    def cut_path(self, points: np.ndarray, *, depth: float = 0.015) -> str:
+        """Viewer: cut along a path drawn on the current (deformed) surface (m)."""
+        pts = np.asarray(points, float)
+        n_before = self.mesh.n_tets
+        self.cutter.lift()
+        for p in pts:
+            nrm = self._current_normal(p)
+            blade = np.vstack([p + _BLADE_LIFT * nrm, p - depth * nrm])
+            t0 = _time.perf_counter()
+            r = self.cutter.advance(blade, positions=self.positions)
+            if r.changed:
+                self._apply_topology(r.mesh, r.transfer)
+                self.cut_face_mask = r.cut_face_mask
+                self.cut_ms.append((_time.perf_counter() - t0) * 1e3)
+        self.cutter.lift()
+        self._interactive_cuts.append(pts)
+        return f"cut {path_length(pts) * 1e3:.0f} mm: {self.mesh.n_tets - n_before} tets added"
+
+    def _current_normal(self, p: np.ndarray) -> np.ndarray:
+        """Outward unit normal of the current surface near ``p`` (mean of the nearest faces)."""
+        x = self.positions
+        bf = self.mesh.boundary_faces
+        tri = x[bf]
+        d = np.linalg.norm(tri.mean(axis=1) - p, axis=1)
+        near = np.argsort(d)[:6]
+        n = np.cross(tri[near, 1] - tri[near, 0], tri[near, 2] - tri[near, 0]).sum(axis=0)
+        ln = np.linalg.norm(n)
+        return n / ln if ln > 0 else np.array([0.0, 0.0, 1.0])
+
+    # --------------------------------------------------------------- results
+    def planned_cut_rest(self) -> np.ndarray | None:
+        """The planned cut (m, rest surface) used for the deviation metrics."""
+        s = self.scenario
+        if s.scoring.planned_cut_mm is not None:
+            return np.array([self._project_rest(np.asarray(p) * _MM) for p in s.scoring.planned_cut_mm])
+        cuts = [a for a in s.timeline if a.action == "cut"]
+        if not cuts:
+            return None
+        return np.array([self._project_rest(np.asarray(p) * _MM) for a in cuts for p in a.path_mm])
+
+    def _project_rest(self, p: np.ndarray) -> np.ndarray:
+        surf = _Surface(self._organ)
+        n, w = surf.anchor(p)
+        return w @ self._organ.points[n]
+
+    def summary(self) -> tuple[dict, dict]:
+        """Metrics and composite score of the procedure so far."""
+        rec = self.recorder
+        rec.cut_paths = [np.array(tr) for tr in self._cut_trace_rest if len(tr) >= 2] + \
+            list(self._interactive_cuts)
+        rec.final_volume_m3 = self.mesh.volume
+        planned = self.planned_cut_rest()
+        m = rec.summary(planned_cut=planned, cut_tolerance_mm=self.scenario.scoring.cut_tolerance_mm)
+        s = self.scenario
+        target = s.scoring.target_time_s or s.duration_s
+        planned_path = self._planned_path_length()
+        score = composite_score(m, target_time_s=target, safe_force_n=s.scoring.safe_force_n,
+                                cut_tolerance_mm=s.scoring.cut_tolerance_mm,
+                                planned_path_m=planned_path)
+        return m, score
+
+    def _planned_path_length(self) -> float | None:
+        total = 0.0
+        for a in self.scenario.timeline:
+            if a.action == "pull":
+                total += path_length(np.asarray(a.path_mm) * _MM)
+            elif a.action == "retract":
+                total += a.distance_mm * _MM
+            elif a.action == "probe":
+                total += a.depth_mm * _MM
+            elif a.action == "cut":
+                total += path_length(np.asarray(a.path_mm) * _MM)
+        return total or None
+
+
+# ------------------------------------------------------------------- run
+@dataclass
+class Results:
+    """What :func:`run` wrote and measured."""
+
+    outdir: Path
+    metrics: dict
+    score: dict
+    metrics_path: Path
+    series: Path | None = None
+    report: Path | None = None
+    video: Path | None = None
+    image: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+
+def _state_arrays(proc: Procedure, with_fields: bool) -> tuple[dict, dict]:
+    point_data, cell_data = {}, {}
+    if with_fields:
+        f = proc._get_fields()
+        point_data["von_mises"] = f["nodal_von_mises"]
+        cell_data["von_mises"] = f["von_mises"]
+    if proc.cut_face_mask is not None:
+        cell_data["cut_faces"] = cut_face_bits(proc.mesh, proc.cut_face_mask)
+    return point_data, cell_data
+
+
+def cut_face_bits(mesh: TetMesh, mask: np.ndarray) -> np.ndarray:
+    """Per tet, a 4-bit mask of which local faces are cut faces (for replay), shape (m,) uint8."""
+    from ..mesh.tetmesh import TET_FACES
+
+    bits = np.zeros(mesh.n_tets, dtype=np.uint8)
+    bf = mesh.boundary_faces[mask]
+    owner = mesh.boundary_face_tets[mask]
+    if len(bf) == 0:
+        return bits
+    local = mesh.tets[owner][:, TET_FACES]               # (k, 4, 3)
+    key = np.sort(bf, axis=1)[:, None, :]
+    which = np.all(np.sort(local, axis=2) == key, axis=2)  # (k, 4)
+    lf = np.argmax(which, axis=1)
+    np.bitwise_or.at(bits, owner, (1 << lf).astype(np.uint8))
+    return bits
+
+
+def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = None,
+        progress: bool = True, trainee: str | None = None, history_path: str | Path | None = None,
+        image: bool = True, window_size: tuple[int, int] = (800, 600)) -> Results:
+    """Run a scenario to the end and write its results.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    outdir : str or Path
+        Output folder (created).
+    record : str or Path, optional
+        Also record a video (.mp4 or .gif) of the procedure, off-screen; a
+        relative name goes inside ``outdir``. ``scenario.output.video`` is used
+        when not given.
+    progress : bool
+        Show a progress bar.
+    trainee : str, optional
+        Record this attempt in the training history under this name; the report
+        then shows the learning curve.
+    history_path : str or Path, optional
+        Training history database (default ``~/.organsim/history.sqlite``).
+    image : bool
+        Render the final state (for the report) off-screen.
+    window_size : (int, int)
+        Pixels of the rendered image and video.
+
+    Returns
+    -------
+    Results
+    """
+    from ..io.series import SeriesWriter
+
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = _time.perf_counter()
+    proc = Procedure(scenario)
+    o = scenario.output
+    series_path = out / "series.pvd" if o.series else None
+    writer = SeriesWriter(series_path) if series_path else None
+    video = record if record is not None else o.video
+    video_path = None
+    viewer = None
+    notes = list(proc.notes)
+
+    def write_frame() -> None:
+        if writer is not None and proc.step_count % o.every == 0:
+            pd, cd = _state_arrays(proc, with_fields=True)
+            writer.write(proc.time, proc.mesh, points=proc.positions, point_data=pd, cell_data=cd)
+
+    n = scenario.n_steps
+    try:
+        write_frame()
+        if video is not None:
+            from ..viewer.recording import record as record_video
+            from ..viewer.viewer import Viewer
+
+            vp = Path(video)
+            vp = vp if vp.is_absolute() else out / vp
+            viewer = Viewer(proc, off_screen=True, window_size=window_size)
+
+            orig_advance = proc.advance
+
+            def advance_and_write() -> None:
+                orig_advance()
+                write_frame()
+
+            proc.advance = advance_and_write  # the viewer advances the procedure frame by frame
+            video_path = record_video(viewer, vp, n_frames=n, fps=o.fps, progress=progress)
+            proc.advance = orig_advance
+        else:
+            steps = range(n)
+            if progress:
+                from tqdm import tqdm
+
+                steps = tqdm(steps, desc=f"{scenario.name}", unit="step")
+            for _ in steps:
+                proc.advance()
+                write_frame()
+    finally:
+        if writer is not None:
+            writer.close()
+    wall = _time.perf_counter() - t_start
+    metrics, score = proc.summary()
+    notes += [n_ for n_ in proc.notes if n_ not in notes]
+    timings = {
+        "wall_s": wall,
+        "steps": proc.step_count,
+        "median_step_ms": float(np.median(proc.step_ms)) if proc.step_ms else None,
+        "median_cut_increment_ms": float(np.median(proc.cut_ms)) if proc.cut_ms else None,
+        "final_tets": proc.mesh.n_tets,
+    }
+    image_path = None
+    png = None
+    if image:
+        try:
+            from ..viewer.viewer import Viewer
+
+            v = viewer or Viewer(proc, off_screen=True, window_size=window_size)
+            v.scene.set_stress_view(False)
+            image_path = out / "final.png"
+            v.screenshot(image_path)
+            png = image_path.read_bytes()
+        except Exception as exc:  # noqa: BLE001 - rendering is optional for a headless run
+            notes.append(f"no rendered image: {type(exc).__name__}: {exc}")
+            log.warning("could not render the final image: %s", exc)
+    if viewer is not None:
+        viewer.close()
+    curve = None
+    if trainee:
+        from .history import TrainingHistory, default_history_path
+
+        h = TrainingHistory(history_path or default_history_path())
+        h.add(trainee, scenario.name, score=score["score"], metrics=metrics,
+              proficient=score["proficient_attempt"])
+        curve = h.learning_curve(trainee, scenario.name)
+        reached = h.proficiency_reached(trainee, scenario.name)
+        if reached:
+            notes.append(f"proficiency reached at attempt {reached}")
+        h.close()
+    doc = {"scenario": scenario.name, "description": scenario.description,
+           "score": score, "metrics": metrics, "timings": timings, "notes": notes,
+           "files": {"series": series_path.name if series_path else None,
+                     "video": video_path.name if video_path else None,
+                     "image": image_path.name if image_path else None}}
+    mpath = out / "metrics.json"
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")
+    tmp.replace(mpath)
+    report = None
+    if o.report:
+        from .report import write_report
+
+        t, forces = proc.recorder.force_series()
+        report = write_report(out / "report.html", title=f"organsim: {scenario.name}",
+                              metrics=metrics, score=score, force_times=t, forces=forces,
+                              safe_force_n=scenario.scoring.safe_force_n, curve=curve,
+                              image_png=png, notes=notes)
+    return Results(outdir=out, metrics=metrics, score=score, metrics_path=mpath, series=series_path,
+                   report=report, video=video_path, image=image_path, notes=notes, timings=timings)

@@ -131,6 +131,12 @@ def build_simulation(scenario: Scenario, mesh: TetMesh):
     return sim
 
 
+def _new_cutter(mesh: TetMesh):
+    from ..surgery.cutting import Cutter
+
+    return Cutter(mesh)
+
+
 # ------------------------------------------------------------------ anchors
 class _Surface:
     """Closest-point queries on a mesh's rest boundary (anchoring points to tissue)."""
@@ -249,6 +255,7 @@ class Procedure:
         self.recorder = MetricsRecorder(safe_force_n=s.scoring.safe_force_n,
                                         damage_stress_pa=s.scoring.damage_stress_pa)
         self.recorder.initial_volume_m3 = self._organ.volume
+        self.resections: list[dict] = []
         self._cut_trace_rest: list[list[np.ndarray]] = []
         self._interactive_cuts: list[np.ndarray] = []
         self._planned_rest: np.ndarray | None = None
@@ -477,54 +484,20 @@ class Procedure:
         self._fields = None
 
     def _resect(self, a: Action) -> None:
-        mesh = self.mesh
-        region = a.region
-        margin = a.margin_mm * _MM
-        try:
-            from ..surgery.resection import resect  # noqa: F401
-            have = True
-        except ImportError:
-            have = False
-        rid = next(k for k, v in mesh.region_names.items() if v == region)
-        c = mesh.points[mesh.tets].mean(axis=1)
-        target = mesh.region_ids == rid
-        if have:
-            from ..surgery import resection
+        """Remove a region with a margin (``surgery.resection.resect``), measured in the current shape."""
+        from ..surgery.resection import resect
+        from ..surgery.cutting import face_keys
 
-            res = resection.resect(mesh, region, margin_m=margin)
-            self._resect_result(res)
-            return
-        # element-wise estimate: drop the region and every tet whose centroid lies within the margin
-        from scipy.spatial import cKDTree
-
-        if np.any(target):
-            tree = cKDTree(mesh.points[np.unique(mesh.tets[target])])
-            d, _ = tree.query(c, k=1)
-            remove = target | (d <= margin)
-        else:
-            remove = target
-        keep = ~remove
-        sub, used = mesh.submesh(keep)
-        T = sp.csr_matrix((np.ones(len(used)), (np.arange(len(used)), used)),
-                          shape=(len(used), mesh.n_points))
-        removed = float(mesh.volumes[remove].sum())
-        self.recorder.resected_volume_m3 += removed
-        self.notes.append(f"resection of {region!r} with a {a.margin_mm:g} mm margin: element-wise "
-                          "estimate (tets within the margin removed; organsim.surgery.resection "
-                          "not installed)")
-        self.last_message = f"resected {removed * 1e6:.1f} mL"
-        self._apply_topology(sub, T)
-        self.cut_face_mask = None
-
-    def _resect_result(self, res) -> None:
-        removed = getattr(res, "removed_volume", None)
-        if removed is None:
-            removed = self.mesh.volume - res.mesh.volume
-        self.recorder.resected_volume_m3 += float(removed)
-        self.last_message = f"resected {float(removed) * 1e6:.1f} mL"
+        res = resect(self.mesh, a.region, margin_m=a.margin_mm * _MM, positions=self.positions)
+        self.recorder.resected_volume_m3 += float(res.removed_volume_m3)
+        self.resections.append({"region": a.region, **res.summary()})
+        self.last_message = f"resected {res.removed_volume_m3 * 1e6:.1f} mL"
         self._apply_topology(res.mesh, res.transfer)
-        mask = getattr(res, "cut_face_mask", None)
-        self.cut_face_mask = None if mask is None else np.asarray(mask)
+        # keep earlier cut faces and add the resection surface
+        keys = face_keys(res.mesh.boundary_faces)
+        mask = np.isin(keys, res.cut_face_keys)
+        self.cutter = _new_cutter(res.mesh)
+        self.cut_face_mask = mask
 
     # ------------------------------------------------------- interactive use
     def grasp_begin(self, point: np.ndarray, *, radius: float = 0.006) -> bool:
@@ -602,6 +575,8 @@ class Procedure:
         rec.final_volume_m3 = self.mesh.volume
         planned = self.planned_cut_rest()
         m = rec.summary(planned_cut=planned, cut_tolerance_mm=self.scenario.scoring.cut_tolerance_mm)
+        if self.resections:
+            m["resections"] = self.resections
         s = self.scenario
         target = s.scoring.target_time_s or s.duration_s
         planned_path = self._planned_path_length()

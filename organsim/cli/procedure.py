@@ -1,0 +1,174 @@
+"""``organsim run``, ``organsim view`` and ``organsim demo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from ..errors import OrganSimError
+
+__all__ = ["register"]
+
+log = logging.getLogger(__name__)
+
+MESH_EXTENSIONS = (".vtu", ".vtk", ".msh", ".mesh", ".xdmf", ".xmf")
+
+
+def register(subparsers) -> None:
+    """Add the run, view and demo subcommands."""
+    p = subparsers.add_parser(
+        "run", help="run a scenario (TOML): series, metrics, report",
+        description="Run a procedure scenario to the end. Writes OUTDIR/series.pvd (open it in "
+                    "ParaView or with 'organsim view OUTDIR'), OUTDIR/metrics.json and "
+                    "OUTDIR/report.html.")
+    p.add_argument("scenario", help="scenario file (.toml); see examples/scenarios/")
+    p.add_argument("-o", "--outdir", required=True, help="output folder (created)")
+    p.add_argument("--record", metavar="VIDEO", help="also record a video (.mp4 or .gif), off-screen")
+    p.add_argument("--trainee", help="record this attempt in the training history under this name")
+    p.add_argument("--history", metavar="DB", help="training history database "
+                   "(default ~/.organsim/history.sqlite)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
+
+    p = subparsers.add_parser(
+        "view", help="view a mesh, a recorded run (PVD or output folder) or run a scenario live",
+        description="Open the viewer. A mesh file (VTU, MSH, MEDIT, XDMF) is shown as is; a .pvd "
+                    "series or an 'organsim run' output folder plays back with a time slider; a "
+                    "scenario (.toml) runs live and can be grasped and cut with the mouse (press h "
+                    "in the window for the keys). Without a display, use --screenshot.")
+    p.add_argument("path", help="mesh file, .pvd, output folder, or scenario .toml")
+    p.add_argument("--units", default=None,
+                   help="length unit of a mesh file without one (default mm; VTU from organsim is m)")
+    p.add_argument("--screenshot", metavar="PNG", help="render off-screen to this PNG and exit")
+    p.add_argument("--time", type=float, help="time (s) of the series frame to show first")
+    p.add_argument("--camera", default="surgeon", help="camera preset (anterior, posterior, "
+                   "superior, inferior, right, left, surgeon)")
+    p.set_defaults(func=cmd_view)
+
+    p = subparsers.add_parser(
+        "demo", help="the shipped liver: held, retracted and incised",
+        description="Run the demo procedure on the shipped liver: fixed by its ligament, a grasper "
+                    "retracts the right lobe, a scalpel makes a 5 cm incision. With a display it "
+                    "opens the interactive viewer; without one it records a video and writes the "
+                    "results, and prints where.")
+    p.add_argument("-o", "--outdir", default="organsim-demo", help="output folder (default ./organsim-demo)")
+    p.add_argument("--no-window", action="store_true", help="record a video even if a display exists")
+    p.add_argument("--gif", action="store_true", help="record a GIF instead of an MP4")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_demo)
+
+
+# ------------------------------------------------------------------- run
+def _print_results(res, wall: float) -> None:
+    m, s = res.metrics, res.score
+    print(f"score {s['score']:.1f}/100" + ("  (proficient attempt)" if s["proficient_attempt"] else ""))
+    parts = ", ".join(f"{k} {v * 100:.0f}%" for k, v in s["parts"].items())
+    if parts:
+        print(f"  parts: {parts}")
+    keys = [("procedure_time_s", "time", "s"), ("peak_force_n", "peak force", "N"),
+            ("peak_stress_pa", "peak stress", "Pa"), ("damaged_volume_ml", "damaged volume", "mL"),
+            ("cut_length_mm", "cut length", "mm"), ("mean_deviation_mm", "cut deviation (mean)", "mm"),
+            ("hausdorff_mm", "cut deviation (Hausdorff)", "mm"),
+            ("resected_volume_ml", "resected", "mL"), ("remaining_fraction", "remaining fraction", "")]
+    for k, label, unit in keys:
+        if k in m:
+            print(f"  {label}: {m[k]:.4g} {unit}".rstrip())
+    t = res.timings
+    if t.get("median_step_ms") is not None:
+        print(f"  {t['steps']} steps, median {t['median_step_ms']:.0f} ms/step; wall {wall:.1f} s")
+    print("wrote:")
+    for label, path in (("series (ParaView)", res.series), ("metrics", res.metrics_path),
+                        ("report", res.report), ("video", res.video), ("image", res.image)):
+        if path is not None:
+            print(f"  {label}: {path}")
+    for n in res.notes:
+        print(f"note: {n}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..scenario.loader import load_scenario
+    from ..scenario.runner import run
+
+    scenario = load_scenario(args.scenario)
+    if args.record is not None:
+        from ..viewer.recording import video_path
+
+        video_path(args.record)  # check the extension before running
+    t0 = time.perf_counter()
+    res = run(scenario, args.outdir, record=args.record, progress=not args.no_progress,
+              trainee=args.trainee, history_path=args.history)
+    _print_results(res, time.perf_counter() - t0)
+    return 0
+
+
+# ------------------------------------------------------------------ view
+def cmd_view(args: argparse.Namespace) -> int:
+    from ..viewer.viewer import Viewer, has_display
+
+    path = Path(args.path)
+    if not path.exists():
+        raise OrganSimError(f"{path}: no such file or folder; give a mesh file, a .pvd series, "
+                            "an 'organsim run' output folder or a scenario .toml")
+    if args.screenshot is None and not has_display():
+        raise OrganSimError("no display to open a window on; render to a file with "
+                            "--screenshot out.png (or run under xvfb-run)")
+    if path.is_dir() or path.suffix.lower() == ".pvd":
+        from ..viewer.replay import replay
+
+        replay(path, screenshot=args.screenshot, time=args.time)
+    else:
+        if path.suffix.lower() == ".toml":
+            from ..scenario.loader import load_scenario
+            from ..scenario.runner import Procedure
+
+            obj = Procedure(load_scenario(path))
+        else:
+            from ..io import read_any
+            from ..mesh.tetmesh import TetMesh
+
+            units = args.units or ("m" if path.suffix.lower() == ".vtu" else "mm")
+            obj = read_any(path, units=units)
+            if not isinstance(obj, TetMesh):
+                raise OrganSimError(f"{path}: holds a {type(obj).__name__}, not a volume mesh; "
+                                    "mesh it first with 'organsim mesh'")
+        v = Viewer(obj, off_screen=args.screenshot is not None)
+        v.scene.camera_preset(args.camera)
+        if args.screenshot is not None:
+            v.screenshot(args.screenshot)
+            v.close()
+        else:
+            v.show()
+    if args.screenshot is not None:
+        print(f"wrote {args.screenshot}")
+    return 0
+
+
+# ------------------------------------------------------------------ demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..scenario.demos import demo_scenario
+    from ..viewer.viewer import has_display
+
+    scenario = demo_scenario()
+    if has_display() and not args.no_window:
+        from ..scenario.runner import Procedure
+        from ..viewer.viewer import Viewer
+
+        print("organsim demo: the liver is held by its ligament; a grasper retracts the right lobe, "
+              "then a scalpel incises the left lobe. Drag the tissue to pull it, press i for the "
+              "cut tool, t for stress, space to pause, x to restart, h for help.")
+        v = Viewer(Procedure(scenario), title="organsim demo", target_fps=25)
+        v.show()
+        return 0
+    from ..scenario.runner import run
+    from ..viewer.recording import ffmpeg_available
+
+    out = Path(args.outdir)
+    name = "demo.gif" if (args.gif or not ffmpeg_available()) else "demo.mp4"
+    print(f"organsim demo: no display, recording {out / name} off-screen "
+          f"({scenario.n_steps} steps of the shipped liver: held, retracted, incised)")
+    t0 = time.perf_counter()
+    res = run(scenario, out, record=name, progress=not args.no_progress)
+    _print_results(res, time.perf_counter() - t0)
+    return 0

@@ -113,7 +113,7 @@ class MeshingReport:
         lines = [f"meshing report: {self.source}",
                  f"  method            {self.method}, target edge {self.edge_length_m * 1e3:.3g} mm"]
         if self.repair is not None:
-            rep = str(self.repair).rstrip().splitlines()
+            rep = _repair_lines(self.repair)
             lines.append("  repair            " + (rep[0] if rep else ""))
             lines.extend("                    " + r for r in rep[1:])
         lines += [
@@ -136,6 +136,30 @@ class MeshingReport:
         lines.append("  timings           " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items()))
         lines.extend(f"  note              {n}" for n in self.notes)
         return "\n".join(lines)
+
+
+def _repair_lines(rep) -> list[str]:
+    """Short text lines for a repair report (its own ``__str__`` if it has one)."""
+    if type(rep).__str__ is not object.__str__ or not is_dataclass(rep):
+        return str(rep).rstrip().splitlines()
+    d = asdict(rep)
+    io_keys = ("points_in", "faces_in", "points_out", "faces_out")
+    head = []
+    if all(k in d for k in io_keys):
+        head.append(f"{d['points_in']} points / {d['faces_in']} triangles in,"
+                    f" {d['points_out']} / {d['faces_out']} out")
+    flags = [k for k in ("watertight", "edge_manifold") if k in d]
+    if flags:
+        head.append(", ".join(f"{k.replace('_', '-')} {'yes' if d[k] else 'NO'}" for k in flags))
+    changed = [f"{k.replace('_', ' ')} {v}" for k, v in d.items()
+               if k not in io_keys and isinstance(v, int) and not isinstance(v, bool) and v]
+    lines = ["; ".join(head) if head else type(rep).__name__]
+    if changed:
+        lines.append("changes: " + ", ".join(changed))
+    else:
+        lines.append("changes: none needed")
+    lines.extend(f"note: {n}" for n in d.get("notes", []) or [])
+    return lines
 
 
 def _jsonable(x):

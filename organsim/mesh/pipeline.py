@@ -152,7 +152,8 @@ def _repair_lines(rep) -> list[str]:
     if flags:
         head.append(", ".join(f"{k.replace('_', '-')} {'yes' if d[k] else 'NO'}" for k in flags))
     changed = [f"{k.replace('_', ' ')} {v}" for k, v in d.items()
-               if k not in io_keys and isinstance(v, int) and not isinstance(v, bool) and v]
+               if k not in io_keys and not k.endswith("_out") and isinstance(v, int)
+               and not isinstance(v, bool) and v]
     lines = ["; ".join(head) if head else type(rep).__name__]
     if changed:
         lines.append("changes: " + ", ".join(changed))

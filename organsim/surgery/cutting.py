@@ -475,6 +475,11 @@ class Cutter:
         res = run_split(wg, oncut_w, epid_w, np.zeros((w, 4), np.int8), w_steiner, pts_all,
                         self.min_volume_frac)
         mode = res["mode"]
+        nf = len(fresh)
+        if (n_newpt == 0 and not (on_cut & ~self.on_cut).any() and np.all(mode[:nf] == 0)
+                and np.all(mode[nf:] == 2)):
+            # the sweep only re-crossed pending tets, which split exactly as before: nothing changes
+            return _identity_result(mesh, self.cut_face_keys)
         # 6. cut-face tags: cut polygons, pieces of tagged faces, whole faces lying on the cut
         wf = wg[:, TET_FACES]                                               # (w, 4, 3)
         wf_keys = face_keys(wf.reshape(-1, 3)).reshape(w, 4)

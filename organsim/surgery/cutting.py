@@ -54,7 +54,7 @@ from ._split import run_split, tets_near_boxes
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
-    "validate_mesh",
+    "validate_mesh", "blade_poses_along",
 ]
 
 log = logging.getLogger(__name__)
@@ -772,3 +772,62 @@ def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None =
     return CutResult(cutter.mesh, transfer, parent, cutter.cut_face_keys, n_tets_split=n_split,
                      n_nodes_added=cutter.mesh.n_points - mesh.n_points, n_nodes_duplicated=n_dup,
                      changed=changed, old_n_tets=mesh.n_tets)
+
+
+def blade_poses_along(surface_points: np.ndarray, *, depth: float, up=(0.0, 0.0, 1.0),
+                      clearance: float = 0.005) -> np.ndarray:
+    """Blade poses for an incision along a path drawn on the organ's surface.
+
+    Parameters
+    ----------
+    surface_points : ndarray, shape (k, 3)
+        Points (m) on the organ surface along the incision (e.g. picked in the viewer).
+    depth : float
+        How deep the blade goes below the surface (m).
+    up : (3,) float
+        Direction the blade is held along (out of the organ).
+    clearance : float
+        How far above the surface the blade's back stays (m).
+
+    Returns
+    -------
+    ndarray, shape (k, 2, 3)
+        Per pose, the blade's tip (``depth`` below the surface) and its back
+        (``clearance`` above it): the ``blade_path`` of :func:`cut`.
+
+    Examples
+    --------
+    >>> blade_poses_along(np.array([[0, 0, 0.1], [0.01, 0, 0.1]]), depth=0.02)[0]
+    array([[0.   , 0.   , 0.08 ],
+           [0.   , 0.   , 0.105]])
+    """
+    p = np.asarray(surface_points, dtype=np.float64).reshape(-1, 3)
+    u = np.asarray(up, dtype=np.float64)
+    u = u / np.linalg.norm(u)
+    if not (np.isfinite(depth) and depth > 0):
+        raise MeshError(f"depth must be a positive length in metres, got {depth!r}")
+    return np.stack([p - depth * u, p + clearance * u], axis=1)
+
+
+def surface_points_below(mesh: TetMesh, xy_path: np.ndarray, *, positions: np.ndarray | None = None,
+                         radius: float = 0.006) -> np.ndarray:
+    """Project a path onto the top of the organ (largest z of boundary nodes near each (x, y)).
+
+    Parameters
+    ----------
+    mesh : TetMesh
+    xy_path : ndarray, shape (k, 2) or (k, 3) (only x, y used), m
+    positions : ndarray, shape (n, 3), optional
+    radius : float, search radius in the x-y plane (m)
+
+    Returns
+    -------
+    ndarray, shape (k, 3)
+        Points on the top surface; NaN z where no boundary node is near.
+    """
+    X = mesh.points if positions is None else np.asarray(positions, dtype=np.float64)
+    b = X[mesh.boundary_nodes]
+    q = np.asarray(xy_path, dtype=np.float64)[:, :2]
+    d2 = ((b[None, :, :2] - q[:, None, :]) ** 2).sum(axis=2)
+    z = np.where(d2 <= radius ** 2, b[None, :, 2], -np.inf).max(axis=1)
+    return np.column_stack([q, np.where(np.isfinite(z), z, np.nan)])

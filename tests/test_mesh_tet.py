@@ -70,7 +70,7 @@ def test_stuffing_volume_converges_with_edge_length():
     assert errs[2] < 0.005
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ax=st.tuples(*[st.floats(0.5, 1.5)] * 3), shift=st.tuples(*[st.floats(-0.3, 0.3)] * 3),
        h=st.floats(0.12, 0.35))
 def test_stuffing_property_ellipsoids_always_valid(ax, shift, h):
@@ -244,3 +244,20 @@ def test_tetgen_backend_is_optional_and_gated():
         assert "quality gate" in str(exc)
     else:
         _assert_valid(mesh)
+
+
+def test_unpinch_boundary_separates_cubes_touching_along_an_edge():
+    from organsim.mesh.tetrahedralize import unpinch_boundary
+
+    a = box_tet_mesh((3, 3, 3), 0.01)
+    b_pts = a.points + np.array([0.02, 0.02, 0.0])
+    pts = np.vstack([a.points, b_pts])
+    tets = np.vstack([a.tets, a.tets + a.n_points])
+    # merge the nodes of the shared edge (x = y = 0.02)
+    uniq, inv = np.unique(np.round(pts, 9), axis=0, return_inverse=True)
+    mesh = TetMesh(uniq, inv.ravel()[tets])
+    assert not np.all(_edge_face_counts(mesh.boundary_faces) == 2)
+    fixed, n = unpinch_boundary(mesh, max_volume_fraction=0.2)
+    assert n > 0
+    assert np.all(_edge_face_counts(fixed.boundary_faces) == 2)
+    assert fixed.volume > 0.8 * mesh.volume

@@ -62,7 +62,8 @@ class MeshingReport:
     n_dropped_components : int
         Small disconnected pieces removed (segmentation specks).
     n_peeled : int
-        Bad boundary tets removed by the quality gate.
+        Boundary tets removed by the quality gate (bad ones, and those at
+        pinched edges where two thin parts touched).
     n_moved : int
         Interior nodes moved by the quality gate to fix bad tets.
     notes : list[str]
@@ -132,7 +133,7 @@ class MeshingReport:
         if self.n_dropped_components or self.n_peeled or self.n_moved:
             lines.append(f"  cleanup           {self.n_dropped_components} small pieces dropped,"
                          f" {self.n_moved} interior nodes moved,"
-                         f" {self.n_peeled} bad boundary tets peeled")
+                         f" {self.n_peeled} bad or pinched boundary tets removed")
         lines.append("  timings           " + ", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items()))
         lines.extend(f"  note              {n}" for n in self.notes)
         return "\n".join(lines)
@@ -312,7 +313,8 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
         report.timings_s["tetrahedralize"] = time.perf_counter() - t
         t = time.perf_counter()
         mesh, info = quality_gate(mesh, source=source)
-        report.n_peeled, report.n_moved = info["n_peeled"], info["n_moved"]
+        report.n_peeled = info["n_peeled"] + info["n_unpinched"]
+        report.n_moved = info["n_moved"]
         report.timings_s["quality"] = time.perf_counter() - t
     else:
         from .extract import extract_surface
@@ -326,7 +328,8 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
         report.timings_s["repair"] = time.perf_counter() - t
         t = time.perf_counter()
         mesh, info = _tetrahedralize(surf, edge_length=edge_length, method=method)
-        report.n_peeled, report.n_moved = info["n_peeled"], info["n_moved"]
+        report.n_peeled = info["n_peeled"] + info["n_unpinched"]
+        report.n_moved = info["n_moved"]
         report.timings_s["tetrahedralize"] = time.perf_counter() - t
         q = (mesh.points - image.origin) @ np.asarray(image.direction)
         rid = _regions_from_image(image, labs, q, mesh.tets)
@@ -399,7 +402,8 @@ def mesh_surface(surface: TriSurface, *, edge_length: float | None = None,
     report.reference_volume_m3 = vol
     t = time.perf_counter()
     mesh, info = _tetrahedralize(surface, edge_length=edge_length, method=method)
-    report.n_peeled, report.n_moved = info["n_peeled"], info["n_moved"]
+    report.n_peeled = info["n_peeled"] + info["n_unpinched"]
+    report.n_moved = info["n_moved"]
     report.timings_s["tetrahedralize"] = time.perf_counter() - t
     return _finish(mesh, report, t0)
 

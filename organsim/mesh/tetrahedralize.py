@@ -175,6 +175,50 @@ def _boundary_edge_manifold(mesh: TetMesh) -> bool:
     return bool(np.all(c == 2))
 
 
+def unpinch_boundary(mesh: TetMesh, *, max_volume_fraction: float = 0.005,
+                     rounds: int = 8) -> tuple[TetMesh, int]:
+    """Make the boundary edge-manifold by removing tets at pinched edges.
+
+    Where a thin part of an organ is thinner than the edge length, two parts
+    of the mesh can touch along a single edge (its boundary then has four
+    faces at that edge). This removes, per round, the smallest boundary tet at
+    each such edge until none is left, within ``max_volume_fraction`` of the
+    volume.
+
+    Returns
+    -------
+    mesh : TetMesh
+    n_removed : int
+    """
+    v0 = mesh.volume
+    cur = mesh
+    removed = 0
+    for _ in range(rounds):
+        bf = cur.boundary_faces
+        e = np.sort(bf[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        key = e[:, 0] * cur.n_points + e[:, 1]
+        uk, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
+        pinched = cnt[inv] > 2
+        if not pinched.any():
+            break
+        face_idx = np.repeat(np.arange(len(bf)), 3)[pinched]
+        tets = cur.boundary_face_tets[face_idx]
+        ekey = key[pinched]
+        # per pinched edge, the smallest tet among its boundary tets
+        order = np.lexsort((cur.volumes[tets], ekey))
+        first = np.ones(len(order), bool)
+        first[1:] = ekey[order][1:] != ekey[order][:-1]
+        drop = np.unique(tets[order][first])
+        keep = np.ones(cur.n_tets, bool)
+        keep[drop] = False
+        trial, _ = cur.submesh(keep)
+        if v0 - trial.volume > max_volume_fraction * v0:
+            break
+        removed += len(drop)
+        cur = trial
+    return cur, removed
+
+
 def _bad_mask(mesh: TetMesh, lo: float, hi: float) -> np.ndarray:
     ang = mesh.dihedral_angles
     vol = mesh.volumes
@@ -314,7 +358,7 @@ def quality_gate(mesh: TetMesh, *, min_dihedral_deg: float = MIN_DIHEDRAL_DEG,
     >>> info["n_peeled"]
     0
     """
-    info = {"n_peeled": 0, "peeled_volume_fraction": 0.0, "n_moved": 0}
+    info = {"n_peeled": 0, "peeled_volume_fraction": 0.0, "n_moved": 0, "n_unpinched": 0}
     if mesh.n_tets == 0:
         raise MeshError(f"{source}: the tet mesh is empty; try a smaller edge length")
     n_inv = int(np.count_nonzero(mesh.volumes < 0))
@@ -326,6 +370,8 @@ def quality_gate(mesh: TetMesh, *, min_dihedral_deg: float = MIN_DIHEDRAL_DEG,
     if _bad_mask(cur, min_dihedral_deg, max_dihedral_deg).any():
         cur, info["n_moved"] = improve_interior(
             cur, target_deg=max(min_dihedral_deg, 180.0 - max_dihedral_deg))
+    if not _boundary_edge_manifold(cur):
+        cur, info["n_unpinched"] = unpinch_boundary(cur, max_volume_fraction=max_peel_volume)
     for _ in range(4):
         bad = _bad_mask(cur, min_dihedral_deg, max_dihedral_deg)
         if not bad.any():
@@ -336,7 +382,8 @@ def quality_gate(mesh: TetMesh, *, min_dihedral_deg: float = MIN_DIHEDRAL_DEG,
         if not peel.any():
             break
         trial, _ = cur.submesh(~peel)
-        if abs(v0 - trial.volume) > max_peel_volume * v0 or not _boundary_edge_manifold(trial):
+        if abs(v0 - trial.volume) > max_peel_volume * v0 or (
+                _boundary_edge_manifold(cur) and not _boundary_edge_manifold(trial)):
             break
         info["n_peeled"] += int(peel.sum())
         cur = trial

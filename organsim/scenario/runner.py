@@ -586,7 +586,11 @@ class Procedure:
         return m, score
 
     def _planned_path_length(self) -> float | None:
+        """Shortest instrument travel the timeline asks for (m): the economy-of-motion reference."""
         total = 0.0
+        planned = self.scenario.scoring.planned_cut_mm
+        if planned is not None:
+            total += path_length(np.asarray(planned) * _MM)
         for a in self.scenario.timeline:
             if a.action == "pull":
                 total += path_length(np.asarray(a.path_mm) * _MM)
@@ -594,7 +598,7 @@ class Procedure:
                 total += a.distance_mm * _MM
             elif a.action == "probe":
                 total += a.depth_mm * _MM
-            elif a.action == "cut":
+            elif a.action == "cut" and planned is None:
                 total += path_length(np.asarray(a.path_mm) * _MM)
         return total or None
 

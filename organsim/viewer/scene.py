@@ -214,6 +214,10 @@ class Scene:
                                                    "color": "black"},
             specular=0.3, diffuse=0.85, ambient=0.15, reset_camera=False)
         self.stress_actor.SetVisibility(False)
+        # our own vertex normals are set on the polydata: interpolate them (pyvista's default
+        # without its smooth_shading filter is flat shading)
+        for actor in (self.tissue_actor, self.stress_actor):
+            actor.prop.interpolation = "gouraud"
         bars = plotter.scalar_bars
         self._scalar_bar = bars["von Mises (kPa)"] if "von Mises (kPa)" in bars else None
         if self._scalar_bar is not None:

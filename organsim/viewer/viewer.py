@@ -111,7 +111,10 @@ class Viewer:
         lines = []
         if np.isfinite(self.fps):
             lines.append(f"{self.fps:4.0f} fps")
-        lines.append(f"tool: {self.interaction.tool}" + ("   [paused]" if self.paused else ""))
+        if hasattr(self.source, "grasp_begin"):
+            lines.append(f"tool: {self.interaction.tool}" + ("   [paused]" if self.paused else ""))
+        elif self.paused:
+            lines.append("[paused]")
         lines += self.interaction.messages
         return lines
 

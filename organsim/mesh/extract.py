@@ -73,7 +73,7 @@ def make_well_composed(mask: np.ndarray, *, max_iterations: int = 50) -> tuple[n
 
     Examples
     --------
-    >>> m = np.zeros((2, 2, 1), bool); m[0, 0, 0] = m[1, 1, 0] = True
+    >>> m = np.zeros((2, 2, 2), bool); m[0, 0, 0] = m[1, 1, 0] = True
     >>> out, n = make_well_composed(m)
     >>> n
     1

@@ -9,6 +9,8 @@ installed, the grasp test also runs against it.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -184,3 +186,71 @@ def test_static_mesh_cannot_be_grasped(tmp_path):
     v.plotter.iren._mouse_left_button_release(x, y)
     assert "cannot grasp" in v.interaction.messages[0]
     v.close()
+
+
+@pytest.mark.slow
+def test_mouse_grasp_and_cut_drive_organsims_own_solver():
+    """The same mouse events on a real procedure: the solver moves the tissue, the cutter cuts."""
+    pytest.importorskip("organsim.fem.simulation")
+    from organsim.scenario.runner import Procedure
+    from organsim.viewer import Viewer
+    from tests.test_scenario_runner import block, scenario
+
+    proc = Procedure(scenario([], duration=10.0), mesh=block(), fields_every=1000)
+    v = Viewer(proc, off_screen=True, window_size=(320, 240))
+    v.scene.camera_preset("superior")
+    v.bind_offscreen()
+    iren = v.plotter.iren
+    x, y = centre_pixel(v)
+    iren._mouse_left_button_press(x, y)
+    assert "mouse" in proc.sim.constraint_names
+    held = proc.tools["mouse"].held
+    iren._mouse_move(x + 30, y)
+    for _ in range(3):
+        v.frame()
+    moved = proc.positions[held] - proc.mesh.points[held]
+    assert moved[:, 0].mean() > 0.002  # dragged to the right in the top view: +x
+    assert any(line.startswith("mouse:") for line in v.scene.panel_lines())  # its force is shown
+    iren._mouse_left_button_release(x + 30, y)
+    assert "mouse" not in proc.sim.constraint_names
+    # cut tool: drag across the top surface
+    send_key(v, "i")
+    n_tets = proc.mesh.n_tets
+    iren._mouse_left_button_press(x - 50, y + 7)
+    for dx in range(-45, 51, 5):
+        iren._mouse_move(x + dx, y + 7)
+    iren._mouse_left_button_release(x + 50, y + 7)
+    assert proc.mesh.n_tets > n_tets, v.interaction.messages
+    assert proc.cut_face_mask is not None and proc.cut_face_mask.any()
+    v.frame()  # the simulation continues on the cut mesh
+    assert np.all(np.isfinite(proc.positions))
+    v.close()
+
+
+@pytest.mark.slow
+def test_interactive_window_runs_its_timer_on_a_virtual_display(tmp_path):
+    """With a display (here Xvfb), show() opens a window whose timer steps the source."""
+    import shutil
+    import subprocess
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run not installed (Debian: apt-get install xvfb)")
+    script = tmp_path / "win.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from organsim.mesh.generators import box_tet_mesh\n"
+        "from organsim.viewer import Viewer\n"
+        "from organsim.viewer.sources import StaticSource\n"
+        "m = box_tet_mesh((5, 5, 5), 0.01)\n"
+        "src = StaticSource(m)\n"
+        "calls = []\n"
+        "src.advance = lambda: calls.append(1)\n"
+        "v = Viewer(src, window_size=(320, 240))\n"
+        "assert not v.off_screen\n"
+        "v.show(max_frames=8)\n"
+        "print('frames', v.frame_count, 'advanced', len(calls))\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYVISTA_OFF_SCREEN"}
+    r = subprocess.run(["xvfb-run", "-a", sys.executable, str(script)], capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "frames 8 advanced 8" in r.stdout

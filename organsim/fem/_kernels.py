@@ -1,0 +1,338 @@
+"""Compiled (numba) per-frame kernels of the P1 finite-element core.
+
+Each kernel walks a subset of elements (one material group), computes the
+element quantities in registers and scatter-adds them into the global nodal
+force array ``f`` (n, 3) and the global block-sparse stiffness data
+``K`` (nnzb, 3, 3) through the precomputed element-to-block map
+``blockmap`` (m, 4, 4). Nothing here allocates per element.
+
+Kernels are compiled with ``cache=True``; the first call of a fresh install
+compiles them (a few seconds), later processes load them from the cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["polar3", "corot_kernel", "neohooke_kernel", "generic_kernel", "min_jacobian",
+           "bsr_gather", "lumped_diag_add"]
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _inv3(a, out):
+    det = (a[0, 0] * (a[1, 1] * a[2, 2] - a[1, 2] * a[2, 1])
+           - a[0, 1] * (a[1, 0] * a[2, 2] - a[1, 2] * a[2, 0])
+           + a[0, 2] * (a[1, 0] * a[2, 1] - a[1, 1] * a[2, 0]))
+    idet = 1.0 / det
+    out[0, 0] = (a[1, 1] * a[2, 2] - a[1, 2] * a[2, 1]) * idet
+    out[0, 1] = (a[0, 2] * a[2, 1] - a[0, 1] * a[2, 2]) * idet
+    out[0, 2] = (a[0, 1] * a[1, 2] - a[0, 2] * a[1, 1]) * idet
+    out[1, 0] = (a[1, 2] * a[2, 0] - a[1, 0] * a[2, 2]) * idet
+    out[1, 1] = (a[0, 0] * a[2, 2] - a[0, 2] * a[2, 0]) * idet
+    out[1, 2] = (a[0, 2] * a[1, 0] - a[0, 0] * a[1, 2]) * idet
+    out[2, 0] = (a[1, 0] * a[2, 1] - a[1, 1] * a[2, 0]) * idet
+    out[2, 1] = (a[0, 1] * a[2, 0] - a[0, 0] * a[2, 1]) * idet
+    out[2, 2] = (a[0, 0] * a[1, 1] - a[0, 1] * a[1, 0]) * idet
+    return det
+
+
+@njit(cache=True)
+def polar3(F, R, tmp):
+    """Rotation factor of ``F`` (3, 3) into ``R`` by the scaled Newton iteration.
+
+    Returns the determinant of ``F``. ``tmp`` is a (3, 3) scratch array.
+    """
+    for i in range(3):
+        for j in range(3):
+            R[i, j] = F[i, j]
+    detF = 0.0
+    for it in range(30):
+        d = _inv3(R, tmp)
+        if it == 0:
+            detF = d
+        if d == 0.0 or not np.isfinite(d):
+            return 0.0
+        g = abs(d) ** (-1.0 / 3.0)
+        delta = 0.0
+        for i in range(3):
+            for j in range(3):
+                new = 0.5 * (g * R[i, j] + tmp[j, i] / g)
+                delta = max(delta, abs(new - R[i, j]))
+                R[i, j] = new
+        if delta < 1e-13:
+            break
+    return detF
+
+
+@njit(cache=True)
+def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate):
+    """Corotational (``rotate``) or linear small-strain forces and stiffness.
+
+    Force of element e on its node a: ``V R sigma(S - I) grad N_a`` with ``F = R S``;
+    stiffness block ``R K0_ab R^T``. With ``rotate=False``, ``R = I`` and the force is
+    ``K0 (x - X)`` (small-strain linear elasticity).
+    Returns the minimum of ``det F`` over the elements.
+    """
+    F = np.empty((3, 3))
+    R = np.empty((3, 3))
+    tmp = np.empty((3, 3))
+    g = np.empty((4, 3))
+    minJ = np.inf
+    for q in range(elems.shape[0]):
+        e = elems[q]
+        V = vols[e]
+        la = lam[q]
+        m = mu[q]
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for a in range(4):
+                    s += x[tets[e, a], i] * grads[e, a, j]
+                F[i, j] = s
+        if rotate:
+            detF = polar3(F, R, tmp)
+        else:
+            detF = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
+                    - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
+                    + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+            for i in range(3):
+                for j in range(3):
+                    R[i, j] = 1.0 if i == j else 0.0
+        if detF < minJ:
+            minJ = detF
+        # S = R^T F, strain eps = sym(S) - I, stress sigma = lam tr(eps) I + 2 mu eps
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for k in range(3):
+                    s += R[k, i] * F[k, j]
+                tmp[i, j] = s
+        tr = tmp[0, 0] + tmp[1, 1] + tmp[2, 2] - 3.0
+        for i in range(3):
+            for j in range(i, 3):
+                eps = 0.5 * (tmp[i, j] + tmp[j, i]) - (1.0 if i == j else 0.0)
+                sig = 2.0 * m * eps + (la * tr if i == j else 0.0)
+                tmp[i, j] = sig
+                tmp[j, i] = sig
+        # P = R sigma ; force_a = V P grad_a
+        for a in range(4):
+            na = tets[e, a]
+            for i in range(3):
+                s = 0.0
+                for j in range(3):
+                    pij = 0.0
+                    for k in range(3):
+                        pij += R[i, k] * tmp[k, j]
+                    s += pij * grads[e, a, j]
+                f[na, i] += V * s
+        if want_K:
+            for a in range(4):
+                for i in range(3):
+                    s = 0.0
+                    for j in range(3):
+                        s += R[i, j] * grads[e, a, j]
+                    g[a, i] = s
+            for a in range(4):
+                for b in range(4):
+                    blk = blockmap[e, a, b]
+                    dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
+                           + grads[e, a, 2] * grads[e, b, 2])
+                    for i in range(3):
+                        for k in range(3):
+                            v = la * g[a, i] * g[b, k] + m * g[b, i] * g[a, k]
+                            if i == k:
+                                v += m * dot
+                            K[blk, i, k] += V * v
+    return minJ
+
+
+@njit(cache=True)
+def neohooke_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K):
+    """Compressible neo-Hookean forces and consistent stiffness.
+
+    ``W = mu/2 (I1 - 3) - mu ln J + lam/2 (ln J)^2``;
+    ``P = mu (F - F^-T) + lam ln J F^-T``. Returns the minimum ``J``; when an
+    element has ``J <= 0`` the kernel stops early and returns that value.
+    """
+    F = np.empty((3, 3))
+    Fi = np.empty((3, 3))
+    h = np.empty((4, 3))
+    minJ = np.inf
+    for q in range(elems.shape[0]):
+        e = elems[q]
+        V = vols[e]
+        la = lam[q]
+        m = mu[q]
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for a in range(4):
+                    s += x[tets[e, a], i] * grads[e, a, j]
+                F[i, j] = s
+        J = _inv3(F, Fi)
+        if not (J > 0.0):
+            return J
+        if J < minJ:
+            minJ = J
+        lnJ = np.log(J)
+        c = la * lnJ - m
+        # h_a = F^-T grad_a (spatial gradient, times J-free)
+        for a in range(4):
+            for i in range(3):
+                h[a, i] = Fi[0, i] * grads[e, a, 0] + Fi[1, i] * grads[e, a, 1] + Fi[2, i] * grads[e, a, 2]
+        for a in range(4):
+            na = tets[e, a]
+            for i in range(3):
+                s = F[i, 0] * grads[e, a, 0] + F[i, 1] * grads[e, a, 1] + F[i, 2] * grads[e, a, 2]
+                f[na, i] += V * (m * s + c * h[a, i])
+        if want_K:
+            cm = m - la * lnJ
+            for a in range(4):
+                for b in range(4):
+                    blk = blockmap[e, a, b]
+                    dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
+                           + grads[e, a, 2] * grads[e, b, 2])
+                    for i in range(3):
+                        for k in range(3):
+                            v = cm * h[b, i] * h[a, k] + la * h[a, i] * h[b, k]
+                            if i == k:
+                                v += m * dot
+                            K[blk, i, k] += V * v
+    return minJ
+
+
+@njit(cache=True)
+def generic_kernel(P, A, tets, grads, vols, elems, blockmap, f, K, want_K):
+    """Scatter forces ``V P grad_a`` and stiffness ``V A_iJkL grad_aJ grad_bL``.
+
+    ``P`` (k, 3, 3) and ``A`` (k, 3, 3, 3, 3) are the material's first
+    Piola-Kirchhoff stress and tangent for the k elements in ``elems``.
+    """
+    for q in range(elems.shape[0]):
+        e = elems[q]
+        V = vols[e]
+        for a in range(4):
+            na = tets[e, a]
+            for i in range(3):
+                s = 0.0
+                for j in range(3):
+                    s += P[q, i, j] * grads[e, a, j]
+                f[na, i] += V * s
+        if want_K:
+            for a in range(4):
+                for b in range(4):
+                    blk = blockmap[e, a, b]
+                    for i in range(3):
+                        for k in range(3):
+                            s = 0.0
+                            for J in range(3):
+                                gJ = grads[e, a, J]
+                                for L in range(3):
+                                    s += A[q, i, J, k, L] * gJ * grads[e, b, L]
+                            K[blk, i, k] += V * s
+
+
+@njit(cache=True)
+def min_jacobian(x, tets, grads):
+    """Smallest ``det F`` over all elements (negative or zero: an element inverted)."""
+    minJ = np.inf
+    F = np.empty((3, 3))
+    for e in range(tets.shape[0]):
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for a in range(4):
+                    s += x[tets[e, a], i] * grads[e, a, j]
+                F[i, j] = s
+        d = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
+             - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
+             + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+        if not (d > -np.inf):
+            return np.nan
+        if d < minJ:
+            minJ = d
+    return minJ
+
+
+@njit(cache=True)
+def bsr_gather(K, blocks, cK, M, cM, out):
+    """``out[q] = cK * K[blocks[q]] + cM * M[blocks[q]]`` for the free-node sub-pattern."""
+    for q in range(blocks.shape[0]):
+        b = blocks[q]
+        for i in range(3):
+            for j in range(3):
+                out[q, i, j] = cK * K[b, i, j] + cM * M[b, i, j]
+
+
+@njit(cache=True)
+def lumped_diag_add(K, diag_blocks, mass, c):
+    """Add ``c * mass[node]`` to the diagonal of each node's diagonal block."""
+    for n in range(diag_blocks.shape[0]):
+        b = diag_blocks[n]
+        for i in range(3):
+            K[b, i, i] += c * mass[n]
+
+
+# ----------------------------------------------------------------- vector ops
+# Conjugate-gradient vector updates without BLAS: numpy's multithreaded BLAS
+# spins threads on every 1-D dot product, which on a loaded 2-core machine costs
+# far more than the arithmetic.
+
+@njit(cache=True)
+def vdot(a, b):
+    """Dot product of two 1-D arrays."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i] * b[i]
+    return s
+
+
+@njit(cache=True)
+def cg_update_xr(x, r, p, Ap, alpha):
+    """``x += alpha p``; ``r -= alpha Ap``; returns ``|r|^2``."""
+    s = 0.0
+    for i in range(x.shape[0]):
+        x[i] += alpha * p[i]
+        r[i] -= alpha * Ap[i]
+        s += r[i] * r[i]
+    return s
+
+
+@njit(cache=True)
+def cg_update_p(p, z, beta):
+    """``p = z + beta p``."""
+    for i in range(p.shape[0]):
+        p[i] = z[i] + beta * p[i]
+
+
+@njit(cache=True)
+def bsr_matvec(indptr, indices, data, x, y):
+    """``y = A x`` for a square block-CSR matrix with 3x3 blocks (x, y flat)."""
+    n = indptr.shape[0] - 1
+    for i in range(n):
+        y0 = 0.0
+        y1 = 0.0
+        y2 = 0.0
+        for q in range(indptr[i], indptr[i + 1]):
+            j = 3 * indices[q]
+            x0 = x[j]
+            x1 = x[j + 1]
+            x2 = x[j + 2]
+            y0 += data[q, 0, 0] * x0 + data[q, 0, 1] * x1 + data[q, 0, 2] * x2
+            y1 += data[q, 1, 0] * x0 + data[q, 1, 1] * x1 + data[q, 1, 2] * x2
+            y2 += data[q, 2, 0] * x0 + data[q, 2, 1] * x1 + data[q, 2, 2] * x2
+        y[3 * i] = y0
+        y[3 * i + 1] = y1
+        y[3 * i + 2] = y2
+
+
+@njit(cache=True)
+def block_diag_solve(inv, b, out):
+    """``out_n = inv_n b_n`` for 3x3 blocks (block Jacobi)."""
+    for n in range(inv.shape[0]):
+        b0 = b[3 * n]
+        b1 = b[3 * n + 1]
+        b2 = b[3 * n + 2]
+        for i in range(3):
+            out[3 * n + i] = inv[n, i, 0] * b0 + inv[n, i, 1] * b1 + inv[n, i, 2] * b2

@@ -1,0 +1,912 @@
+"""The simulation: state, constraints, loads and integrators of a deformable body.
+
+Integrators
+-----------
+``"backward_euler"`` (default)
+    Implicit (backward) Euler with Rayleigh damping ``C = alpha M + beta K``;
+    each step is solved by Newton's method with a backtracking line search to a
+    relative residual ``newton_tol``. Linear systems are solved by conjugate
+    gradients preconditioned with a factorization of a reference matrix
+    ``(1/h^2 + alpha/h) M + (1 + beta/h) K`` that is reused across steps and
+    refreshed (with the current tangent) when conjugate gradients need too many
+    iterations.
+``"realtime"``
+    The same discretisation with a fixed small number of Newton iterations
+    (``realtime_newton``, default 1: a linearly implicit step) warm-started from
+    the last frame, each solved by at most ``realtime_cg`` preconditioned CG
+    iterations and stopped by the time budget ``budget_s``. The reference
+    factorization is rebuilt only when the constraints or the time step change.
+    :class:`StepInfo` reports the residual reached and whether it converged.
+
+Static equilibrium (:meth:`Simulation.solve_static`) uses Newton with line search
+and automatic load stepping, with a direct sparse factorization per iteration.
+
+Constraints are Dirichlet conditions on whole nodes, eliminated from the linear
+systems. Robustness: an inverted element, a diverging Newton iteration or a
+non-finite value rejects the step; the step is retried with 2, 4, ... substeps,
+and :class:`~organsim.errors.ConvergenceError` is raised, with the state
+unchanged, if that fails.
+
+Examples
+--------
+>>> import numpy as np
+>>> from organsim.mesh.generators import box_tet_mesh
+>>> from organsim.fem.materials import NeoHookean
+>>> from organsim.fem.body import Body
+>>> mesh = box_tet_mesh((6, 3, 3), 0.01)
+>>> sim = Simulation(Body(mesh, NeoHookean(1e5, 0.4), density=1000.0), dt=0.01)
+>>> sim.fix(np.flatnonzero(mesh.points[:, 0] == 0), name="wall")
+>>> info = sim.step()
+>>> info.converged, bool(sim.displacements[:, 2].min() < 0)
+(True, True)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
+
+from ..errors import ConvergenceError, SimulationError
+from ..mesh.tetmesh import TetMesh
+from .assembly import Assembler, consistent_mass_blocks
+from .body import Body
+from .solvers import CholeskyFactor, make_preconditioner, pcg
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Simulation", "StepInfo", "StaticInfo"]
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What one :meth:`Simulation.step` did.
+
+    Attributes
+    ----------
+    time : float
+        Simulation time after the step (s).
+    dt : float
+        Step size (s).
+    newton_iterations : int
+        Newton iterations, summed over substeps.
+    linear_iterations : int
+        Conjugate-gradient iterations, summed.
+    residual : float
+        Relative residual reached: the nonlinear residual ``||g|| / scale`` for
+        ``backward_euler``; for ``realtime`` the relative residual of the last
+        linear solve.
+    converged : bool
+        Whether the tolerance was met (realtime mode may stop early on budget).
+    substeps : int
+        1 unless the step had to be retried with smaller steps.
+    wall_s : float
+        Wall-clock time of the step (s).
+    min_jacobian : float
+        Smallest ``det F`` after the step.
+    refactored : bool
+        Whether a preconditioner factorization was (re)built during the step.
+    """
+
+    time: float
+    dt: float
+    newton_iterations: int
+    linear_iterations: int
+    residual: float
+    converged: bool
+    substeps: int
+    wall_s: float
+    min_jacobian: float
+    refactored: bool
+
+
+@dataclass(frozen=True)
+class StaticInfo:
+    """What :meth:`Simulation.solve_static` did (residual relative to the load scale)."""
+
+    converged: bool
+    load_steps: int
+    newton_iterations: int
+    residual: float
+    wall_s: float
+    min_jacobian: float
+
+
+class _Constraint:
+    __slots__ = ("nodes", "targets")
+
+    def __init__(self, nodes, targets):
+        self.nodes = nodes
+        self.targets = targets
+
+
+def _node_ids(node_ids, n: int, what: str) -> np.ndarray:
+    ids = np.asarray(node_ids)
+    if ids.dtype == bool:
+        if ids.shape != (n,):
+            raise SimulationError(f"{what}: a boolean node mask must have shape ({n},), got {ids.shape}")
+        ids = np.flatnonzero(ids)
+    ids = np.atleast_1d(ids).astype(np.int64).ravel()
+    if ids.size == 0:
+        raise SimulationError(f"{what}: the node selection is empty; check the selector (box, region...)")
+    if ids.min() < 0 or ids.max() >= n:
+        raise SimulationError(f"{what}: node ids must lie in 0..{n - 1}, got {ids.min()}..{ids.max()}")
+    uniq, first = np.unique(ids, return_index=True)
+    if len(uniq) != len(ids):
+        raise SimulationError(f"{what}: node ids contain duplicates")
+    return ids
+
+
+class Simulation:
+    """A deformable body in time: state, constraints, loads and an integrator.
+
+    Parameters
+    ----------
+    body : Body
+        Mesh, materials and density.
+    gravity : (3,) float
+        Gravitational acceleration (m/s^2).
+    dt : float
+        Default step (s).
+    integrator : {"backward_euler", "realtime"}
+        See the module notes.
+    damping : (float, float)
+        Rayleigh coefficients ``(alpha_mass 1/s, beta_stiffness s)``.
+    mass : {"lumped", "consistent"}
+        Mass matrix. Gravity always uses the (equivalent) lumped nodal masses.
+    preconditioner : {"auto", "cholesky", "amg", "jacobi"}
+        Preconditioner of the conjugate-gradient solves. "auto" takes a sparse
+        Cholesky factorization up to ``cholesky_max_dofs`` free DOFs and
+        algebraic multigrid (pyamg) above, or block Jacobi without pyamg.
+    newton_tol : float
+        Relative residual tolerance of the backward-Euler Newton iteration.
+    max_newton : int
+        Newton iteration cap per (sub)step.
+    realtime_newton : int
+        Newton iterations per realtime step.
+    realtime_cg : int
+        CG iteration cap per realtime Newton iteration.
+    budget_s : float, optional
+        Default realtime time budget per step (s).
+    max_substeps : int
+        Largest number of substeps a rejected step is retried with.
+    cholesky_max_dofs : int
+        Largest number of free DOFs for which "auto" uses a Cholesky preconditioner.
+    max_cg : int
+        CG iteration cap per backward-Euler Newton iteration before the
+        preconditioner is refreshed with the current matrix.
+
+    Examples
+    --------
+    See the module docstring.
+    """
+
+    def __init__(self, body: Body, *, gravity=(0.0, 0.0, -9.81), dt: float = 0.01,
+                 integrator: str = "backward_euler", damping=(0.0, 0.0), mass: str = "lumped",
+                 preconditioner: str = "auto", newton_tol: float = 1e-6, max_newton: int = 25,
+                 realtime_newton: int = 1, realtime_cg: int = 20, budget_s: float | None = None,
+                 max_substeps: int = 16, cholesky_max_dofs: int = 40000, max_cg: int = 200):
+        if not isinstance(body, Body):
+            raise SimulationError(f"Simulation needs a Body, got {type(body).__name__};"
+                                  " build one with Body(mesh, material, density=...)")
+        if integrator not in ("backward_euler", "realtime"):
+            raise SimulationError(f"unknown integrator {integrator!r}; use 'backward_euler' or 'realtime'")
+        if mass not in ("lumped", "consistent"):
+            raise SimulationError(f"unknown mass {mass!r}; use 'lumped' or 'consistent'")
+        if preconditioner not in ("auto", "cholesky", "amg", "jacobi"):
+            raise SimulationError(f"unknown preconditioner {preconditioner!r};"
+                                  " use 'auto', 'cholesky', 'amg' or 'jacobi'")
+        self.dt = self._check_dt(dt)
+        g = np.asarray(gravity, dtype=np.float64)
+        if g.shape != (3,) or not np.all(np.isfinite(g)):
+            raise SimulationError(f"gravity must be 3 finite numbers (m/s^2), got {gravity!r}")
+        self.gravity = g
+        a, b = (float(v) for v in damping)
+        if a < 0 or b < 0:
+            raise SimulationError(f"Rayleigh damping coefficients must be >= 0, got {damping!r}")
+        self.damping = (a, b)
+        self.integrator = integrator
+        self.mass_kind = mass
+        self.preconditioner = preconditioner
+        self.newton_tol = float(newton_tol)
+        self.max_newton = int(max_newton)
+        self.realtime_newton = int(realtime_newton)
+        self.realtime_cg = int(realtime_cg)
+        self.budget_s = budget_s
+        self.max_substeps = int(max_substeps)
+        self.max_cg = int(max_cg)
+        self.cholesky_max_dofs = int(cholesky_max_dofs)
+        self._constraints: dict[str, _Constraint] = {}
+        self._forces: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._pressures: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._setup_body(body)
+        self._x = np.array(body.mesh.points, dtype=np.float64)
+        self._v = np.zeros_like(self._x)
+        self._t = 0.0
+
+    # ----------------------------------------------------------------- set-up
+    @staticmethod
+    def _check_dt(dt) -> float:
+        dt = float(dt)
+        if not (np.isfinite(dt) and dt > 0):
+            raise SimulationError(f"time step must be a positive number of seconds, got {dt!r}")
+        return dt
+
+    def _setup_body(self, body: Body) -> None:
+        self.body = body
+        self._asm = Assembler(body.mesh, body.material_groups())
+        pat = self._asm.pattern
+        dens = body.density_per_tet
+        self._m = np.bincount(body.mesh.tets.ravel(), weights=np.repeat(dens * self._asm.vols / 4.0, 4),
+                              minlength=body.mesh.n_points)
+        if self.mass_kind == "consistent":
+            self._Mb = consistent_mass_blocks(pat, self._asm.vols, dens)
+        else:
+            self._Mb = np.zeros((pat.nnzb, 3, 3))
+            self._Mb[pat.diag] = self._m[:, None, None] * np.eye(3)
+        self._K0 = None  # rest stiffness block data, built lazily
+        self._components = None
+        self._cache_key = None
+        self._sub = None
+        self._prec = None
+        self._prec_key = None
+        self._warm = None
+        self._last = None  # data to compute reactions lazily
+
+    # ------------------------------------------------------------ properties
+    @property
+    def mesh(self) -> TetMesh:
+        """The rest mesh."""
+        return self.body.mesh
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Current node positions (n, 3) m (read-only view)."""
+        v = self._x.view()
+        v.setflags(write=False)
+        return v
+
+    @property
+    def velocities(self) -> np.ndarray:
+        """Current node velocities (n, 3) m/s (read-only view)."""
+        v = self._v.view()
+        v.setflags(write=False)
+        return v
+
+    @property
+    def displacements(self) -> np.ndarray:
+        """Displacements from the rest mesh (n, 3) m."""
+        return self._x - self.mesh.points
+
+    @property
+    def time(self) -> float:
+        """Simulation time (s)."""
+        return self._t
+
+    @property
+    def constraint_names(self) -> list[str]:
+        """Names of the active constraints."""
+        return list(self._constraints)
+
+    @property
+    def nodal_masses(self) -> np.ndarray:
+        """Lumped nodal masses (n,) kg."""
+        return self._m.copy()
+
+    # ------------------------------------------------------------ constraints
+    def fix(self, node_ids, *, name: str) -> None:
+        """Hold nodes at their current positions (a named Dirichlet set).
+
+        Parameters
+        ----------
+        node_ids : array_like of int (k,) or bool mask (n,)
+        name : str
+            Name used by :meth:`release` and :meth:`reaction`.
+        """
+        ids = _node_ids(node_ids, self.mesh.n_points, f"fix({name!r})")
+        self._set_constraint(name, ids, self._x[ids].copy())
+
+    def prescribe(self, node_ids, positions, *, name: str) -> None:
+        """Create or update a named set of nodes moved to given positions by the next step.
+
+        Parameters
+        ----------
+        node_ids : array_like of int (k,)
+        positions : array_like (k, 3) or (3,)
+            Target positions (m) reached at the end of the next step; a grasper
+            updates them every frame.
+        name : str
+        """
+        ids = _node_ids(node_ids, self.mesh.n_points, f"prescribe({name!r})")
+        pos = np.asarray(positions, dtype=np.float64)
+        if pos.shape == (3,):
+            pos = np.broadcast_to(pos, (len(ids), 3))
+        if pos.shape != (len(ids), 3) or not np.all(np.isfinite(pos)):
+            raise SimulationError(f"prescribe({name!r}): positions must be finite with shape ({len(ids)}, 3),"
+                                  f" got {pos.shape}")
+        self._set_constraint(name, ids, np.array(pos))
+
+    def _set_constraint(self, name: str, ids: np.ndarray, targets: np.ndarray) -> None:
+        old = self._constraints.get(name)
+        if old is not None and np.array_equal(old.nodes, ids):
+            old.targets = targets
+            return
+        self._constraints.pop(name, None)
+        self._constraints[name] = _Constraint(ids, targets)
+        self._cache_key = None
+
+    def release(self, name: str) -> None:
+        """Remove a named constraint (its nodes become free)."""
+        if name not in self._constraints:
+            raise SimulationError(f"no constraint named {name!r}; active: {list(self._constraints)}")
+        del self._constraints[name]
+        self._cache_key = None
+
+    # ------------------------------------------------------------------ loads
+    def add_nodal_force(self, node_ids, forces, *, name: str) -> None:
+        """Add (or replace) a named set of constant nodal forces.
+
+        Parameters
+        ----------
+        node_ids : array_like of int (k,)
+        forces : array_like (k, 3) or (3,)
+            Force on each node (N).
+        name : str
+        """
+        ids = _node_ids(node_ids, self.mesh.n_points, f"add_nodal_force({name!r})")
+        f = np.asarray(forces, dtype=np.float64)
+        if f.shape == (3,):
+            f = np.broadcast_to(f, (len(ids), 3))
+        if f.shape != (len(ids), 3) or not np.all(np.isfinite(f)):
+            raise SimulationError(f"add_nodal_force({name!r}): forces must be finite with shape"
+                                  f" ({len(ids)}, 3) or (3,), got {f.shape}")
+        self._forces[name] = (ids, np.array(f))
+
+    def add_pressure(self, face_ids, pressure_pa, *, name: str) -> None:
+        """Add (or replace) a named pressure on boundary faces (a follower load).
+
+        Parameters
+        ----------
+        face_ids : array_like of int (k,)
+            Indices into ``mesh.boundary_faces``.
+        pressure_pa : float or (k,)
+            Pressure (Pa); positive pushes into the body.
+        name : str
+        """
+        fids = np.atleast_1d(np.asarray(face_ids, dtype=np.int64))
+        nf = len(self.mesh.boundary_faces)
+        if fids.size == 0 or fids.min() < 0 or fids.max() >= nf:
+            raise SimulationError(f"add_pressure({name!r}): face ids must be a non-empty selection of"
+                                  f" boundary faces 0..{nf - 1}; use fem.selection.surface_patch")
+        p = np.broadcast_to(np.asarray(pressure_pa, dtype=np.float64), fids.shape)
+        if not np.all(np.isfinite(p)):
+            raise SimulationError(f"add_pressure({name!r}): pressure must be finite (Pa)")
+        self._pressures[name] = (fids, np.array(p))
+
+    def remove_load(self, name: str) -> None:
+        """Remove a named nodal force or pressure."""
+        if self._forces.pop(name, None) is None and self._pressures.pop(name, None) is None:
+            raise SimulationError(f"no load named {name!r}; loads: {list(self._forces) + list(self._pressures)}")
+
+    def _external(self, x: np.ndarray, scale: float = 1.0) -> np.ndarray:
+        f = self._m[:, None] * self.gravity[None, :]
+        for ids, fo in self._forces.values():
+            np.add.at(f, ids, fo)
+        if self._pressures:
+            from .loads import pressure_nodal_forces
+            faces = self.mesh.boundary_faces
+            for fids, p in self._pressures.values():
+                f += pressure_nodal_forces(x, faces[fids], p)
+        return f * scale if scale != 1.0 else f
+
+    # ------------------------------------------------------ constraint cache
+    def _constraint_state(self):
+        """(owner per node (-1 free), constrained ids, free ids, sub-pattern)."""
+        if self._cache_key is None:
+            n = self.mesh.n_points
+            owner = np.full(n, -1, dtype=np.int64)
+            for k, c in enumerate(self._constraints.values()):
+                owner[c.nodes] = k
+            cons = np.flatnonzero(owner >= 0)
+            free = np.flatnonzero(owner < 0)
+            self._sub = self._asm.pattern.sub(free)
+            self._cstate = (owner, cons, free)
+            self._cache_key = object()
+            self._prec = None
+        return self._cstate
+
+    def _targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(constrained node ids, their target positions) with later constraints winning overlaps."""
+        owner, cons, _ = self._constraint_state()
+        tgt = np.empty((self.mesh.n_points, 3))
+        for k, c in enumerate(self._constraints.values()):
+            mine = owner[c.nodes] == k
+            tgt[c.nodes[mine]] = c.targets[mine]
+        return cons, tgt[cons]
+
+    def _check_rigid_modes(self, *, static: bool) -> None:
+        if not static and self.body.mass > 0:
+            return
+        if self._components is None:
+            pat = self._asm.pattern
+            adj = sp.csr_matrix((np.ones(pat.nnzb), pat.indices, pat.indptr), shape=(pat.n, pat.n))
+            self._components = connected_components(adj, directed=False)
+        ncomp, label = self._components
+        _, cons, _ = self._constraint_state()
+        used = np.zeros(self.mesh.n_points, dtype=bool)
+        used[np.unique(self.mesh.tets)] = True
+        for c in range(ncomp):
+            nodes_c = np.flatnonzero((label == c) & used)
+            if len(nodes_c) == 0:
+                continue
+            held = cons[label[cons] == c]
+            ok = False
+            if len(held) >= 3:
+                P = self._x[held] - self._x[held].mean(axis=0)
+                s = np.linalg.svd(P, compute_uv=False)
+                ok = s[1] > 1e-9 * max(s[0], 1e-300)
+            if not ok:
+                what = "a static solve" if static else "a massless body"
+                raise SimulationError(
+                    f"free rigid-body motion: connected piece {c} of the mesh ({len(nodes_c)} nodes) is held by"
+                    f" {len(held)} constrained node(s){' (collinear)' if len(held) >= 3 else ''}; {what} needs at"
+                    " least 3 non-collinear constrained nodes per piece. Fix a region of it (e.g. sim.fix("
+                    "selection.region(mesh, 'ligament'), name='ligament')) or use dynamic steps with mass")
+
+    # ------------------------------------------------------------- residuals
+    def _rest_K(self) -> np.ndarray:
+        if self._K0 is None:
+            self._K0 = self._asm.rest_stiffness()
+        return self._K0
+
+    def _mass_times(self, a: np.ndarray) -> np.ndarray:
+        if self.mass_kind == "lumped":
+            return self._m[:, None] * a
+        return (self._asm.pattern.matrix(self._Mb) @ a.ravel()).reshape(-1, 3)
+
+    def _dyn_residual(self, x, f_int, K, x_n, x_pred, h, fext):
+        alpha, beta = self.damping
+        g = self._mass_times(x - x_pred) / (h * h) + f_int - fext
+        if alpha > 0:
+            g += alpha * self._mass_times(x - x_n) / h
+        if beta > 0:
+            g += beta * (self._asm.pattern.matrix(K) @ ((x - x_n) / h).ravel()).reshape(-1, 3)
+        return g
+
+    def _preconditioner(self, h: float, kind_hint: str | None = None, data: np.ndarray | None = None):
+        """Cached reference preconditioner for step ``h`` (built from ``data`` or the rest stiffness)."""
+        _, _, free = self._constraint_state()
+        key = (id(self._cache_key), h)
+        if data is None and self._prec is not None and self._prec_key == key:
+            return self._prec, False
+        alpha, beta = self.damping
+        cM = 1.0 / (h * h) + alpha / h
+        cK = 1.0 + beta / h
+        if data is None:
+            data = self._sub.gather(self._rest_K(), cK, self._Mb, cM)
+        kind = kind_hint or self.preconditioner
+        if kind == "auto":
+            if 3 * len(free) <= self.cholesky_max_dofs:
+                kind = "cholesky"
+            else:
+                try:
+                    import pyamg  # noqa: F401
+                    kind = "amg"
+                except ImportError:
+                    kind = "jacobi"
+        t0 = time.perf_counter()
+        self._prec = make_preconditioner(kind, self._sub, data, self.mesh.points[free])
+        self._prec_key = key
+        log.debug("built %s preconditioner for %d free nodes in %.3f s", kind, len(free), time.perf_counter() - t0)
+        return self._prec, True
+
+    # ------------------------------------------------------------------ step
+    def step(self, dt: float | None = None, *, budget_s: float | None = None) -> StepInfo:
+        """Advance the state by one step.
+
+        Parameters
+        ----------
+        dt : float, optional
+            Step (s); default ``self.dt``.
+        budget_s : float, optional
+            Realtime mode: wall-clock budget of the linear solves (s).
+
+        Returns
+        -------
+        StepInfo
+
+        Raises
+        ------
+        ConvergenceError
+            If the step cannot be completed even with ``max_substeps`` substeps;
+            the state is unchanged.
+        """
+        h = self._check_dt(self.dt if dt is None else dt)
+        self._check_rigid_modes(static=False)
+        t_start = time.perf_counter()
+        x0, v0, t0 = self._x.copy(), self._v.copy(), self._t
+        cons, tgt = self._targets()
+        n_sub = 1
+        last_exc = None
+        while n_sub <= self.max_substeps:
+            try:
+                stats = self._advance(h, n_sub, cons, x0[cons], tgt, budget_s)
+                break
+            except ConvergenceError as exc:
+                last_exc = exc
+                self._x, self._v, self._t = x0.copy(), v0.copy(), t0
+                self._warm = None
+                log.info("step rejected (%s); retrying with %d substeps", exc, 2 * n_sub)
+                n_sub *= 2
+        else:
+            raise ConvergenceError(f"the step of {h:g} s could not be completed even with {self.max_substeps}"
+                                   f" substeps ({last_exc}); the state is unchanged. Reduce dt, soften the"
+                                   " loads or the instrument motion, or check the mesh quality") from last_exc
+        newton, lin, res, conv, minJ, refac = stats
+        self._t = t0 + h
+        return StepInfo(time=self._t, dt=h, newton_iterations=newton, linear_iterations=lin, residual=res,
+                        converged=conv, substeps=n_sub, wall_s=time.perf_counter() - t_start,
+                        min_jacobian=minJ, refactored=refac)
+
+    def _advance(self, h, n_sub, cons, c_start, c_target, budget_s):
+        hs = h / n_sub
+        tot_newton = tot_lin = 0
+        res = 0.0
+        conv = True
+        minJ = np.inf
+        refac = False
+        budget = self.budget_s if budget_s is None else budget_s
+        deadline = None if budget is None else time.perf_counter() + budget
+        for k in range(n_sub):
+            ck = c_start + (c_target - c_start) * ((k + 1) / n_sub)
+            if self.integrator == "realtime":
+                out = self._realtime_substep(hs, cons, ck, deadline)
+            else:
+                out = self._be_substep(hs, cons, ck)
+            nw, li, r, cv, mj, rf = out
+            tot_newton += nw
+            tot_lin += li
+            res = max(res, r)
+            conv = conv and cv
+            minJ = min(minJ, mj)
+            refac = refac or rf
+        return tot_newton, tot_lin, res, conv, minJ, refac
+
+    def _be_substep(self, h, cons, ck):
+        owner, _, free = self._constraint_state()
+        alpha, beta = self.damping
+        cM = 1.0 / (h * h) + alpha / h
+        cK = 1.0 + beta / h
+        x_n = self._x
+        x_pred = x_n + h * self._v
+        x = x_pred.copy()
+        x[cons] = ck
+        fext = self._external(x)
+        f, K = self._asm.forces_and_stiffness(x)
+        g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext)
+        rnorm = float(np.linalg.norm(g[free]))
+        scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-300)
+        prec, refac = self._preconditioner(h)
+        lin_total = 0
+        it = 0
+        converged = rnorm <= self.newton_tol * scale
+        while not converged:
+            if it >= self.max_newton:
+                raise ConvergenceError(f"Newton did not converge in {self.max_newton} iterations"
+                                       f" (relative residual {rnorm / scale:.2e})")
+            A = self._sub.operator(self._sub.gather(K, cK, self._Mb, cM))
+            b = -g[free].ravel()
+            eta = min(1e-2, max(0.1 * self.newton_tol * scale / rnorm, 1e-4))  # inexact Newton forcing
+            sol = pcg(A, b, precond=prec, rtol=eta, maxiter=self.max_cg)
+            lin_total += sol.iterations
+            if not sol.converged:
+                # stale preconditioner: refactor on the current matrix and solve again
+                prec, _ = self._preconditioner(h, data=self._sub.gather(K, cK, self._Mb, cM))
+                refac = True
+                sol = pcg(A, b, precond=prec, x0=sol.x, rtol=eta, maxiter=self.max_cg)
+                lin_total += sol.iterations
+            d = np.zeros_like(x)
+            d[free] = sol.x.reshape(-1, 3)
+            x, f, K, g, rnorm = self._line_search(
+                x, d, rnorm, free,
+                lambda xt, ft, Kt: self._dyn_residual(xt, ft, Kt, x_n, x_pred, h, self._external(xt)))
+            it += 1
+            converged = rnorm <= self.newton_tol * scale
+        minJ = self._asm.min_jacobian(x)
+        self._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
+        self._v = (x - x_n) / h
+        self._x = x
+        return it, lin_total, rnorm / scale, True, minJ, refac
+
+    def _line_search(self, x, d, rnorm, free, residual):
+        alpha = 1.0
+        best = None
+        for _ in range(8):
+            xt = x + alpha * d
+            try:
+                ft, Kt = self._asm.forces_and_stiffness(xt)
+                gt = residual(xt, ft, Kt)
+                rt = float(np.linalg.norm(gt[free]))
+                if not np.isfinite(rt):
+                    raise ConvergenceError("non-finite residual")
+            except ConvergenceError:
+                alpha *= 0.5
+                continue
+            if rt <= (1.0 - 1e-4 * alpha) * rnorm:
+                return xt, ft, Kt, gt, rt
+            if best is None or rt < best[4]:
+                best = (xt, ft, Kt, gt, rt)
+            alpha *= 0.5
+        if best is None:
+            raise ConvergenceError("every trial step inverted an element or produced NaN")
+        if best[4] > 10.0 * rnorm:
+            raise ConvergenceError(f"Newton diverges (residual grew from {rnorm:.3g} to {best[4]:.3g})")
+        return best
+
+    def _realtime_substep(self, h, cons, ck, deadline):
+        _, _, free = self._constraint_state()
+        alpha, beta = self.damping
+        cM = 1.0 / (h * h) + alpha / h
+        cK = 1.0 + beta / h
+        x_n = self._x
+        x_pred = x_n + h * self._v
+        x = x_pred.copy()
+        x[cons] = ck
+        fext = self._external(x)
+        prec, refac = self._preconditioner(h)
+        lin_total = 0
+        rel = 0.0
+        conv = True
+        warm = self._warm if (self._warm is not None and len(self._warm) == 3 * len(free)) else None
+        for it in range(self.realtime_newton):
+            f, K = self._asm.forces_and_stiffness(x)
+            g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext if not self._pressures else self._external(x))
+            A = self._sub.operator(self._sub.gather(K, cK, self._Mb, cM))
+            b = -g[free].ravel()
+            sol = pcg(A, b, precond=prec, x0=warm if it == 0 else None, rtol=1e-6,
+                      maxiter=self.realtime_cg, deadline=deadline)
+            lin_total += sol.iterations
+            rel = sol.residual
+            conv = sol.converged
+            x[free] += sol.x.reshape(-1, 3)
+            if it == 0:
+                self._warm = sol.x.copy()
+        minJ = self._asm.min_jacobian(x)
+        has_nonlinear = any(m.kind != "linear" for _, m, _, _ in self._asm.groups)
+        if not np.isfinite(minJ) or (has_nonlinear and minJ <= 0):
+            raise ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}) or"
+                                   " produced NaN")
+        self._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
+        self._v = (x - x_n) / h
+        self._x = x
+        return self.realtime_newton, lin_total, rel, conv, minJ, refac
+
+    # ---------------------------------------------------------------- static
+    def solve_static(self, *, load_steps: int = 1, tol: float = 1e-8, max_newton: int = 40,
+                     max_cuts: int = 6) -> StaticInfo:
+        """Find the static equilibrium under the current loads and constraints.
+
+        Newton's method with a direct sparse solve and a backtracking line
+        search per iteration; loads and prescribed motions are applied in
+        ``load_steps`` increments, each halved automatically (up to
+        ``max_cuts`` times) when Newton fails. Velocities are set to zero.
+
+        Parameters
+        ----------
+        load_steps : int
+            Initial number of load increments.
+        tol : float
+            Relative residual tolerance (residual over the load scale).
+        max_newton : int
+            Newton iteration cap per increment.
+        max_cuts : int
+            How many times an increment may be halved.
+
+        Returns
+        -------
+        StaticInfo
+
+        Raises
+        ------
+        SimulationError
+            If some piece of the body is not held (free rigid-body modes).
+        ConvergenceError
+            If an increment fails even after ``max_cuts`` halvings (state unchanged).
+        """
+        self._check_rigid_modes(static=True)
+        t_start = time.perf_counter()
+        _, _, free = self._constraint_state()
+        cons, tgt = self._targets()
+        x_start = self._x.copy()
+        c_start = x_start[cons]
+        x = x_start.copy()
+        lam = 0.0
+        step = 1.0 / max(int(load_steps), 1)
+        total_newton = 0
+        steps_done = 0
+        cuts = 0
+        rel = 0.0
+        while lam < 1.0 - 1e-12:
+            lam_t = min(1.0, lam + step)
+            try:
+                x_new, nit, rel = self._static_increment(x, free, cons, c_start + lam_t * (tgt - c_start),
+                                                         lam_t, tol, max_newton)
+            except ConvergenceError as exc:
+                cuts += 1
+                if cuts > max_cuts:
+                    raise ConvergenceError(f"static solve failed at load factor {lam_t:.3g} after {max_cuts}"
+                                           f" step halvings ({exc}); the state is unchanged. Use more load"
+                                           " steps, a smaller load, or check the constraints") from exc
+                step *= 0.5
+                continue
+            total_newton += nit
+            steps_done += 1
+            x = x_new
+            lam = lam_t
+        self._x = x
+        self._v = np.zeros_like(x)
+        self._last = ("static", x.copy())
+        return StaticInfo(converged=True, load_steps=steps_done, newton_iterations=total_newton, residual=rel,
+                          wall_s=time.perf_counter() - t_start, min_jacobian=self._asm.min_jacobian(x))
+
+    def _static_increment(self, x, free, cons, ck, lam, tol, max_newton):
+        x = x.copy()
+        x[cons] = ck
+        fext_fn = lambda xt: self._external(xt, lam)  # noqa: E731
+        f, K = self._asm.forces_and_stiffness(x)
+        g = f - fext_fn(x)
+        rnorm = float(np.linalg.norm(g[free]))
+        scale = max(float(np.linalg.norm(self._external(x)[free])), rnorm, 1e-300)
+        it = 0
+        while rnorm > tol * scale:
+            if it >= max_newton:
+                raise ConvergenceError(f"Newton did not converge in {max_newton} iterations"
+                                       f" (relative residual {rnorm / scale:.2e})")
+            r, c, v = self._sub.lower_coo(self._sub.gather(K, 1.0))
+            fac = CholeskyFactor(3 * len(free), r, c, v)
+            d = np.zeros_like(x)
+            d[free] = fac.solve(-g[free].ravel()).reshape(-1, 3)
+            x, f, K, g, rnorm = self._line_search(x, d, rnorm, free, lambda xt, ft, Kt: ft - fext_fn(xt))
+            it += 1
+        return x, it, rnorm / scale
+
+    # -------------------------------------------------------------- outputs
+    def reaction(self, name: str) -> np.ndarray:
+        """Force (k, 3) N that constraint ``name`` exerts on the tissue at each of its nodes.
+
+        This is what a holder or an instrument feels, with the opposite sign. At
+        a static equilibrium the reactions balance the external loads. Nodes of
+        this constraint that a later constraint also holds report zero.
+        """
+        if name not in self._constraints:
+            raise SimulationError(f"no constraint named {name!r}; active: {list(self._constraints)}")
+        c = self._constraints[name]
+        owner, _, _ = self._constraint_state()
+        k = list(self._constraints).index(name)
+        out = np.zeros((len(c.nodes), 3))
+        if self._last is None:
+            x = self._x
+            g = self._asm.forces(x) - self._external(x)
+        elif self._last[0] == "static":
+            x = self._last[1]
+            g = self._asm.forces(x) - self._external(x)
+        else:
+            _, x, x_n, x_pred, h = self._last
+            f, K = self._asm.forces_and_stiffness(x, want_K=self.damping[1] > 0)
+            g = self._dyn_residual(x, f, K, x_n, x_pred, h, self._external(x))
+        mine = owner[c.nodes] == k
+        out[mine] = g[c.nodes[mine]]
+        return out
+
+    def strain_energy(self) -> float:
+        """Elastic strain energy of the current state (J)."""
+        return self._asm.energy(self._x)
+
+    def kinetic_energy(self) -> float:
+        """Kinetic energy ``v^T M v / 2`` of the current state (J)."""
+        return 0.5 * float(np.sum(self._v * self._mass_times(self._v)))
+
+    def gravity_energy(self) -> float:
+        """Gravitational potential energy relative to the rest mesh (J)."""
+        return -float(np.sum(self._m[:, None] * self.gravity[None, :] * (self._x - self.mesh.points)))
+
+    def fields(self) -> dict:
+        """Strain and stress fields of the current state.
+
+        Returns
+        -------
+        dict
+            ``green_lagrange`` (m, 3, 3), ``cauchy`` (m, 3, 3) Pa, ``von_mises`` (m,) Pa,
+            ``nodal_von_mises`` (n,) Pa, ``strain_energy`` float J, plus ``F``,
+            ``energy_density``, ``nodal_green_lagrange``, ``nodal_cauchy`` and
+            ``displacement`` (n, 3) m, ``velocity`` (n, 3) m/s.
+        """
+        from .fields import compute_fields
+        out = compute_fields(self.mesh, self._x, self.body.materials)
+        out["displacement"] = self.displacements
+        out["velocity"] = self._v.copy()
+        return out
+
+    # ------------------------------------------------------------- topology
+    def change_topology(self, new_rest_mesh: TetMesh, transfer) -> None:
+        """Continue on a new rest mesh (after a cut), carrying the state over.
+
+        Parameters
+        ----------
+        new_rest_mesh : TetMesh
+            The new rest mesh (same region ids and names).
+        transfer : scipy.sparse matrix (n_new, n_old)
+            Maps old nodal fields to new ones: ``new = transfer @ old``.
+
+        Notes
+        -----
+        Positions and velocities are mapped with ``transfer``. A new node joins a
+        constraint when every old node it draws from belongs to that constraint
+        (a cut node's copies keep their parent's constraint); its target is
+        mapped the same way. Nodal forces move to such nodes, split among the
+        copies so that the total force is kept. Pressure faces are carried where
+        all three nodes of a new boundary face derive from an old loaded face.
+        Solver caches are rebuilt.
+        """
+        T = sp.csr_matrix(transfer, dtype=np.float64)
+        n_old = self.mesh.n_points
+        n_new = new_rest_mesh.n_points
+        if T.shape != (n_new, n_old):
+            raise SimulationError(f"transfer must have shape (n_new, n_old) = ({n_new}, {n_old}), got {T.shape}")
+        x_new = T @ self._x
+        v_new = T @ self._v
+        if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(v_new))):
+            raise SimulationError("the transfer produced non-finite positions; check the transfer matrix")
+        Tb = T.copy()
+        Tb.data = (Tb.data != 0).astype(np.float64)
+        Tb.eliminate_zeros()
+        nparents = np.diff(Tb.indptr)
+        new_cons = {}
+        for name, c in self._constraints.items():
+            mark = np.zeros(n_old)
+            mark[c.nodes] = 1.0
+            hit = Tb @ mark
+            sel = np.flatnonzero((nparents > 0) & (hit == nparents))
+            if len(sel) == 0:
+                log.warning("constraint %r has no nodes left after the topology change; dropped", name)
+                continue
+            tgt_old = self._x.copy()
+            tgt_old[c.nodes] = c.targets
+            new_cons[name] = _Constraint(sel, (T @ tgt_old)[sel])
+        new_forces = {}
+        for name, (ids, fo) in self._forces.items():
+            full = np.zeros((n_old, 3))
+            full[ids] = fo
+            mark = np.zeros(n_old)
+            mark[ids] = 1.0
+            hit = Tb @ mark
+            sel = np.flatnonzero((nparents > 0) & (hit == nparents))
+            if len(sel) == 0:
+                continue
+            ncopies = np.asarray(Tb[sel].sum(axis=0)).ravel()  # copies per old node
+            share = full / np.maximum(ncopies, 1.0)[:, None]
+            new_forces[name] = (sel, np.asarray(Tb[sel] @ share) / np.maximum(nparents[sel], 1)[:, None])
+        new_press = {}
+        if self._pressures:
+            parent = np.asarray(T.argmax(axis=1)).ravel()
+            old_faces = self.mesh.boundary_faces
+            new_faces = new_rest_mesh.boundary_faces
+            keyed = np.sort(parent[new_faces], axis=1)
+            for name, (fids, p) in self._pressures.items():
+                lut = {tuple(k): pv for k, pv in zip(np.sort(old_faces[fids], axis=1).tolist(), p.tolist())}
+                sel = [(i, lut[tuple(k)]) for i, k in enumerate(keyed.tolist()) if tuple(k) in lut]
+                if sel:
+                    new_press[name] = (np.array([s[0] for s in sel]), np.array([s[1] for s in sel]))
+                else:
+                    log.warning("pressure %r has no faces left after the topology change; dropped", name)
+        self._setup_body(self.body.with_mesh(new_rest_mesh))
+        self._x = np.asarray(x_new, dtype=np.float64)
+        self._v = np.asarray(v_new, dtype=np.float64)
+        self._constraints = new_cons
+        self._forces = new_forces
+        self._pressures = new_press
+        self._cache_key = None

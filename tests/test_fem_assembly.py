@@ -1,0 +1,200 @@
+"""P1 assembly: shape gradients, symmetry, rigid-body null space, f = dU/dx, K = df/dx."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.spatial.transform import Rotation
+
+from organsim.errors import ConvergenceError, MaterialError, MeshError
+from organsim.fem.assembly import Assembler, BlockPattern, consistent_mass_blocks, lumped_mass
+from organsim.fem.kinematics import deformation_gradients, shape_gradients
+from organsim.fem.materials import (
+    Corotational,
+    LinearElastic,
+    MooneyRivlin,
+    NeoHookean,
+    StVenantKirchhoff,
+)
+from organsim.mesh.generators import box_tet_mesh
+from organsim.mesh.tetmesh import TetMesh
+
+E, NU = 2.0e4, 0.4
+MATS = [LinearElastic(E, NU), Corotational(E, NU), StVenantKirchhoff(E, NU), NeoHookean(E, NU),
+        MooneyRivlin(2e3, 1e3, 5e4)]
+IDS = [type(m).__name__ for m in MATS]
+
+
+def _mesh(shape=(3, 3, 2), h=0.01, seed=0, jitter=0.15):
+    m = box_tet_mesh(shape, h)
+    rng = np.random.default_rng(seed)
+    return TetMesh(m.points + jitter * h * rng.uniform(-1, 1, m.points.shape), m.tets)
+
+
+def _asm(mesh, mat):
+    return Assembler(mesh, [(np.arange(mesh.n_tets), mat)])
+
+
+def test_shape_gradients_partition_of_unity_and_linear_exactness():
+    mesh = _mesh()
+    g, v = shape_gradients(mesh.points, mesh.tets)
+    assert np.allclose(g.sum(axis=1), 0, atol=1e-9)
+    assert np.allclose(v, mesh.volumes)
+    A = np.array([[1.1, 0.2, 0.0], [0.1, 0.9, 0.3], [0.0, -0.2, 1.2]])
+    F = deformation_gradients(mesh.points @ A.T + 0.5, mesh.tets, g)
+    assert np.allclose(F, A, atol=1e-12)
+
+
+def test_shape_gradients_reject_inverted_tets():
+    mesh = box_tet_mesh((2, 2, 2), 1.0)
+    tets = mesh.tets.copy()
+    tets[0] = tets[0][[1, 0, 2, 3]]
+    with pytest.raises(MeshError):
+        shape_gradients(mesh.points, tets)
+
+
+def test_block_pattern_matches_coo_assembly():
+    mesh = _mesh((3, 2, 2))
+    pat = BlockPattern(mesh.tets, mesh.n_points)
+    rng = np.random.default_rng(0)
+    local = rng.standard_normal((mesh.n_tets, 4, 4, 3, 3))
+    data = np.zeros((pat.nnzb, 3, 3))
+    np.add.at(data, pat.blockmap.ravel(), local.reshape(-1, 3, 3))
+    rows = (3 * mesh.tets[:, :, None, None, None] + np.arange(3)[None, None, None, :, None])
+    cols = (3 * mesh.tets[:, None, :, None, None] + np.arange(3)[None, None, None, None, :])
+    rows, cols = (np.broadcast_to(a, local.shape).ravel() for a in (rows, cols))
+    ref = sp.coo_matrix((local.ravel(), (rows, cols)), shape=(3 * mesh.n_points,) * 2).toarray()
+    assert np.allclose(pat.matrix(data).toarray(), ref)
+
+
+@pytest.mark.parametrize("mat", MATS, ids=IDS)
+def test_force_is_gradient_of_energy_and_stiffness_is_symmetric(mat):
+    mesh = _mesh((2, 2, 2))
+    asm = _asm(mesh, mat)
+    rng = np.random.default_rng(4)
+    x = mesh.points + 0.0015 * rng.uniform(-1, 1, mesh.points.shape)
+    f, K = asm.forces_and_stiffness(x)
+    h = 1e-8
+    num = np.zeros_like(x)
+    for i in range(x.size):
+        xp, xm = x.copy(), x.copy()
+        xp.flat[i] += h
+        xm.flat[i] -= h
+        num.flat[i] = (asm.energy(xp) - asm.energy(xm)) / (2 * h)
+    assert np.abs(f - num).max() <= 1e-5 * np.abs(f).max()
+    Kd = asm.pattern.matrix(K).toarray()
+    assert np.abs(Kd - Kd.T).max() <= 1e-10 * np.abs(Kd).max()
+
+
+@pytest.mark.parametrize("mat", [m for m in MATS if not isinstance(m, Corotational)],
+                         ids=[i for i in IDS if i != "Corotational"])
+def test_stiffness_is_derivative_of_force(mat):
+    mesh = _mesh((2, 2, 2))
+    asm = _asm(mesh, mat)
+    rng = np.random.default_rng(5)
+    x = mesh.points + 0.002 * rng.uniform(-1, 1, mesh.points.shape)
+    Kd = asm.stiffness(x).toarray()
+    h = 1e-7
+    num = np.zeros_like(Kd)
+    for i in range(x.size):
+        xp, xm = x.copy(), x.copy()
+        xp.flat[i] += h
+        xm.flat[i] -= h
+        num[:, i] = ((asm.forces(xp) - asm.forces(xm)) / (2 * h)).ravel()
+    assert np.abs(Kd - num).max() <= 1e-6 * np.abs(Kd).max()
+
+
+def test_corotational_stiffness_is_exact_at_rest_and_close_nearby():
+    """R K0 R^T is the exact tangent at a rotated rest state and an approximation when strained."""
+    mesh = _mesh((2, 2, 2))
+    asm = _asm(mesh, Corotational(E, NU))
+    Q = Rotation.from_rotvec([0.3, -0.2, 0.5]).as_matrix()
+    x = mesh.points @ Q.T
+    Kd = asm.stiffness(x).toarray()
+    h = 1e-7
+    num = np.zeros_like(Kd)
+    for i in range(x.size):
+        xp, xm = x.copy(), x.copy()
+        xp.flat[i] += h
+        xm.flat[i] -= h
+        num[:, i] = ((asm.forces(xp) - asm.forces(xm)) / (2 * h)).ravel()
+    assert np.abs(Kd - num).max() <= 1e-6 * np.abs(Kd).max()
+
+
+def _rigid_modes(points):
+    c = points - points.mean(axis=0)
+    modes = []
+    for d in range(3):
+        t = np.zeros_like(points)
+        t[:, d] = 1
+        modes.append(t)
+    for axis in np.eye(3):
+        modes.append(np.cross(axis, c))
+    return modes
+
+
+@pytest.mark.parametrize("mat", MATS, ids=IDS)
+def test_rest_stiffness_null_space_is_rigid_motion(mat):
+    mesh = _mesh((3, 2, 2))
+    K = _asm(mesh, mat).stiffness(mesh.points)
+    scale = abs(K).max() * np.abs(mesh.points).max()
+    for mode in _rigid_modes(mesh.points):
+        assert np.abs(K @ mode.ravel()).max() <= 1e-9 * scale
+    # and nothing else: exactly 6 zero eigenvalues
+    ev = np.linalg.eigvalsh(K.toarray())
+    assert np.sum(ev < 1e-8 * ev.max()) == 6
+
+
+@settings(max_examples=20, deadline=None)
+@given(q=st.lists(st.floats(-1, 1), min_size=4, max_size=4).filter(lambda v: np.linalg.norm(v) > 0.1),
+       shift=st.lists(st.floats(-1, 1), min_size=3, max_size=3), seed=st.integers(0, 2**16),
+       nx=st.integers(2, 4))
+def test_rigid_motion_gives_zero_internal_force(q, shift, seed, nx):
+    mesh = _mesh((nx, 2, 3), seed=seed, jitter=0.25)
+    Q = Rotation.from_quat(np.asarray(q) / np.linalg.norm(q)).as_matrix()
+    x = mesh.points @ Q.T + np.asarray(shift)
+    for mat in MATS[1:]:
+        f, K = _asm(mesh, mat).forces_and_stiffness(x)
+        scale = E * mesh.volume ** (2 / 3)
+        assert np.abs(f).max() <= 1e-8 * scale, type(mat).__name__
+
+
+def test_per_region_materials_and_group_checks():
+    mesh = box_tet_mesh((3, 2, 2), 0.01)
+    rid = np.where(mesh.tets.min(axis=1) % 2 == 0, 1, 2)
+    mesh = TetMesh(mesh.points, mesh.tets, rid, {1: "a", 2: "b"})
+    e1, e2 = np.flatnonzero(rid == 1), np.flatnonzero(rid == 2)
+    soft, stiff = NeoHookean(1e3, 0.3), NeoHookean(1e5, 0.3)
+    asm = Assembler(mesh, [(e1, soft), (e2, stiff)])
+    x = mesh.points * 1.01
+    W = asm.energy_density(x)
+    assert np.allclose(W[e2] / W[e1].mean(), 100.0)
+    with pytest.raises(MaterialError):
+        Assembler(mesh, [(e1, soft)])
+    with pytest.raises(MaterialError):
+        Assembler(mesh, [(np.arange(mesh.n_tets), "rubber")])
+
+
+def test_inversion_is_reported():
+    mesh = box_tet_mesh((2, 2, 2), 0.01)
+    x = mesh.points.copy()
+    x[:, 2] *= -1.0
+    with pytest.raises(ConvergenceError):
+        _asm(mesh, NeoHookean(E, NU)).forces_and_stiffness(x)
+    assert _asm(mesh, NeoHookean(E, NU)).min_jacobian(x) < 0
+
+
+def test_mass_matrices_conserve_total_mass():
+    mesh = _mesh()
+    rho = np.full(mesh.n_tets, 1000.0)
+    m = lumped_mass(mesh.points, mesh.tets, rho)
+    assert m.sum() == pytest.approx(1000.0 * mesh.volume)
+    pat = BlockPattern(mesh.tets, mesh.n_points)
+    Mb = consistent_mass_blocks(pat, mesh.volumes, rho)
+    M = pat.matrix(Mb)
+    one = np.zeros((mesh.n_points, 3))
+    one[:, 0] = 1
+    assert (M @ one.ravel()).sum() == pytest.approx(1000.0 * mesh.volume)

@@ -1,0 +1,223 @@
+"""Simulation: constraints and reactions, static solves, rigid-mode detection, robustness,
+topology changes and the real-time mode."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from organsim.errors import ConvergenceError, SimulationError
+from organsim.fem import selection
+from organsim.fem.body import Body
+from organsim.fem.materials import Corotational, LinearElastic, NeoHookean
+from organsim.fem.simulation import Simulation
+from organsim.mesh.generators import box_tet_mesh
+from organsim.mesh.tetmesh import TetMesh
+
+RHO = 1000.0
+
+
+def _beam(shape=(6, 3, 3), h=0.01, mat=None, **kw):
+    mesh = box_tet_mesh(shape, h)
+    sim = Simulation(Body(mesh, mat or NeoHookean(5e4, 0.4), density=RHO), **kw)
+    wall = np.flatnonzero(mesh.points[:, 0] == 0)
+    return mesh, sim, wall
+
+
+def test_static_reactions_balance_gravity_and_nodal_forces():
+    mesh, sim, wall = _beam()
+    tip = np.flatnonzero(mesh.points[:, 0] == mesh.points[:, 0].max())
+    sim.fix(wall, name="wall")
+    sim.add_nodal_force(tip, (0.0, 0.01, 0.0), name="push")
+    info = sim.solve_static()
+    assert info.converged and info.residual < 1e-8
+    R = sim.reaction("wall")
+    applied = sim.body.mass * np.array([0, 0, -9.81]) + np.array([0, 0.01 * len(tip), 0])
+    assert np.allclose(R.sum(axis=0), -applied, rtol=1e-6, atol=1e-9)
+    assert sim.displacements[tip, 2].mean() < 0 and sim.displacements[tip, 1].mean() > 0
+    assert np.abs(sim.displacements[wall]).max() == 0.0
+    assert np.abs(sim.velocities).max() == 0.0
+
+
+def test_static_matches_linear_solve_for_linear_material():
+    mesh, sim, wall = _beam(mat=LinearElastic(5e4, 0.3))
+    sim.fix(wall, name="wall")
+    sim.solve_static()
+    K = sim._asm.stiffness(mesh.points).toarray()
+    free = np.setdiff1d(np.arange(mesh.n_points), wall)
+    fd = (3 * free[:, None] + np.arange(3)).ravel()
+    f = (sim.nodal_masses[:, None] * np.array([0, 0, -9.81])).ravel()
+    u = np.linalg.solve(K[np.ix_(fd, fd)], f[fd])
+    assert np.allclose(sim.displacements.ravel()[fd], u, rtol=1e-7, atol=1e-12)
+
+
+def test_prescribed_motion_reaches_targets_and_reaction_opposes_it():
+    mesh, sim, wall = _beam(gravity=(0, 0, 0))
+    tip = np.flatnonzero(mesh.points[:, 0] == mesh.points[:, 0].max())
+    sim.fix(wall, name="wall")
+    sim.prescribe(tip, mesh.points[tip] + [0.004, 0, 0], name="pull")
+    sim.solve_static(load_steps=2)
+    assert np.allclose(sim.positions[tip], mesh.points[tip] + [0.004, 0, 0])
+    pull, hold = sim.reaction("pull"), sim.reaction("wall")
+    assert pull[:, 0].sum() > 0  # the grasper pulls the tissue along +x
+    assert np.allclose(pull.sum(axis=0), -hold.sum(axis=0), rtol=1e-6, atol=1e-10)
+    sim.release("pull")
+    assert sim.constraint_names == ["wall"]
+    with pytest.raises(SimulationError):
+        sim.reaction("pull")
+
+
+def test_prescribe_updates_targets_without_rebuilding():
+    mesh, sim, wall = _beam(gravity=(0, 0, 0), dt=0.01)
+    tip = np.flatnonzero(mesh.points[:, 0] == mesh.points[:, 0].max())
+    sim.fix(wall, name="wall")
+    for k in range(1, 4):
+        sim.prescribe(tip, mesh.points[tip] + [0, 0, 0.001 * k], name="grasp")
+        info = sim.step()
+        assert info.converged
+        assert np.allclose(sim.positions[tip, 2], mesh.points[tip, 2] + 0.001 * k)
+    assert sim.reaction("grasp")[:, 2].sum() > 0
+
+
+@pytest.mark.parametrize("held", [0, 2, 3])
+def test_free_rigid_body_modes_are_detected_before_solving(held):
+    mesh, sim, _ = _beam()
+    if held:
+        # `held` nodes along one line (collinear when 3)
+        line = np.flatnonzero((mesh.points[:, 1] == 0) & (mesh.points[:, 2] == 0))[:held]
+        sim.fix(line, name="pins")
+    with pytest.raises(SimulationError, match="rigid-body"):
+        sim.solve_static()
+
+
+def test_disconnected_piece_without_constraint_is_detected():
+    a = box_tet_mesh((3, 2, 2), 0.01)
+    b = box_tet_mesh((3, 2, 2), 0.01, origin=(0.1, 0, 0))
+    mesh = TetMesh(np.vstack([a.points, b.points]), np.vstack([a.tets, b.tets + a.n_points]))
+    sim = Simulation(Body(mesh, NeoHookean(5e4, 0.4), density=RHO))
+    sim.fix(np.arange(a.n_points), name="first")
+    with pytest.raises(SimulationError, match="piece 1"):
+        sim.solve_static()
+    sim.step()  # with mass, dynamics is well posed: the free piece falls
+    assert sim.velocities[a.n_points:, 2].mean() < 0
+
+
+def test_failed_step_leaves_state_unchanged():
+    mesh, sim, wall = _beam(dt=0.05, max_substeps=2, max_newton=4)
+    tip = np.flatnonzero(mesh.points[:, 0] == mesh.points[:, 0].max())
+    sim.fix(wall, name="wall")
+    sim.step()
+    x, v, t = sim.positions.copy(), sim.velocities.copy(), sim.time
+    sim.add_nodal_force(tip, (0, 0, -1e6), name="crush")  # would invert elements at once
+    with pytest.raises(ConvergenceError, match="unchanged"):
+        sim.step()
+    assert np.array_equal(sim.positions, x) and np.array_equal(sim.velocities, v) and sim.time == t
+    assert np.all(np.isfinite(sim.positions))
+
+
+def test_static_failure_leaves_state_unchanged():
+    mesh, sim, wall = _beam()
+    tip = np.flatnonzero(mesh.points[:, 0] == mesh.points[:, 0].max())
+    sim.fix(wall, name="wall")
+    sim.add_nodal_force(tip, (0, 0, -1e7), name="crush")
+    x = sim.positions.copy()
+    with pytest.raises(ConvergenceError):
+        sim.solve_static(max_newton=5, max_cuts=1)
+    assert np.array_equal(sim.positions, x)
+
+
+def test_bad_inputs_are_rejected():
+    mesh, sim, wall = _beam()
+    with pytest.raises(SimulationError):
+        sim.add_nodal_force(wall, (np.nan, 0, 0), name="bad")
+    with pytest.raises(SimulationError):
+        sim.fix([], name="empty")
+    with pytest.raises(SimulationError):
+        sim.fix([mesh.n_points + 5], name="outside")
+    with pytest.raises(SimulationError):
+        sim.prescribe(wall, np.zeros((len(wall) + 1, 3)), name="shape")
+    with pytest.raises(SimulationError):
+        sim.step(dt=-1.0)
+    with pytest.raises(SimulationError):
+        Simulation(sim.body, integrator="explicit")
+
+
+def test_change_topology_with_identity_keeps_state_exactly():
+    mesh, sim, wall = _beam(dt=0.01)
+    sim.fix(wall, name="wall")
+    sim.add_nodal_force([5], (0, 0.01, 0), name="f")
+    for _ in range(3):
+        sim.step()
+    x, v = sim.positions.copy(), sim.velocities.copy()
+    sim.change_topology(mesh, sp.identity(mesh.n_points, format="csr"))
+    assert np.array_equal(sim.positions, x) and np.array_equal(sim.velocities, v)
+    assert sim.constraint_names == ["wall"]
+    assert np.array_equal(np.sort(sim._constraints["wall"].nodes), wall)
+    assert sim.step().converged
+
+
+def test_change_topology_carries_constraints_to_node_copies():
+    mesh, sim, wall = _beam(shape=(4, 2, 2), dt=0.01)
+    sim.fix(wall, name="wall")
+    sim.step()
+    # duplicate the wall node 0 into a new node n (a cut through it): the tets of the
+    # first half keep node 0, the others use the copy
+    n = mesh.n_points
+    tets = mesh.tets.copy()
+    half = np.arange(len(tets)) % 2 == 1
+    tets[half & (tets == 0).any(axis=1)] = np.where(tets[half & (tets == 0).any(axis=1)] == 0, n,
+                                                    tets[half & (tets == 0).any(axis=1)])
+    new = TetMesh(np.vstack([mesh.points, mesh.points[:1]]), tets)
+    T = sp.vstack([sp.identity(n, format="csr"), sp.csr_matrix(([1.0], ([0], [0])), shape=(1, n))]).tocsr()
+    x_before = sim.positions.copy()
+    sim.change_topology(new, T)
+    assert n in sim._constraints["wall"].nodes and 0 in sim._constraints["wall"].nodes
+    assert np.allclose(sim.positions[n], x_before[0])
+    assert sim.step().converged
+
+
+def test_pressure_on_closed_surface_has_zero_net_force():
+    mesh, sim, wall = _beam(gravity=(0, 0, 0))
+    sim.add_pressure(np.arange(len(mesh.boundary_faces)), 100.0, name="p")
+    f = sim._external(mesh.points)
+    assert np.abs(f.sum(axis=0)).max() < 1e-12
+    sim.fix(wall, name="wall")
+    sim.solve_static()
+    assert sim.mesh.volume > 0 and np.all(sim._asm.energy_density(sim.positions) >= 0)
+    vol_now = TetMesh(np.asarray(sim.positions), mesh.tets).volume
+    assert vol_now < mesh.volume  # compressed
+
+
+def test_realtime_mode_reports_convergence():
+    mesh, sim, wall = _beam(integrator="realtime", mat=Corotational(5e4, 0.4), dt=0.01, realtime_cg=50)
+    sim.fix(wall, name="wall")
+    infos = [sim.step() for _ in range(5)]
+    assert all(i.newton_iterations == 1 for i in infos)
+    assert all(i.residual < 1e-5 and i.converged for i in infos)
+    starved = sim.step(budget_s=0.0)
+    assert starved.linear_iterations <= 1
+
+
+def test_realtime_agrees_with_backward_euler():
+    runs = {}
+    for integ in ("backward_euler", "realtime"):
+        mesh, sim, wall = _beam(integrator=integ, dt=0.01, realtime_newton=3, realtime_cg=100)
+        sim.fix(wall, name="wall")
+        for _ in range(5):
+            sim.step()
+        runs[integ] = sim.displacements
+    scale = np.abs(runs["backward_euler"]).max()
+    assert np.abs(runs["realtime"] - runs["backward_euler"]).max() < 1e-3 * scale
+
+
+def test_fields_contract():
+    mesh, sim, wall = _beam()
+    sim.fix(selection.box(mesh, (-1, -1, -1), (1e-6, 1, 1)), name="wall")
+    sim.solve_static()
+    fl = sim.fields()
+    assert fl["green_lagrange"].shape == (mesh.n_tets, 3, 3)
+    assert fl["cauchy"].shape == (mesh.n_tets, 3, 3)
+    assert fl["von_mises"].shape == (mesh.n_tets,) and fl["nodal_von_mises"].shape == (mesh.n_points,)
+    assert fl["strain_energy"] == pytest.approx(sim.strain_energy(), rel=1e-9)
+    assert fl["strain_energy"] > 0

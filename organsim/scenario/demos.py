@@ -27,13 +27,15 @@ def demo_scenario() -> Scenario:
                      "scalpel then makes a 5 cm incision, 15 mm deep, across the anterior surface "
                      "of the left lobe."),
         organ=Organ(shipped="liver"),
-        materials={"default": Material(tissue="liver"), "tumour": Material(tissue="tumour"),
-                   "vessel": Material(tissue="vessel_wall")},
+        materials={"default": Material(tissue="liver", model="corotational"),
+                   "tumour": Material(tissue="tumour", model="corotational"),
+                   "vessel": Material(tissue="vessel_wall", model="corotational")},
         fixations=[Fixation(region="ligament")],
         gravity=(0.0, 0.0, -9.81),
         duration_s=2.4,
         dt_s=0.04,
-        integrator="backward_euler",
+        # a bounded number of Newton/CG iterations per step: the interactive mode
+        integrator="realtime",
         damping_mass=2.0,
         damping_stiffness=0.01,
         timeline=[

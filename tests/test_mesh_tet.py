@@ -261,3 +261,14 @@ def test_unpinch_boundary_separates_cubes_touching_along_an_edge():
     assert n > 0
     assert np.all(_edge_face_counts(fixed.boundary_faces) == 2)
     assert fixed.volume > 0.8 * mesh.volume
+
+
+@pytest.mark.slow
+def test_tetwild_from_label_image_keeps_regions():
+    pytest.importorskip("pytetwild")
+    pytest.importorskip("organsim.mesh.repair")
+    img = _ball_image(n=30, r=10.0, inner=4.0, spacing=2e-3)
+    mesh = tetrahedralize(img, edge_length=8e-3, method="tetwild")
+    _assert_valid(mesh)
+    assert set(mesh.region_names.values()) <= {"parenchyma", "tumour"}
+    assert "parenchyma" in mesh.region_names.values()

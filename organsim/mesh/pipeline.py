@@ -25,8 +25,8 @@ from ..units import check_plausible_size
 from .labelimage import LabelImage
 from .surface import TriSurface
 from .tetmesh import TetMesh
-from .tetrahedralize import (METHODS, _orient, _regions_from_image, _tetrahedralize,
-                             _volume_corrected_lattice, default_edge_length, quality_gate)
+from .tetrahedralize import (METHODS, _orient, _tetrahedralize, _volume_corrected_lattice,
+                             default_edge_length, quality_gate, with_image_regions)
 
 __all__ = ["MeshingReport", "mesh_image", "mesh_surface", "mesh_volume", "drop_small_components"]
 
@@ -324,17 +324,15 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
         surf = extract_surface(image, labs)
         report.timings_s["extract"] = time.perf_counter() - t
         t = time.perf_counter()
-        surf, report.repair = repair_surface(surf)
+        # straight from extraction: no self-intersections to look for
+        surf, report.repair = repair_surface(surf, fix_self_intersections=False)
         report.timings_s["repair"] = time.perf_counter() - t
         t = time.perf_counter()
         mesh, info = _tetrahedralize(surf, edge_length=edge_length, method=method)
         report.n_peeled = info["n_peeled"] + info["n_unpinched"]
         report.n_moved = info["n_moved"]
         report.timings_s["tetrahedralize"] = time.perf_counter() - t
-        q = (mesh.points - image.origin) @ np.asarray(image.direction)
-        rid = _regions_from_image(image, labs, q, mesh.tets)
-        names = {L: image.label_names.get(L, f"label_{L}") for L in labs if L in set(rid.tolist())}
-        mesh = TetMesh(mesh.points, mesh.tets, rid, names)
+        mesh = with_image_regions(mesh, image, labs)
     return _finish(mesh, report, t0)
 
 

@@ -429,6 +429,29 @@ def _regions_from_image(image: LabelImage, labels, q_points: np.ndarray,
     return best.astype(np.int32)
 
 
+def with_image_regions(mesh: TetMesh, image: LabelImage, labels,
+                       region_names: dict[int, str] | None = None) -> TetMesh:
+    """The mesh with each tet's region set to the majority label of ``labels`` inside it.
+
+    Parameters
+    ----------
+    mesh : TetMesh
+        In world (LPS) metres, overlapping the image.
+    image : LabelImage
+    labels : sequence of int
+    region_names : dict[int, str], optional
+        Overrides ``image.label_names``.
+    """
+    q = (mesh.points - image.origin) @ np.asarray(image.direction)
+    rid = _regions_from_image(image, labels, q, mesh.tets)
+    names = dict(image.label_names)
+    if region_names:
+        names.update(region_names)
+    present = set(rid.tolist())
+    names = {int(L): names.get(int(L), f"label_{int(L)}") for L in labels if int(L) in present}
+    return TetMesh(mesh.points, mesh.tets, rid, names)
+
+
 def _lattice_image(image: LabelImage, labels, edge_length: float, smoothing: float,
                    region_names: dict[int, str] | None, level: float = 0.0,
                    _field=None) -> TetMesh:
@@ -622,10 +645,11 @@ def _tetrahedralize(source: LabelImage | TriSurface, *, edge_length: float | Non
             from .extract import extract_surface  # the surface engineer's module
             from .repair import repair_surface
 
-            surf, _ = repair_surface(extract_surface(source, labs))
-            return _tetrahedralize(surf, edge_length=edge_length, method=method,
-                                   min_dihedral_deg=min_dihedral_deg,
-                                   max_dihedral_deg=max_dihedral_deg)
+            surf, _ = repair_surface(extract_surface(source, labs), fix_self_intersections=False)
+            mesh, info = _tetrahedralize(surf, edge_length=edge_length, method=method,
+                                         min_dihedral_deg=min_dihedral_deg,
+                                         max_dihedral_deg=max_dihedral_deg)
+            return with_image_regions(mesh, source, labs, region_names), info
         if preserve_volume:
             mesh, _ = _volume_corrected_lattice(source, labs, edge_length, smoothing,
                                                 region_names, source.label_volume(labs))

@@ -54,7 +54,7 @@ from ._split import run_split, tets_near_boxes
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
-    "validate_mesh", "blade_poses_along",
+    "validate_mesh", "blade_poses_along", "surface_points_below",
 ]
 
 log = logging.getLogger(__name__)
@@ -724,11 +724,11 @@ def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None =
     ----------
     mesh : TetMesh
         Rest mesh.
-    blade_path : ndarray, shape (k, s, 3) or (k, 3)
-        ``k >= 2`` poses of a blade polyline of ``s`` points (m, current
-        configuration). A (k, 3) array is a path of a blade segment given as
-        its k positions... no: a (k, 2, 3)-shaped path is the usual form; a
-        (2, s, 3) path is a single sweep.
+    blade_path : ndarray, shape (k, s, 3)
+        ``k >= 2`` successive poses of a blade polyline of ``s >= 2`` points
+        (m, current configuration); usually ``s = 2`` (tip and back of the
+        blade, see :func:`blade_poses_along`). Each consecutive pair of poses is
+        one cut increment.
     positions : ndarray, shape (n, 3), optional
         Current node positions (m); the mesh is not deformed while cutting.
     snap : float

@@ -90,6 +90,14 @@ def test_each_mistake_names_key_problem_and_allowed(text, key, words):
         assert w in msg, (w, msg)
 
 
+def test_camera_names_match_the_viewer_presets():
+    from organsim.scenario.schema import CAMERAS
+    from organsim.viewer.scene import CAMERA_PRESETS
+
+    assert set(CAMERAS) == set(CAMERA_PRESETS)
+    assert "allowed: anterior" in _err('[output]\ncamera = "top"')
+
+
 def test_unknown_region_checked_against_the_mesh():
     s = loads(GOOD + '\n[[timeline]]\nt = 0.9\naction = "resect"\nregion = "tumor"\nmargin_mm = 5.0\n')
     names = {"parenchyma", "tumour", "vessel", "ligament"}
@@ -176,7 +184,8 @@ def scenarios(draw):
         output=Output(series=draw(st.booleans()), every=draw(st.integers(1, 50)),
                       report=draw(st.booleans()),
                       video=draw(st.none() | st.sampled_from(["run.mp4", "run.gif"])),
-                      fps=draw(st.integers(1, 60))),
+                      fps=draw(st.integers(1, 60)),
+                      camera=draw(st.sampled_from(["surgeon", "anterior", "demo"]))),
     )
 
 

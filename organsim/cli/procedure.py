@@ -44,13 +44,13 @@ def register(subparsers) -> None:
     p.add_argument("--screenshot", metavar="PNG", help="render off-screen to this PNG and exit")
     p.add_argument("--time", type=float, help="time (s) of the series frame to show first")
     p.add_argument("--camera", default="surgeon", help="camera preset (anterior, posterior, "
-                   "superior, inferior, right, left, surgeon)")
+                   "superior, inferior, right, left, surgeon, demo)")
     p.set_defaults(func=cmd_view)
 
     p = subparsers.add_parser(
-        "demo", help="the shipped liver: held, retracted and incised",
-        description="Run the demo procedure on the shipped liver: fixed by its ligament, a grasper "
-                    "retracts the right lobe, a scalpel makes a 5 cm incision. With a display it "
+        "demo", help="the shipped liver: held, incised and retracted",
+        description="Run the demo procedure on the shipped liver: fixed by its ligament, a scalpel "
+                    "makes a 6 cm incision and a grasper retracts it open. With a display it "
                     "opens the interactive viewer; without one it records a video and writes the "
                     "results, and prints where.")
     p.add_argument("-o", "--outdir", default="organsim-demo", help="output folder (default ./organsim-demo)")
@@ -72,9 +72,14 @@ def _print_results(res, wall: float) -> None:
             ("cut_length_mm", "cut length", "mm"), ("mean_deviation_mm", "cut deviation (mean)", "mm"),
             ("hausdorff_mm", "cut deviation (Hausdorff)", "mm"),
             ("resected_volume_ml", "resected", "mL"), ("remaining_fraction", "remaining fraction", "")]
+    if not m.get("resected_volume_ml"):
+        keys = [k for k in keys if k[0] not in ("resected_volume_ml", "remaining_fraction")]
+    keys.append(("detached_fragments", "pieces cut free", ""))
     for k, label, unit in keys:
         if k in m:
-            print(f"  {label}: {m[k]:.4g} {unit}".rstrip())
+            v = m[k]
+            text = f"{v:.2f}" if unit == "mm" else f"{v:.4g}"
+            print(f"  {label}: {text} {unit}".rstrip())
     t = res.timings
     if t.get("median_step_ms") is not None:
         print(f"  {t['steps']} steps, median {t['median_step_ms']:.0f} ms/step; wall {wall:.1f} s")
@@ -117,13 +122,13 @@ def cmd_view(args: argparse.Namespace) -> int:
     if path.is_dir() or path.suffix.lower() == ".pvd":
         from ..viewer.replay import replay
 
-        replay(path, screenshot=args.screenshot, time=args.time)
+        replay(path, screenshot=args.screenshot, time=args.time, camera=args.camera)
     else:
         if path.suffix.lower() == ".toml":
             from ..scenario.loader import load_scenario
             from ..scenario.runner import Procedure
 
-            obj = Procedure(load_scenario(path))
+            obj = Procedure(load_scenario(path), open_ended=True)
         else:
             from ..io import read_any
             from ..mesh.tetmesh import TetMesh
@@ -155,19 +160,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from ..scenario.runner import Procedure
         from ..viewer.viewer import Viewer
 
-        print("organsim demo: the liver is held by its ligament; a grasper retracts the right lobe, "
-              "then a scalpel incises the left lobe. Drag the tissue to pull it, press i for the "
-              "cut tool, t for stress, space to pause, x to restart, h for help.")
-        v = Viewer(Procedure(scenario), title="organsim demo", target_fps=25)
+        print("organsim demo: the liver is held by its ligament; a scalpel incises the right lobe "
+              "and a grasper retracts the incision open. Then it is yours: drag the tissue to pull "
+              "it, press i for the cut tool, t for stress, space to pause, x to restart, h for help.")
+        v = Viewer(Procedure(scenario, open_ended=True), title="organsim demo", target_fps=25)
         v.show()
         return 0
     from ..scenario.runner import run
     from ..viewer.recording import ffmpeg_available
 
     out = Path(args.outdir)
-    name = "demo.gif" if (args.gif or not ffmpeg_available()) else "demo.mp4"
-    print(f"organsim demo: no display, recording {out / name} off-screen "
-          f"({scenario.n_steps} steps of the shipped liver: held, retracted, incised)")
+    try:
+        import imageio  # noqa: F401
+        name = "demo.gif" if (args.gif or not ffmpeg_available()) else "demo.mp4"
+        print(f"organsim demo: no display, recording {out / name} off-screen "
+              f"({scenario.n_steps} steps of the shipped liver: held, incised, retracted)")
+    except ImportError:
+        name = None
+        print("organsim demo: no display and no video writer (pip install 'organsim[video]'); "
+              f"writing the results and a rendered image to {out}")
     t0 = time.perf_counter()
     res = run(scenario, out, record=name, progress=not args.no_progress)
     _print_results(res, time.perf_counter() - t0)

@@ -12,20 +12,20 @@ __all__ = ["demo_scenario"]
 
 
 def demo_scenario() -> Scenario:
-    """The demo: the shipped liver held by its ligament, retracted by a grasper, then incised.
+    """The demo: the shipped liver held by its ligament, incised, and the incision retracted open.
 
     Examples
     --------
     >>> s = demo_scenario()
     >>> [a.action for a in s.timeline]
-    ['grasp', 'pull', 'cut']
+    ['cut', 'grasp', 'pull']
     """
     return Scenario(
         name="liver demo: hold, retract, incise",
-        description=("The shipped liver hangs from its ligament under gravity. A grasper takes the "
-                     "inferior edge of the right lobe and retracts it anteriorly and upwards; a "
-                     "scalpel then makes a 5 cm incision, 15 mm deep, across the anterior surface "
-                     "of the left lobe."),
+        description=("The shipped liver hangs from its ligament under gravity. A scalpel makes a "
+                     "6 cm incision, 20 mm deep, across the anterior surface of the right lobe; a "
+                     "grasper then takes the lower lip of the incision and retracts it, opening "
+                     "the cut (its faces are drawn in red)."),
         organ=Organ(shipped="liver"),
         materials={"default": Material(tissue="liver", model="corotational"),
                    "tumour": Material(tissue="tumour", model="corotational"),
@@ -39,14 +39,14 @@ def demo_scenario() -> Scenario:
         damping_mass=2.0,
         damping_stiffness=0.01,
         timeline=[
-            Action(t=0.0, action="grasp", instrument="grasper", at_mm=(-100.0, -48.0, 5.0),
-                   radius_mm=9.0),
-            Action(t=0.1, action="pull", instrument="grasper", path_mm=((-100.0, -75.0, 30.0),),
+            Action(t=0.0, action="cut", instrument="scalpel",
+                   path_mm=((-120.0, -45.0, 45.0), (-92.0, -54.0, 46.0), (-65.0, -50.0, 45.0)),
+                   depth_mm=20.0, duration_s=1.0),
+            Action(t=1.1, action="grasp", instrument="grasper", at_mm=(-92.0, -53.0, 33.0),
+                   radius_mm=8.0),
+            Action(t=1.2, action="pull", instrument="grasper", path_mm=((-92.0, -68.0, 20.0),),
                    duration_s=0.8),
-            Action(t=1.0, action="cut", instrument="scalpel",
-                   path_mm=((-45.0, -50.0, 55.0), (5.0, -48.0, 55.0)), depth_mm=15.0,
-                   duration_s=1.2),
         ],
         scoring=Scoring(safe_force_n=3.0, damage_stress_pa=20e3, cut_tolerance_mm=2.0),
-        output=Output(series=True, every=2, report=True, fps=25),
+        output=Output(series=True, every=2, report=True, fps=25, camera="demo"),
     )

@@ -33,6 +33,8 @@ METRIC_LABELS: dict[str, tuple[str, str]] = {
     "resected_volume_ml": ("resected volume", "mL"),
     "remaining_volume_ml": ("remaining volume", "mL"),
     "remaining_fraction": ("remaining fraction", ""),
+    "detached_fragments": ("pieces cut free of the organ", ""),
+    "detached_volume_ml": ("volume of the pieces cut free", "mL"),
 }
 
 
@@ -76,12 +78,16 @@ def write_report(path: str | Path, *, title: str, metrics: dict, score: dict,
     notes : list of str, optional
         Extra lines (what was not available, where files are).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     from .metrics import PROFICIENCY_SCORE
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots need matplotlib; the rest of the report does not
+        plt = None
+        notes = [*(notes or []), "plots need matplotlib (pip install matplotlib)"]
 
     parts = []
     parts.append(f"<h1>{html.escape(title)}</h1>")
@@ -100,7 +106,7 @@ def write_report(path: str | Path, *, title: str, metrics: dict, score: dict,
             rows.append(f"<tr><td>{label}</td><td>{_fmt(metrics[k])}</td><td>{unit}</td></tr>")
     parts.append("<h2>Metrics</h2><table><tr><th>metric</th><th>value</th><th>unit</th></tr>"
                  + "".join(rows) + "</table>")
-    if force_times is not None and forces:
+    if plt is not None and force_times is not None and forces:
         fig, ax = plt.subplots(figsize=(6.5, 2.6))
         for name, f in forces.items():
             ax.plot(force_times, f, label=name)
@@ -112,7 +118,7 @@ def write_report(path: str | Path, *, title: str, metrics: dict, score: dict,
         ax.grid(alpha=0.3)
         parts.append(f"<h2>Instrument force</h2><img alt='force over time' src='data:image/png;base64,{_png(fig)}'>")
         plt.close(fig)
-    if curve is not None and len(curve[0]) > 0:
+    if plt is not None and curve is not None and len(curve[0]) > 0:
         fig, ax = plt.subplots(figsize=(6.5, 2.6))
         ax.plot(curve[0], curve[1], "o-")
         ax.axhline(PROFICIENCY_SCORE, color="green", ls="--", lw=1, label="proficiency")

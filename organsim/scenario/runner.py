@@ -218,6 +218,9 @@ class Procedure:
         Compute stress fields (for damage metrics and the stress view) every n steps.
     mesh : TetMesh, optional
         The organ, if already loaded.
+    open_ended : bool
+        Keep stepping after the scenario's duration (interactive use: the user
+        goes on grasping and cutting once the scripted timeline is over).
 
     Examples
     --------
@@ -227,8 +230,10 @@ class Procedure:
     ...     proc.advance()
     """
 
-    def __init__(self, scenario: Scenario, *, fields_every: int = 5, mesh: TetMesh | None = None) -> None:
+    def __init__(self, scenario: Scenario, *, fields_every: int = 5, mesh: TetMesh | None = None,
+                 open_ended: bool = False) -> None:
         self.scenario = scenario
+        self.open_ended = bool(open_ended)
         self.fields_every = max(1, int(fields_every))
         self._organ = load_organ(scenario) if mesh is None else mesh
         self.notes: list[str] = []
@@ -281,7 +286,7 @@ class Procedure:
     # --------------------------------------------------------------- frames
     def advance(self) -> None:
         """Apply the timeline due now, move the instruments, cut, and step once."""
-        if self.finished:
+        if self.finished and not self.open_ended:
             return
         dt = self.scenario.dt_s
         t_end = self.time + dt
@@ -577,6 +582,11 @@ class Procedure:
         m = rec.summary(planned_cut=planned, cut_tolerance_mm=self.scenario.scoring.cut_tolerance_mm)
         if self.resections:
             m["resections"] = self.resections
+        frag = fragments(self.mesh)
+        if len(frag) > 1:
+            # pieces of tissue cut free of the organ (they fall under gravity)
+            m["detached_fragments"] = len(frag) - 1
+            m["detached_volume_ml"] = float(sum(frag[1:])) * 1e6
         s = self.scenario
         target = s.scoring.target_time_s or s.duration_s
         planned_path = self._planned_path_length()
@@ -629,6 +639,18 @@ def _state_arrays(proc: Procedure, with_fields: bool) -> tuple[dict, dict]:
     if proc.cut_face_mask is not None:
         cell_data["cut_faces"] = cut_face_bits(proc.mesh, proc.cut_face_mask)
     return point_data, cell_data
+
+
+def fragments(mesh: TetMesh) -> list[float]:
+    """Volumes (m^3) of the mesh's face-connected pieces, largest first."""
+    from scipy.sparse.csgraph import connected_components
+
+    rows = np.repeat(np.arange(mesh.n_tets), 4)
+    a = sp.csr_matrix((np.ones(rows.size), (rows, mesh.tets.ravel())),
+                      shape=(mesh.n_tets, mesh.n_points))
+    n, lab = connected_components(a @ a.T, directed=False)
+    vols = np.bincount(lab, weights=mesh.volumes, minlength=n)
+    return sorted(vols.tolist(), reverse=True)
 
 
 def cut_face_bits(mesh: TetMesh, mask: np.ndarray) -> np.ndarray:
@@ -707,6 +729,8 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
             vp = Path(video)
             vp = vp if vp.is_absolute() else out / vp
             viewer = Viewer(proc, off_screen=True, window_size=window_size)
+            viewer.scene.camera_preset(o.camera)
+            viewer.show_fps = False  # the recording's render rate is not the simulation's
 
             orig_advance = proc.advance
 
@@ -746,6 +770,8 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
             from ..viewer.viewer import Viewer
 
             v = viewer or Viewer(proc, off_screen=True, window_size=window_size)
+            v.scene.camera_preset(o.camera)
+            v.show_fps = False
             v.scene.set_stress_view(False)
             image_path = out / "final.png"
             v.screenshot(image_path)

@@ -60,6 +60,8 @@ INTEGRATORS = ("backward_euler", "realtime")
 MATERIAL_MODELS = ("neo_hookean", "corotational", "linear", "stvk", "mooney_rivlin")
 SHIPPED = ("liver", "kidney", "block")
 UNITS = ("m", "cm", "mm", "um")
+#: Camera presets (kept in step with organsim.viewer.scene.CAMERA_PRESETS; a test checks).
+CAMERAS = ("anterior", "posterior", "superior", "inferior", "right", "left", "surgeon", "demo")
 
 #: Bounds of numeric keys: (low, high, inclusive-low).
 _LIMITS = {
@@ -222,6 +224,9 @@ class Output:
         File name of an off-screen recording (.mp4 or .gif) inside the output folder.
     fps : int
         Frame rate of the recording.
+    camera : str
+        Camera preset of the recording and the rendered image (see
+        :data:`organsim.viewer.scene.CAMERA_PRESETS`).
     """
 
     series: bool = True
@@ -229,6 +234,7 @@ class Output:
     report: bool = True
     video: str | None = None
     fps: int = 25
+    camera: str = "surgeon"
 
 
 @dataclass
@@ -460,6 +466,8 @@ def _output(d: Any, key: str) -> Output:
             setattr(o, k, _bool(v, kk))
         elif k in ("every", "fps"):
             setattr(o, k, _num(v, kk, integer=True))
+        elif k == "camera":
+            o.camera = _str(v, kk, CAMERAS)
         elif k == "video":
             o.video = _str(v, kk)
             if not o.video.lower().endswith((".mp4", ".gif")):

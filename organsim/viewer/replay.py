@@ -118,7 +118,8 @@ class SeriesSource:
 
 def replay(path: str | os.PathLike, *, off_screen: bool | None = None,
            screenshot: str | os.PathLike | None = None, time: float | None = None,
-           window_size: tuple[int, int] = (1024, 768)):
+           window_size: tuple[int, int] = (1024, 768), camera: str = "surgeon",
+           max_frames: int | None = None):
     """Play back a PVD series (or a run's output folder) with a time slider.
 
     Parameters
@@ -132,6 +133,10 @@ def replay(path: str | os.PathLike, *, off_screen: bool | None = None,
         a window.
     time : float, optional
         Time (s) of the frame shown first.
+    camera : str
+        Camera preset.
+    max_frames : int, optional
+        Close the window after this many timer frames (scripted checks).
 
     Returns
     -------
@@ -147,6 +152,7 @@ def replay(path: str | os.PathLike, *, off_screen: bool | None = None,
     viewer = Viewer(src, off_screen=True if screenshot is not None else off_screen,
                     window_size=window_size, title=f"organsim replay: {pvd.name}")
     viewer.paused = True  # the slider drives; space plays
+    viewer.scene.camera_preset(camera)
     if screenshot is not None:
         viewer.screenshot(screenshot)
         viewer.close()
@@ -160,5 +166,5 @@ def replay(path: str | os.PathLike, *, off_screen: bool | None = None,
         viewer.plotter.add_slider_widget(on_slider, rng=[float(src.times[0]), float(src.times[-1])],
                                          value=src.time, title="time (s)", fmt="%.2f",
                                          pointa=(0.25, 0.06), pointb=(0.75, 0.06), style="modern")
-    viewer.show()
+    viewer.show(max_frames=max_frames)
     return viewer

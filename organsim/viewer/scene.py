@@ -51,6 +51,7 @@ CAMERA_PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, float, 
     "right": ((-1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
     "left": ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
     "surgeon": ((-0.35, -0.8, 0.5), (0.0, 0.0, 1.0)),
+    "demo": ((0.1, -1.0, 0.25), (0.0, 0.0, 1.0)),
 }
 
 _SHAPE_CACHE: dict[str, object] = {}
@@ -345,8 +346,14 @@ class Scene:
                                 f"{', '.join(CAMERA_PRESETS)}")
         direction, up = CAMERA_PRESETS[name]
         pts = np.asarray(self.surface.points)
-        center = pts.mean(axis=0) if len(pts) else np.zeros(3)
-        size = float(np.linalg.norm(np.ptp(pts, axis=0))) if len(pts) else 1.0
+        if len(pts):
+            # frame the bulk of the organ: a small piece far away (cut free and falling)
+            # must not shrink the view
+            lo, hi = np.percentile(pts, [5.0, 95.0], axis=0)
+            center = 0.5 * (lo + hi)
+            size = 1.1 * float(np.linalg.norm(hi - lo)) or 1.0
+        else:
+            center, size = np.zeros(3), 1.0
         d = np.asarray(direction, float)
         d /= np.linalg.norm(d)
         cam = self.plotter.camera

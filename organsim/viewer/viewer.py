@@ -96,6 +96,8 @@ class Viewer:
         self.interaction = Interaction(self)
         self.target_fps = float(target_fps)
         self.paused = False
+        #: show the measured frame rate in the panel (off for recordings)
+        self.show_fps = True
         self.frame_count = 0
         self.fps = float("nan")
         self.last_frame_ms = float("nan")
@@ -109,7 +111,7 @@ class Viewer:
     # ----------------------------------------------------------------- frames
     def _status_lines(self) -> list[str]:
         lines = []
-        if np.isfinite(self.fps):
+        if self.show_fps and np.isfinite(self.fps):
             lines.append(f"{self.fps:4.0f} fps")
         if hasattr(self.source, "grasp_begin"):
             lines.append(f"tool: {self.interaction.tool}" + ("   [paused]" if self.paused else ""))

@@ -139,3 +139,31 @@ def test_run_writes_series_metrics_report_and_history(tmp_path):
     assert res.report.exists() and "Learning curve" in res.report.read_text()
     assert res.image is not None and res.image.stat().st_size > 1000
     assert TrainingHistory(db).learning_curve("ana", "block test")[0] == [1, 2]
+
+
+def test_a_step_the_solver_cannot_take_ends_the_run_and_keeps_the_results(tmp_path, monkeypatch):
+    from organsim.errors import ConvergenceError
+    from organsim.io import write_mesh
+    from organsim.scenario.runner import Procedure, run
+
+    organ = tmp_path / "block.vtu"
+    write_mesh(block(), organ)
+    s = scenario([Action(t=0.0, action="grasp", at_mm=(0.0, 0.0, 0.0))], duration=0.4,
+                 output=Output(series=True, every=1, report=True))
+    s.organ = Organ(shipped=None, path=str(organ), units="m")
+    real = Procedure.advance
+
+    def failing(self):
+        if self.time >= 0.1:
+            raise ConvergenceError("an element is inverted (test)")
+        real(self)
+
+    monkeypatch.setattr(Procedure, "advance", failing)
+    for record in (None, "v.gif"):
+        res = run(s, tmp_path / f"out_{record}", progress=False, record=record, image=False)
+        assert not res.completed and res.metrics["completed"] is False
+        assert "stopped early at t = 0.120 s" in res.notes[0] and "inverted" in res.notes[0]
+        assert json.loads(res.metrics_path.read_text())["metrics"]["procedure_time_s"] == pytest.approx(0.12)
+        assert res.report.exists()
+        if record:
+            assert res.video.exists()

@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     res = run(scenario, args.outdir, record=args.record, progress=not args.no_progress,
               trainee=args.trainee, history_path=args.history)
     _print_results(res, time.perf_counter() - t0)
-    return 0
+    return 0 if res.completed else 1
 
 
 # ------------------------------------------------------------------ view
@@ -182,4 +182,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     res = run(scenario, out, record=name, progress=not args.no_progress)
     _print_results(res, time.perf_counter() - t0)
-    return 0
+    return 0 if res.completed else 1

@@ -628,6 +628,7 @@ class Results:
     image: Path | None = None
     notes: list[str] = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    completed: bool = True
 
 
 def _state_arrays(proc: Procedure, with_fields: bool) -> tuple[dict, dict]:
@@ -720,6 +721,21 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
             writer.write(proc.time, proc.mesh, points=proc.positions, point_data=pd, cell_data=cd)
 
     n = scenario.n_steps
+    failure: list[OrganSimError] = []
+    advance = proc.advance
+
+    def step_once() -> None:
+        """One step; a step the solver cannot complete ends the run (results so far are kept)."""
+        if failure:
+            return
+        try:
+            advance()
+        except OrganSimError as exc:
+            failure.append(exc)
+            log.error("the run stopped at t = %.3f s: %s", proc.time, exc)
+            return
+        write_frame()
+
     try:
         write_frame()
         if video is not None:
@@ -732,15 +748,12 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
             viewer.scene.camera_preset(o.camera)
             viewer.show_fps = False  # the recording's render rate is not the simulation's
 
-            orig_advance = proc.advance
-
-            def advance_and_write() -> None:
-                orig_advance()
-                write_frame()
-
-            proc.advance = advance_and_write  # the viewer advances the procedure frame by frame
-            video_path = record_video(viewer, vp, n_frames=n, fps=o.fps, progress=progress)
-            proc.advance = orig_advance
+            proc.advance = step_once  # the viewer advances the procedure frame by frame
+            try:
+                video_path = record_video(viewer, vp, n_frames=n, fps=o.fps, progress=progress,
+                                          stop=lambda: bool(failure))
+            finally:
+                del proc.advance  # back to the method
         else:
             steps = range(n)
             if progress:
@@ -748,14 +761,19 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
 
                 steps = tqdm(steps, desc=f"{scenario.name}", unit="step")
             for _ in steps:
-                proc.advance()
-                write_frame()
+                step_once()
+                if failure:
+                    break
     finally:
         if writer is not None:
             writer.close()
     wall = _time.perf_counter() - t_start
     metrics, score = proc.summary()
     notes += [n_ for n_ in proc.notes if n_ not in notes]
+    if failure:
+        notes.insert(0, f"the run stopped early at t = {proc.time:.3f} s of {scenario.duration_s:g} s: "
+                        f"{failure[0]}")
+        metrics["completed"] = False
     timings = {
         "wall_s": wall,
         "steps": proc.step_count,
@@ -812,4 +830,5 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
                               safe_force_n=scenario.scoring.safe_force_n, curve=curve,
                               image_png=png, notes=notes)
     return Results(outdir=out, metrics=metrics, score=score, metrics_path=mpath, series=series_path,
-                   report=report, video=video_path, image=image_path, notes=notes, timings=timings)
+                   report=report, video=video_path, image=image_path, notes=notes, timings=timings,
+                   completed=not failure)

@@ -41,7 +41,8 @@ def video_path(path: str | Path) -> Path:
 
 
 def record(viewer, path: str | Path, *, n_frames: int, fps: int = 30,
-           progress: bool = True, before_frame: Callable[[int], None] | None = None) -> Path:
+           progress: bool = True, before_frame: Callable[[int], None] | None = None,
+           stop: Callable[[], bool] | None = None) -> Path:
     """Advance a viewer ``n_frames`` times and write each frame to a video.
 
     Parameters
@@ -58,6 +59,9 @@ def record(viewer, path: str | Path, *, n_frames: int, fps: int = 30,
         Show a progress bar.
     before_frame : callable, optional
         Called with the frame index before each frame (scripted interaction).
+    stop : callable, optional
+        Checked before each frame; returning True ends the recording early (the
+        frames so far are kept).
 
     Returns
     -------
@@ -86,6 +90,8 @@ def record(viewer, path: str | Path, *, n_frames: int, fps: int = 30,
         frames = tqdm(frames, desc=f"recording {out.name}", unit="frame")
     try:
         for i in frames:
+            if stop is not None and stop():
+                break
             if before_frame is not None:
                 before_frame(i)
             viewer.frame(render=True)

@@ -37,46 +37,93 @@ def _inv3(a, out):
     return det
 
 
+@njit(cache=True, inline="always")
+def _polar_scalar(a00, a01, a02, a10, a11, a12, a20, a21, a22):
+    """Scaled Newton iteration ``R <- (g R + cof(R) / (g det R)) / 2`` on scalars.
+
+    Returns the nine entries of the rotation and ``det`` of the input. The
+    iteration converges quadratically; it stops once an update changes ``R`` by
+    less than 1e-9, which leaves an error of order 1e-18.
+    """
+    det0 = 0.0
+    for it in range(40):
+        c00 = a11 * a22 - a12 * a21
+        c01 = a12 * a20 - a10 * a22
+        c02 = a10 * a21 - a11 * a20
+        c10 = a02 * a21 - a01 * a22
+        c11 = a00 * a22 - a02 * a20
+        c12 = a01 * a20 - a00 * a21
+        c20 = a01 * a12 - a02 * a11
+        c21 = a02 * a10 - a00 * a12
+        c22 = a00 * a11 - a01 * a10
+        d = a00 * c00 + a01 * c01 + a02 * c02
+        if it == 0:
+            det0 = d
+        if not (d != 0.0 and np.isfinite(d)):
+            return a00, a01, a02, a10, a11, a12, a20, a21, a22, 0.0
+        g = abs(d) ** (-1.0 / 3.0) if it < 2 else 1.0
+        hg = 0.5 * g
+        hi = 0.5 / (g * d)
+        n00 = hg * a00 + hi * c00
+        n01 = hg * a01 + hi * c01
+        n02 = hg * a02 + hi * c02
+        n10 = hg * a10 + hi * c10
+        n11 = hg * a11 + hi * c11
+        n12 = hg * a12 + hi * c12
+        n20 = hg * a20 + hi * c20
+        n21 = hg * a21 + hi * c21
+        n22 = hg * a22 + hi * c22
+        delta = max(abs(n00 - a00), abs(n01 - a01), abs(n02 - a02), abs(n10 - a10), abs(n11 - a11),
+                    abs(n12 - a12), abs(n20 - a20), abs(n21 - a21), abs(n22 - a22))
+        a00, a01, a02, a10, a11, a12, a20, a21, a22 = n00, n01, n02, n10, n11, n12, n20, n21, n22
+        if delta < 1e-9:
+            break
+    return a00, a01, a02, a10, a11, a12, a20, a21, a22, det0
+
+
 @njit(cache=True)
 def polar3(F, R, tmp):
-    """Rotation factor of ``F`` (3, 3) into ``R`` by the scaled Newton iteration.
+    """Rotation factor of ``F`` (3, 3) into ``R``; returns ``det F`` (``tmp`` unused)."""
+    r = _polar_scalar(F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 0], F[2, 1], F[2, 2])
+    for i in range(3):
+        for j in range(3):
+            R[i, j] = r[3 * i + j]
+    return r[9]
 
-    Returns the determinant of ``F``. ``tmp`` is a (3, 3) scratch array.
+
+@njit(cache=True, inline="always")
+def polar3_warm(F, Rprev, R, Ft, Rt, tmp):
+    """Polar rotation of ``F`` warm-started from a previous rotation ``Rprev``.
+
+    Runs the iteration on ``Rprev^T F`` (close to symmetric when the rotation
+    changed little) and returns ``R = Rprev polar(Rprev^T F)`` and ``det F``.
     """
     for i in range(3):
         for j in range(3):
-            R[i, j] = F[i, j]
-    detF = 0.0
-    for it in range(30):
-        d = _inv3(R, tmp)
-        if it == 0:
-            detF = d
-        if d == 0.0 or not np.isfinite(d):
-            return 0.0
-        g = abs(d) ** (-1.0 / 3.0)
-        delta = 0.0
-        for i in range(3):
-            for j in range(3):
-                new = 0.5 * (g * R[i, j] + tmp[j, i] / g)
-                delta = max(delta, abs(new - R[i, j]))
-                R[i, j] = new
-        if delta < 1e-13:
-            break
-    return detF
+            Ft[i, j] = Rprev[0, i] * F[0, j] + Rprev[1, i] * F[1, j] + Rprev[2, i] * F[2, j]
+    r = _polar_scalar(Ft[0, 0], Ft[0, 1], Ft[0, 2], Ft[1, 0], Ft[1, 1], Ft[1, 2], Ft[2, 0], Ft[2, 1], Ft[2, 2])
+    for i in range(3):
+        for j in range(3):
+            R[i, j] = Rprev[i, 0] * r[j] + Rprev[i, 1] * r[3 + j] + Rprev[i, 2] * r[6 + j]
+    return r[9]
 
 
 @njit(cache=True)
-def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate):
+def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache):
     """Corotational (``rotate``) or linear small-strain forces and stiffness.
 
     Force of element e on its node a: ``V R sigma(S - I) grad N_a`` with ``F = R S``;
     stiffness block ``R K0_ab R^T``. With ``rotate=False``, ``R = I`` and the force is
-    ``K0 (x - X)`` (small-strain linear elasticity).
+    ``K0 (x - X)`` (small-strain linear elasticity). ``Rcache`` (m, 3, 3) holds
+    each element's last rotation: it warm-starts the polar decomposition and is
+    updated in place.
     Returns the minimum of ``det F`` over the elements.
     """
     F = np.empty((3, 3))
     R = np.empty((3, 3))
     tmp = np.empty((3, 3))
+    Ft = np.empty((3, 3))
+    Rt = np.empty((3, 3))
     g = np.empty((4, 3))
     minJ = np.inf
     for q in range(elems.shape[0]):
@@ -91,7 +138,10 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                     s += x[tets[e, a], i] * grads[e, a, j]
                 F[i, j] = s
         if rotate:
-            detF = polar3(F, R, tmp)
+            detF = polar3_warm(F, Rcache[e], R, Ft, Rt, tmp)
+            for i in range(3):
+                for j in range(3):
+                    Rcache[e, i, j] = R[i, j]
         else:
             detF = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
                     - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
@@ -336,3 +386,53 @@ def block_diag_solve(inv, b, out):
         b2 = b[3 * n + 2]
         for i in range(3):
             out[3 * n + i] = inv[n, i, 0] * b0 + inv[n, i, 1] * b1 + inv[n, i, 2] * b2
+
+
+@njit(cache=True)
+def nodal_rotations(x, tets, grads, vols, Rn, acc):
+    """Rotation of each node's neighbourhood: ``polar(sum_e V_e F_e)`` over its tets.
+
+    ``Rn`` (n, 3, 3) holds the previous rotations (warm start) and is updated in
+    place; ``acc`` (n, 3, 3) is scratch. Nodes without tets keep their rotation.
+    """
+    acc[:] = 0.0
+    for e in range(tets.shape[0]):
+        V = vols[e]
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for a in range(4):
+                    s += x[tets[e, a], i] * grads[e, a, j]
+                s *= V
+                for a in range(4):
+                    acc[tets[e, a], i, j] += s
+    F = np.empty((3, 3))
+    R = np.empty((3, 3))
+    Ft = np.empty((3, 3))
+    Rt = np.empty((3, 3))
+    tmp = np.empty((3, 3))
+    for n in range(Rn.shape[0]):
+        if acc[n, 0, 0] == 0.0 and acc[n, 1, 1] == 0.0 and acc[n, 2, 2] == 0.0:
+            continue
+        for i in range(3):
+            for j in range(3):
+                F[i, j] = acc[n, i, j]
+        d = polar3_warm(F, Rn[n], R, Ft, Rt, tmp)
+        if d > 0.0:
+            for i in range(3):
+                for j in range(3):
+                    Rn[n, i, j] = R[i, j]
+
+
+@njit(cache=True)
+def rotate_blocks(R, v, out, transpose):
+    """``out_n = R_n v_n`` (or ``R_n^T v_n``) for flat vectors of 3-blocks."""
+    for n in range(R.shape[0]):
+        v0 = v[3 * n]
+        v1 = v[3 * n + 1]
+        v2 = v[3 * n + 2]
+        for i in range(3):
+            if transpose:
+                out[3 * n + i] = R[n, 0, i] * v0 + R[n, 1, i] * v1 + R[n, 2, i] * v2
+            else:
+                out[3 * n + i] = R[n, i, 0] * v0 + R[n, i, 1] * v1 + R[n, i, 2] * v2

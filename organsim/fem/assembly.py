@@ -185,6 +185,7 @@ class Assembler:
         if np.any(seen != 1):
             raise MaterialError("material groups must cover every tet exactly once;"
                                 f" {int((seen == 0).sum())} tets have no material")
+        self._Rcache = np.repeat(np.eye(3)[None], len(self.tets), axis=0)
         self.linear_only = all(m.kind == "linear" for _, m, _, _ in self.groups)
 
     # ------------------------------------------------------------------ public
@@ -204,7 +205,8 @@ class Assembler:
         for elems, mat, lam, mu in self.groups:
             if mat.kind in ("linear", "corotational"):
                 j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
-                                      self.pattern.blockmap, f, K, want_K, mat.kind == "corotational")
+                                      self.pattern.blockmap, f, K, want_K, mat.kind == "corotational",
+                                      self._Rcache)
             elif mat.kind == "neo_hookean":
                 j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
                                          self.pattern.blockmap, f, K, want_K)
@@ -261,7 +263,7 @@ class Assembler:
             else:
                 lam_, mu_ = lam, mu
             kern.corot_kernel(np.ascontiguousarray(self.mesh.points), self.tets, self.grads, self.vols,
-                              lam_, mu_, elems, self.pattern.blockmap, f, K, True, False)
+                              lam_, mu_, elems, self.pattern.blockmap, f, K, True, False, self._Rcache)
         return K
 
     def min_jacobian(self, x: np.ndarray) -> float:

@@ -55,7 +55,8 @@ from ..errors import ConvergenceError, SimulationError
 from ..mesh.tetmesh import TetMesh
 from .assembly import Assembler, consistent_mass_blocks
 from .body import Body
-from .solvers import CholeskyFactor, make_preconditioner, pcg
+from . import _kernels as kern
+from .solvers import CholeskyFactor, WarpedPreconditioner, make_preconditioner, pcg
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,12 @@ class Simulation:
         Newton iterations per realtime step.
     realtime_cg : int
         CG iteration cap per realtime Newton iteration.
+    realtime_rtol : float
+        Relative residual at which a realtime linear solve stops early.
+    warp : bool
+        Rotate the reference preconditioner into each node's current frame
+        (:class:`~organsim.fem.solvers.WarpedPreconditioner`); keeps CG
+        iteration counts low after large rotations without refactoring.
     budget_s : float, optional
         Default realtime time budget per step (s).
     max_substeps : int
@@ -188,7 +195,8 @@ class Simulation:
     def __init__(self, body: Body, *, gravity=(0.0, 0.0, -9.81), dt: float = 0.01,
                  integrator: str = "backward_euler", damping=(0.0, 0.0), mass: str = "lumped",
                  preconditioner: str = "auto", newton_tol: float = 1e-6, max_newton: int = 25,
-                 realtime_newton: int = 1, realtime_cg: int = 20, budget_s: float | None = None,
+                 realtime_newton: int = 1, realtime_cg: int = 20, realtime_rtol: float = 1e-3,
+                 warp: bool = True, budget_s: float | None = None,
                  max_substeps: int = 16, cholesky_max_dofs: int = 40000, max_cg: int = 200):
         if not isinstance(body, Body):
             raise SimulationError(f"Simulation needs a Body, got {type(body).__name__};"
@@ -216,6 +224,8 @@ class Simulation:
         self.max_newton = int(max_newton)
         self.realtime_newton = int(realtime_newton)
         self.realtime_cg = int(realtime_cg)
+        self.realtime_rtol = float(realtime_rtol)
+        self.warp = bool(warp)
         self.budget_s = budget_s
         self.max_substeps = int(max_substeps)
         self.max_cg = int(max_cg)
@@ -256,6 +266,9 @@ class Simulation:
         self._prec_key = None
         self._warm = None
         self._last = None  # data to compute reactions lazily
+        self._Rn = np.repeat(np.eye(3)[None], body.mesh.n_points, axis=0)
+        self._Racc = np.empty_like(self._Rn)
+        self._prec_is_ref = True
 
     # ------------------------------------------------------------ properties
     @property
@@ -486,6 +499,7 @@ class Simulation:
         alpha, beta = self.damping
         cM = 1.0 / (h * h) + alpha / h
         cK = 1.0 + beta / h
+        self._prec_is_ref = data is None
         if data is None:
             data = self._sub.gather(self._rest_K(), cK, self._Mb, cM)
         kind = kind_hint or self.preconditioner
@@ -503,6 +517,14 @@ class Simulation:
         self._prec_key = key
         log.debug("built %s preconditioner for %d free nodes in %.3f s", kind, len(free), time.perf_counter() - t0)
         return self._prec, True
+
+    def _warped(self, prec, x, free):
+        """The preconditioner rotated into the current nodal frames (when enabled and a reference)."""
+        if not (self.warp and self._prec_is_ref):
+            return prec
+        a = self._asm
+        kern.nodal_rotations(np.ascontiguousarray(x), a.tets, a.grads, a.vols, self._Rn, self._Racc)
+        return WarpedPreconditioner(prec, np.ascontiguousarray(self._Rn[free]))
 
     # ------------------------------------------------------------------ step
     def step(self, dt: float | None = None, *, budget_s: float | None = None) -> StepInfo:
@@ -601,7 +623,7 @@ class Simulation:
             A = self._sub.operator(self._sub.gather(K, cK, self._Mb, cM))
             b = -g[free].ravel()
             eta = min(1e-2, max(0.1 * self.newton_tol * scale / rnorm, 1e-4))  # inexact Newton forcing
-            sol = pcg(A, b, precond=prec, rtol=eta, maxiter=self.max_cg)
+            sol = pcg(A, b, precond=self._warped(prec, x, free), rtol=eta, maxiter=self.max_cg)
             lin_total += sol.iterations
             if not sol.converged:
                 # stale preconditioner: refactor on the current matrix and solve again
@@ -667,7 +689,8 @@ class Simulation:
             g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext if not self._pressures else self._external(x))
             A = self._sub.operator(self._sub.gather(K, cK, self._Mb, cM))
             b = -g[free].ravel()
-            sol = pcg(A, b, precond=prec, x0=warm if it == 0 else None, rtol=1e-6,
+            sol = pcg(A, b, precond=self._warped(prec, x, free), x0=warm if it == 0 else None,
+                      rtol=self.realtime_rtol,
                       maxiter=self.realtime_cg, deadline=deadline)
             lin_total += sol.iterations
             rel = sol.residual

@@ -448,6 +448,7 @@ class Procedure:
             self._blade(tool, s)
             if s >= 1.0:
                 tool.cut = None
+                tool.visible = False  # the scalpel is withdrawn after its stroke
                 self.cutter.lift()
 
     def _blade(self, tool: _Tool, s: float) -> None:

@@ -70,11 +70,16 @@ class Interaction:
         self.cut_points: list[np.ndarray] = []
         self.messages: list[str] = []
         self._picker = None
+        #: True once the handlers are installed (an interactive or scripted window)
+        self.bound = False
 
     # --------------------------------------------------------------- binding
     def bind(self) -> None:
         """Install the key and mouse handlers on the viewer's plotter."""
         pl = self.viewer.plotter
+        if self.bound:
+            return
+        self.bound = True
         for key in KEYS:
             pl.add_key_event(key, lambda k=key: self.on_key(k))
         style = pl.iren.style if pl.iren is not None else None

@@ -82,9 +82,6 @@ class Viewer:
         import pyvista as pv
 
         self.off_screen = (not has_display()) if off_screen is None else bool(off_screen)
-        if self.off_screen and not has_display():
-            # go straight to EGL/OSMesa instead of trying an X server first
-            os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
         self.source = as_source(obj)
         self.plotter = pv.Plotter(off_screen=self.off_screen, window_size=list(window_size),
                                   title=title)
@@ -113,7 +110,7 @@ class Viewer:
         lines = []
         if self.show_fps and np.isfinite(self.fps):
             lines.append(f"{self.fps:4.0f} fps")
-        if hasattr(self.source, "grasp_begin"):
+        if hasattr(self.source, "grasp_begin") and self.interaction.bound:
             lines.append(f"tool: {self.interaction.tool}" + ("   [paused]" if self.paused else ""))
         elif self.paused:
             lines.append("[paused]")

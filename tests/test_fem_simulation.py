@@ -222,3 +222,39 @@ def test_fields_contract():
     assert fl["von_mises"].shape == (mesh.n_tets,) and fl["nodal_von_mises"].shape == (mesh.n_points,)
     assert fl["strain_energy"] == pytest.approx(sim.strain_energy(), rel=1e-9)
     assert fl["strain_energy"] > 0
+
+
+def _crack(mesh, h=0.01):
+    """Split the nodes of the plane x = 3h with z > h among the tets on each side (a cut)."""
+    xc = 3 * h
+    split = np.flatnonzero(np.isclose(mesh.points[:, 0], xc) & (mesh.points[:, 2] > 1.5 * h))
+    n = mesh.n_points
+    copy_of = {int(s): n + k for k, s in enumerate(split)}
+    tets = mesh.tets.copy()
+    right = mesh.points[mesh.tets].mean(axis=1)[:, 0] > xc
+    for e in np.flatnonzero(right):
+        tets[e] = [copy_of.get(int(v), int(v)) for v in tets[e]]
+    new = TetMesh(np.vstack([mesh.points, mesh.points[split]]), tets)
+    rows = np.concatenate([np.arange(n), n + np.arange(len(split))])
+    cols = np.concatenate([np.arange(n), split])
+    T = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(new.n_points, n))
+    return new, T
+
+
+@pytest.mark.parametrize("integrator", ["realtime", "backward_euler"])
+def test_cut_keeps_the_factorization_and_matches_a_fresh_solve(integrator):
+    kw = dict(integrator=integrator, dt=0.01, realtime_rtol=1e-10, realtime_cg=200, newton_tol=1e-10)
+    mesh, sim, wall = _beam(shape=(8, 3, 3), **kw)
+    sim.fix(wall, name="wall")
+    for _ in range(3):
+        sim.step()
+    new, T = _crack(mesh)
+    sim.change_topology(new, T)
+    # a fresh simulation on the cut mesh in the same state
+    fresh = Simulation(Body(new, sim.body.materials, density=RHO), **kw)
+    fresh.fix(np.flatnonzero(new.points[:, 0] == 0), name="wall")
+    fresh._x, fresh._v = np.array(sim.positions), np.array(sim.velocities)
+    info = sim.step()
+    assert info.converged and not info.refactored
+    fresh.step()
+    assert np.allclose(sim.positions, fresh.positions, rtol=0, atol=1e-9)

@@ -56,7 +56,7 @@ from ..mesh.tetmesh import TetMesh
 from .assembly import Assembler, consistent_mass_blocks
 from .body import Body
 from . import _kernels as kern
-from .solvers import CholeskyFactor, WarpedPreconditioner, make_preconditioner, pcg
+from .solvers import CholeskyFactor, MappedPreconditioner, WarpedPreconditioner, make_preconditioner, pcg
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,9 @@ class Simulation:
         Mass matrix. Gravity always uses the (equivalent) lumped nodal masses.
     preconditioner : {"auto", "cholesky", "amg", "jacobi"}
         Preconditioner of the conjugate-gradient solves. "auto" takes a sparse
-        Cholesky factorization up to ``cholesky_max_dofs`` free DOFs and
-        algebraic multigrid (pyamg) above, or block Jacobi without pyamg.
+        Cholesky factorization (of the reference matrix, rotated into the nodal
+        frames) up to ``cholesky_max_dofs`` free DOFs, and above that algebraic
+        multigrid if the optional package pyamg is installed, else block Jacobi.
     newton_tol : float
         Relative residual tolerance of the backward-Euler Newton iteration.
     max_newton : int
@@ -197,7 +198,7 @@ class Simulation:
                  preconditioner: str = "auto", newton_tol: float = 1e-6, max_newton: int = 25,
                  realtime_newton: int = 1, realtime_cg: int = 20, realtime_rtol: float = 1e-3,
                  warp: bool = True, budget_s: float | None = None,
-                 max_substeps: int = 16, cholesky_max_dofs: int = 40000, max_cg: int = 200):
+                 max_substeps: int = 16, cholesky_max_dofs: int = 400000, max_cg: int = 200):
         if not isinstance(body, Body):
             raise SimulationError(f"Simulation needs a Body, got {type(body).__name__};"
                                   " build one with Body(mesh, material, density=...)")
@@ -269,6 +270,8 @@ class Simulation:
         self._Rn = np.repeat(np.eye(3)[None], body.mesh.n_points, axis=0)
         self._Racc = np.empty_like(self._Rn)
         self._prec_is_ref = True
+        self._prec_free = None
+        self._mapped_count = 0
 
     # ------------------------------------------------------------ properties
     @property
@@ -515,6 +518,8 @@ class Simulation:
         t0 = time.perf_counter()
         self._prec = make_preconditioner(kind, self._sub, data, self.mesh.points[free])
         self._prec_key = key
+        self._prec_free = free
+        self._mapped_count = 0
         log.debug("built %s preconditioner for %d free nodes in %.3f s", kind, len(free), time.perf_counter() - t0)
         return self._prec, True
 
@@ -695,6 +700,8 @@ class Simulation:
             lin_total += sol.iterations
             rel = sol.residual
             conv = sol.converged
+            if not conv and isinstance(prec, MappedPreconditioner):
+                self._prec = None  # carried-over factorization went stale: refactor next step
             x[free] += sol.x.reshape(-1, 3)
             if it == 0:
                 self._warm = sol.x.copy()
@@ -926,10 +933,48 @@ class Simulation:
                     new_press[name] = (np.array([s[0] for s in sel]), np.array([s[1] for s in sel]))
                 else:
                     log.warning("pressure %r has no faces left after the topology change; dropped", name)
+        carried = None
+        if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
+            carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
+        parent = np.asarray(T.argmax(axis=1)).ravel()
+        Rn_new = self._Rn[parent]
         self._setup_body(self.body.with_mesh(new_rest_mesh))
         self._x = np.asarray(x_new, dtype=np.float64)
         self._v = np.asarray(v_new, dtype=np.float64)
+        self._Rn = np.ascontiguousarray(Rn_new)
         self._constraints = new_cons
         self._forces = new_forces
         self._pressures = new_press
         self._cache_key = None
+        if carried is not None:
+            self._carry_preconditioner(T, *carried)
+
+    def _carry_preconditioner(self, T, prec, h, old_free, is_ref, count) -> None:
+        """Keep the old factorization as a preconditioner on the new mesh (see MappedPreconditioner)."""
+        _, _, free = self._constraint_state()
+        Tf = sp.csr_matrix(T)[free][:, old_free]
+        # nodes the cut touched: a new node that is not a plain copy of one old node, or
+        # a copy of an old node that now has several copies
+        Tb = sp.csr_matrix(T)
+        ncopies = np.asarray((Tb != 0).sum(axis=0)).ravel()
+        plain = (np.diff(Tb.indptr) == 1) & np.isclose(np.asarray(Tb.max(axis=1).todense()).ravel(), 1.0)
+        parent = np.asarray(Tb.argmax(axis=1)).ravel()
+        affected_all = ~plain | (ncopies[parent] > 1)
+        affected = affected_all[free]
+        base = prec
+        if isinstance(prec, MappedPreconditioner):
+            base = prec.base
+            old_aff = np.zeros(T.shape[1])
+            old_aff[old_free] = prec.affected
+            affected = affected | ((sp.csr_matrix(T) @ old_aff)[free] > 0)
+            Tf = (Tf @ prec.Tnodes).tocsr()
+        alpha, beta = self.damping
+        cM = 1.0 / (h * h) + alpha / h
+        cK = 1.0 + beta / h
+        diag = self._asm.pattern.diag[free]
+        D = cK * self._rest_K()[diag] + cM * self._Mb[diag]
+        self._prec = MappedPreconditioner(base, Tf, D, affected)
+        self._prec_key = (id(self._cache_key), h)
+        self._prec_free = free
+        self._prec_is_ref = is_ref
+        self._mapped_count = count + 1

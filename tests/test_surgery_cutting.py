@@ -141,12 +141,12 @@ def test_oblique_full_cut_separates_and_follows_the_blade():
     n = np.cross(blade[1] - blade[0], [0, 1, 0])
     n /= np.linalg.norm(n)
     dist = np.abs((res_mesh.points[cut_nodes] - blade[0]) @ n)
-    assert dist.max() <= 0.15 * H * np.sqrt(3) + 1e-12
+    assert dist.max() <= c.snap * H * np.sqrt(3) + 1e-12
     # cut faces on both sides, total area = 2 x the section's area
     p = surf.points[surf.faces[surf.face_labels == 1]]
     area = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum()
     section = 0.05 * 0.05 / abs(n[0])   # the plane spans the cube in y and in z
-    assert area == pytest.approx(2 * section, rel=0.02)   # snapping moves it by < 0.15 h
+    assert area == pytest.approx(2 * section, rel=0.05)   # snapped points make it slightly zig-zag
 
 
 def test_partial_cut_leaves_tissue_connected_beyond_the_blade_tip():
@@ -232,7 +232,7 @@ def test_deformed_configuration_cut_maps_to_rest():
     _check_invariants(BOX, res)
     assert _components(res.mesh) == 2
     cut_nodes = np.unique(res.cut_faces)
-    assert np.abs(res.mesh.points[cut_nodes, 0] - 0.0237).max() <= 0.15 * H + 1e-12
+    assert np.abs(res.mesh.points[cut_nodes, 0] - 0.0237).max() <= 0.25 * H + 1e-12   # default snap
 
 
 def test_surface_tags_and_helpers():
@@ -301,5 +301,5 @@ def test_cut_through_shipped_liver_then_simulation_continues():
     c0 = (lo + hi) / 2
     blade = np.array([[c0[0] - 0.03, c0[1], hi[2] + 0.005], [c0[0] - 0.03, c0[1], c0[2]]])
     path = np.stack([blade + [0.004 * k, 0.001 * k, 0] for k in range(13)])
-    _sim_cut_and_continue(liver, selection.region(liver, "ligament"), path, integrator="backward_euler",
+    _sim_cut_and_continue(liver, selection.region(liver, "ligament"), path, integrator="realtime",
                           model="neo_hookean")

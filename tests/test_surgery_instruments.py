@@ -118,7 +118,7 @@ def test_scalpel_cuts_while_retractor_holds_and_grasper_follows_the_topology_cha
     g = Grasper("g", jaw_length=0.006, opening=0.004, jaw_width=0.012, pose=Pose([0.033, 0.01, 0.02]))
     assert g.close(sim) > 0
     sc = Scalpel("s", depth=0.03, trajectory=Trajectory(
-        [0.0, 0.15], [[0.0112, -0.003, 0.008], [0.0112, 0.023, 0.008]]))
+        [0.0, 0.15], [[0.0123, -0.003, 0.008], [0.0123, 0.023, 0.008]]))
     retr = Retractor("r", half=(0.004, 0.002, 0.004), pose=Pose([0.001, 0.01, 0.03]))
     v0 = sim.mesh.volume
     for _ in range(20):

@@ -56,7 +56,7 @@ def test_resection_conserves_volume_and_keeps_the_margin(margin, center):
 def test_without_ensure_margin_the_cut_follows_the_level_set_within_snapping():
     r = resect(ORGAN, "tumour", margin_m=0.01, ensure_margin=False)
     assert validate_mesh(r.mesh)["ok"]
-    assert 0.01 - 0.4 * H < r.margin_achieved_m <= r.margin_mean_m
+    assert 0.01 - 0.5 * H < r.margin_achieved_m <= r.margin_mean_m
     assert abs(r.margin_mean_m - 0.01) < 0.3 * H
 
 

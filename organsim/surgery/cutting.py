@@ -311,6 +311,9 @@ class Cutter:
         edge end is moved onto that vertex (0 < snap < 0.5). Larger values give
         better-shaped pieces, smaller values a cut closer to the blade path
         (the cut stays within ``snap`` times the local edge length of it).
+        On the shipped liver (5 cm incisions) the smallest dihedral angle
+        after the cut was 4.5-4.9 deg with 0.15, 6.4-7.5 deg with 0.25 and
+        11.5-13 deg with 0.3 (the uncut mesh: 19 deg).
     min_volume_frac : float
         Smallest child volume (relative to its parent) accepted for a
         separating split; a tet that would produce a smaller piece is split
@@ -328,7 +331,7 @@ class Cutter:
     True
     """
 
-    def __init__(self, mesh: TetMesh, *, snap: float = 0.15, min_volume_frac: float = 1e-4) -> None:
+    def __init__(self, mesh: TetMesh, *, snap: float = 0.25, min_volume_frac: float = 1e-4) -> None:
         if not 0.0 < snap < 0.5:
             raise MeshError(f"snap must be in (0, 0.5), got {snap}; 0.1-0.2 is a good range")
         if mesh.n_points >= int(_KEY_BASE) // 2:
@@ -345,6 +348,10 @@ class Cutter:
         self.fam_steiner = np.zeros(0, dtype=np.int64)
         self.tet_family = np.full(mesh.n_tets, -1, dtype=np.int64)
         self.blade: np.ndarray | None = None
+        #: wall time (s) spent in each section of the cut increments so far (s0 candidates, s1
+        #: families, s2 crossings, s3 new nodes, s4 split, s5 tags, s6 families, s7 assembly,
+        #: s8 compaction, s9 separation and the new mesh)
+        self.timings: dict[str, float] = {}
 
     # ----------------------------------------------------------------- public
     @property
@@ -401,12 +408,14 @@ class Cutter:
         mesh = self.mesh
         tets = mesh.tets
         n0, m0 = mesh.n_points, mesh.n_tets
+        _tick = _Ticker(self.timings)
         # 1. candidate tets: bounding boxes in the current configuration
         tlo, thi = tris.min(axis=1), tris.max(axis=1)
         pad = 1e-9 * max(float(np.abs(tlo).max()), float(np.abs(thi).max()), 1e-3)
         idx = np.flatnonzero(tets_near_boxes(X, tets, tlo, thi, pad))
         if len(idx) == 0:
             return _identity_result(mesh, self.cut_face_keys)
+        _tick("s1")
         # 2. restore pending families touched by the sweep
         fam_touched = np.unique(self.tet_family[idx])
         fam_touched = fam_touched[fam_touched >= 0]
@@ -424,6 +433,7 @@ class Cutter:
         w_steiner = np.concatenate([np.full(len(fresh), -1, np.int64), self.fam_steiner[fam_touched]])
         w_forced = np.concatenate([np.full((len(fresh), 6), -1, np.int64), self.fam_epid[fam_touched]])
         w = len(wg)
+        _tick("s2")
         # 3. edges of the working tets and their crossings
         we = np.sort(wg[:, TET_EDGES], axis=2).reshape(-1, 2)           # (6w, 2)
         ekey = we[:, 0] * _KEY_BASE + we[:, 1]
@@ -448,8 +458,9 @@ class Cutter:
             newly_on = on_cut & ~self.on_cut
             self.on_cut = on_cut
             if newly_on.any():
-                return self._separate_only(newly_on)
+                return self._separate_only(newly_on, tris, X)
             return _identity_result(mesh, self.cut_face_keys)
+        _tick("s3")
         # 4. new nodes: cut points (rest position from the edge parameter), centroids
         Xr = mesh.points
         epid_u = forced.copy()
@@ -469,6 +480,7 @@ class Cutter:
                   n0 + n_newpt + np.repeat(np.arange(n_st), 4)]
         r_cols = [np.arange(n0), np.column_stack([ea, eb]).ravel(), wg[need_st].ravel()]
         r_vals = [np.ones(n0), np.column_stack([1 - tt, tt]).ravel(), np.full(4 * n_st, 0.25)]
+        _tick("s4")
         # 5. split
         epid_w = epid_u[einv].reshape(w, 6)
         oncut_w = on_all[wg]
@@ -480,6 +492,7 @@ class Cutter:
                 and np.all(mode[nf:] == 2)):
             # the sweep only re-crossed pending tets, which split exactly as before: nothing changes
             return _identity_result(mesh, self.cut_face_keys)
+        _tick("s5")
         # 6. cut-face tags: cut polygons, pieces of tagged faces, whole faces lying on the cut
         wf = wg[:, TET_FACES]                                               # (w, 4, 3)
         wf_keys = face_keys(wf.reshape(-1, 3)).reshape(w, 4)
@@ -489,7 +502,8 @@ class Cutter:
             tagged = np.isin(wf_keys[pp[:, 0], pp[:, 1]], self.cut_face_keys)
             new_keys.append(face_keys(res["piece"][tagged]))
         flat = on_all[wf].all(axis=2)
-        new_keys.append(wf_keys[flat])
+        flat_keys = wf_keys[flat]
+        _tick("s6")
         # 7. new families: the working tets split without separation
         fam_new = np.nonzero(mode == 2)[0]
         keep_fam = np.ones(len(self.fam_verts), dtype=bool)
@@ -502,6 +516,7 @@ class Cutter:
         fam_steiner = np.concatenate([self.fam_steiner[old_fam_ids], w_steiner[fam_new]])
         w_fam = np.full(w, -1, dtype=np.int64)
         w_fam[fam_new] = len(old_fam_ids) + np.arange(len(fam_new))
+        _tick("s7")
         # 8. assemble the new tets
         keep = ~removed
         kids = res["tets"]
@@ -512,6 +527,7 @@ class Cutter:
         old_tf = self.tet_family[keep]
         old_tf = fam_renum[old_tf] if len(fam_renum) else old_tf
         tet_family = np.concatenate([old_tf, w_fam[kpar]])
+        _tick("s8")
         # 9. drop nodes no tet uses any more (centroids of families that separated)
         n_pre = len(pts_all)
         used = np.zeros(n_pre, dtype=bool)
@@ -524,12 +540,17 @@ class Cutter:
                               shape=(n_pre, n0))
         src = np.nonzero(used)[0]
         on_new = on_all[used]
+        if len(flat_keys):
+            Xc = np.concatenate([X, X[ea] + tt[:, None] * (X[eb] - X[ea]), X[wg[need_st]].mean(axis=1)])
+            pre_tets = np.concatenate([tets[keep], kids])
+            new_keys.append(_flat_faces_between_sides(pre_tets, flat_keys, Xc, on_all, tris))
         keys_all = np.unique(np.concatenate([self.cut_face_keys, *new_keys]))
         keys_all = _remap_keys(keys_all, renum)
         pend = _remap_keys(self._pending_keys, renum)
         new_keys_r = _remap_keys(np.concatenate(new_keys), renum)
         fam_verts, fam_epid, fam_steiner = (np.where(a >= 0, renum[np.maximum(a, 0)], -1)
                                             for a in (fam_verts, fam_epid, fam_steiner))
+        _tick("s9")
         # 10. separate the sides along the cut faces
         new_tets, dup_src, keys_all, pend = _separate(new_tets, keys_all,
                                                       np.concatenate([new_keys_r, pend]), len(pts_new))
@@ -551,17 +572,18 @@ class Cutter:
         self.tet_family = tet_family
         log.debug("cut increment: %d tets split (%d pending), %d cut points, %d nodes duplicated",
                   w, len(fam_new), n_newpt, n_dup)
+        _tick("s10")
         return CutResult(new_mesh, transfer.tocsr(), tet_parent, keys_all,
                          n_tets_split=int(np.count_nonzero(mode)), n_nodes_added=len(pts_new) - n0,
                          n_nodes_duplicated=n_dup, changed=True, old_n_tets=m0)
 
-    def _separate_only(self, newly_on: np.ndarray) -> CutResult:
+    def _separate_only(self, newly_on: np.ndarray, tris: np.ndarray, X: np.ndarray) -> CutResult:
         """Tag faces that now lie wholly on the cut and separate along them (no tet split)."""
         mesh = self.mesh
         cand = np.nonzero(newly_on[mesh.tets].any(axis=1))[0]
         faces = mesh.tets[cand][:, TET_FACES].reshape(-1, 3)
         flat = self.on_cut[faces].all(axis=1)
-        new_keys = face_keys(faces[flat])
+        new_keys = _flat_faces_between_sides(mesh.tets, face_keys(faces[flat]), X, self.on_cut, tris)
         if len(new_keys) == 0:
             return _identity_result(mesh, self.cut_face_keys)
         keys_all = np.unique(np.concatenate([self.cut_face_keys, new_keys]))
@@ -582,6 +604,66 @@ class Cutter:
         return CutResult(new_mesh, transfer, np.arange(mesh.n_tets), keys_all,
                          n_nodes_added=len(dup_src), n_nodes_duplicated=len(dup_src),
                          changed=len(dup_src) > 0, old_n_tets=mesh.n_tets)
+
+
+class _Ticker:
+    """Accumulates wall time of the sections of one cut increment (for benchmarks)."""
+
+    def __init__(self, store: dict) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self._t = self._clock()
+        self._store = store
+
+    def __call__(self, name: str) -> None:
+        t = self._clock()
+        self._store[name] = self._store.get(name, 0.0) + t - self._t
+        self._t = t
+
+
+def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.ndarray, on_cut: np.ndarray,
+                              tris: np.ndarray) -> np.ndarray:
+    """Of the faces lying wholly on the cut (all three nodes on it), those with the blade between their two tets.
+
+    A face whose nodes were all snapped onto the cut separates the sides only
+    if its two tets lie on opposite sides of the swept surface (judged by the
+    plane of the swept triangle nearest each tet, at the tet's off-cut
+    vertices, or its centroid when all four are on the cut). Without this test
+    a thin tet with all four nodes on the cut would be cut loose.
+    """
+    cand_keys = np.unique(cand_keys)
+    if len(cand_keys) == 0:
+        return cand_keys
+    nodes = np.unique(_decode_keys(cand_keys))
+    mask = np.zeros(len(X), dtype=bool)
+    mask[nodes] = True
+    lt = np.flatnonzero(mask[tets].sum(axis=1) >= 3)
+    T = tets[lt]
+    fk = face_keys(T[:, TET_FACES].reshape(-1, 3))
+    hit = np.flatnonzero(np.isin(fk, cand_keys))
+    order = hit[np.argsort(fk[hit], kind="stable")]
+    fs = fk[order]
+    same = np.flatnonzero(fs[1:] == fs[:-1])
+    if len(same) == 0:
+        return np.zeros(0, dtype=np.int64)
+    a, b = order[same] // 4, order[same + 1] // 4
+    both = np.unique(np.concatenate([a, b]))
+    P = X[T[both]]                                                    # (k, 4, 3)
+    cen = P.mean(axis=1)
+    tc = tris.mean(axis=1)
+    near = np.argmin(((cen[:, None, :] - tc[None, :, :]) ** 2).sum(axis=2), axis=1)
+    t0 = tris[near, 0]
+    nrm = np.cross(tris[near, 1] - t0, tris[near, 2] - t0)
+    sd = np.einsum("kij,kj->ki", P - t0[:, None, :], nrm)               # (k, 4)
+    off = ~on_cut[T[both]]
+    s_off = np.where(off, sd, 0.0).sum(axis=1)
+    s_cen = np.einsum("kj,kj->k", cen - t0, nrm)
+    side_b = np.sign(np.where(off.any(axis=1), s_off, s_cen))
+    side = np.zeros(len(T), dtype=np.float64)
+    side[both] = side_b
+    ok = (side[a] != 0) & (side[b] != 0) & (side[a] != side[b])
+    return fs[same[ok]]
 
 
 def _remap_keys(keys: np.ndarray, renum: np.ndarray) -> np.ndarray:
@@ -660,15 +742,16 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
     _, comp = connected_components(g, directed=False)
     corner_node = T.ravel()
     act_c = np.nonzero(active[corner_node])[0]
-    pairs = np.column_stack([corner_node[act_c], comp[act_c]])
-    upairs, pinv = np.unique(pairs, axis=0, return_inverse=True)
+    pair_key = corner_node[act_c].astype(np.int64) * np.int64(nc) + comp[act_c]
+    ukey, pinv = np.unique(pair_key, return_inverse=True)
     pinv = pinv.ravel()
-    first = np.ones(len(upairs), dtype=bool)
-    first[1:] = upairs[1:, 0] != upairs[:-1, 0]
-    new_id = np.where(first, upairs[:, 0], -1)
+    unode = ukey // np.int64(nc)
+    first = np.ones(len(ukey), dtype=bool)
+    first[1:] = unode[1:] != unode[:-1]
+    new_id = np.where(first, unode, -1)
     n_dup = int(np.count_nonzero(~first))
     new_id[~first] = n_points + np.arange(n_dup)
-    dup_src = upairs[~first, 0]
+    dup_src = unode[~first]
     flatT = T.ravel()
     flatT[act_c] = new_id[pinv]
     T = flatT.reshape(nl, 4)
@@ -717,7 +800,7 @@ def _remap_families(tets, tet_family, fam_verts, fam_epid, dup_src, n_before):
 
 
 def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None = None,
-        snap: float = 0.15) -> CutResult:
+        snap: float = 0.25) -> CutResult:
     """Cut ``mesh`` along a whole blade path (a sequence of blade poses).
 
     Parameters

@@ -320,7 +320,7 @@ class Scalpel(Instrument):
     snap : float, see :class:`~organsim.surgery.cutting.Cutter`
     """
 
-    def __init__(self, name: str = "scalpel", *, depth: float = 0.02, snap: float = 0.15,
+    def __init__(self, name: str = "scalpel", *, depth: float = 0.02, snap: float = 0.25,
                  trajectory: Trajectory | None = None, pose: Pose | None = None):
         super().__init__(name, trajectory=trajectory, pose=pose)
         self.depth = float(depth)

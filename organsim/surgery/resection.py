@@ -165,7 +165,7 @@ class ResectionResult:
 
 
 def resect(mesh: TetMesh, region: str | int, *, margin_m: float, positions: np.ndarray | None = None,
-           snap: float = 0.15, ensure_margin: bool = True) -> ResectionResult:
+           snap: float = 0.25, ensure_margin: bool = True) -> ResectionResult:
     """Remove a region with a margin by cutting along the margin surface.
 
     Parameters
@@ -186,7 +186,7 @@ def resect(mesh: TetMesh, region: str | int, *, margin_m: float, positions: np.n
         The distance field is linear per tet and crossings are snapped, so the
         cut can come closer to the region than requested (by up to about a
         fifth of the local edge length). If True, the level set is pushed out
-        by the shortfall and the cut redone (up to 8 times) so that the
+        by the shortfall and the cut redone (up to 16 times) so that the
         achieved minimum margin (measured at the resection surface's nodes and
         face centroids) is at least ``margin_m``.
 
@@ -211,11 +211,12 @@ def resect(mesh: TetMesh, region: str | int, *, margin_m: float, positions: np.n
     res = _resect_once(mesh, rid, region, margin, margin, positions, snap)
     if ensure_margin and margin > 0:
         level = margin
-        for _ in range(8):
+        for _ in range(16):
             short = margin - res.margin_achieved_m
             if not np.isfinite(short) or short <= 0.0:
                 break
-            level += 1.5 * short + 1e-6 * margin
+            # snapping makes the achieved margin a step function of the level: always step out
+            level += max(2.0 * short, 0.05 * margin)
             res = _resect_once(mesh, rid, region, margin, level, positions, snap)
     return res
 

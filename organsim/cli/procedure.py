@@ -63,7 +63,10 @@ def register(subparsers) -> None:
 # ------------------------------------------------------------------- run
 def _print_results(res, wall: float) -> None:
     m, s = res.metrics, res.score
-    print(f"score {s['score']:.1f}/100" + ("  (proficient attempt)" if s["proficient_attempt"] else ""))
+    if s.get("incomplete"):
+        print("not scored: the run did not complete (see the note below)")
+    else:
+        print(f"score {s['score']:.1f}/100" + ("  (proficient attempt)" if s["proficient_attempt"] else ""))
     parts = ", ".join(f"{k} {v * 100:.0f}%" for k, v in s["parts"].items())
     if parts:
         print(f"  parts: {parts}")

@@ -775,6 +775,8 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
         notes.insert(0, f"the run stopped early at t = {proc.time:.3f} s of {scenario.duration_s:g} s: "
                         f"{failure[0]}")
         metrics["completed"] = False
+        # an attempt that did not finish is not scored
+        score = {**score, "score": 0.0, "proficient_attempt": False, "incomplete": True}
     timings = {
         "wall_s": wall,
         "steps": proc.step_count,

@@ -272,3 +272,50 @@ def test_tetwild_from_label_image_keeps_regions():
     _assert_valid(mesh)
     assert set(mesh.region_names.values()) <= {"parenchyma", "tumour"}
     assert "parenchyma" in mesh.region_names.values()
+
+
+def _interface_nodes(mesh):
+    from organsim.mesh.tetmesh import TET_FACES
+
+    f = np.sort(mesh.tets[:, TET_FACES].reshape(-1, 3), axis=1)
+    own = np.repeat(np.arange(mesh.n_tets), 4)
+    o = np.lexsort(f.T[::-1])
+    fs, os_ = f[o], own[o]
+    same = np.all(fs[1:] == fs[:-1], axis=1)
+    a, b = os_[:-1][same], os_[1:][same]
+    return np.unique(fs[:-1][same][mesh.region_ids[a] != mesh.region_ids[b]])
+
+
+def test_fit_interfaces_moves_region_boundary_onto_the_labels():
+    import importlib
+
+    T = importlib.import_module("organsim.mesh.tetrahedralize")
+    g = np.indices((44, 44, 44)) - 21.5
+    lab = (np.sqrt((g ** 2).sum(0)) < 19).astype(np.uint8)
+    lab[np.sqrt(((g - 3) ** 2).sum(0)) < 8] = 2
+    img = LabelImage(lab, (1e-3,) * 3, (0, 0, 0))
+    raw = T._lattice_image(img, [1, 2], 4e-3, 1.0, None)
+    fitted, n = T.fit_interfaces(raw, img, [1, 2])
+    assert n > 0
+    centre = (21.5 + 3) * 1e-3
+
+    def err(m):
+        v = _interface_nodes(m)
+        return np.abs(np.linalg.norm(m.points[v] - centre, axis=1) - 8e-3).mean()
+
+    assert err(fitted) < 0.6 * err(raw)
+    _assert_valid(fitted, min_dihedral=12.0)
+    # the outer boundary does not move
+    assert fitted.volume == pytest.approx(raw.volume, rel=1e-12)
+
+
+def test_crop_to_labels_keeps_world_positions():
+    import importlib
+
+    T = importlib.import_module("organsim.mesh.tetrahedralize")
+    img = _ball_image(n=40, r=6.0, direction=np.eye(3)[:, [2, 0, 1]])
+    sub = T.crop_to_labels(img, [1])
+    assert sub.shape[0] < img.shape[0]
+    a = img.index_to_world(np.argwhere(img.labels == 1))
+    b = sub.index_to_world(np.argwhere(sub.labels == 1))
+    assert np.allclose(np.sort(a, axis=0), np.sort(b, axis=0))

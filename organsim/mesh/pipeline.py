@@ -26,7 +26,8 @@ from .labelimage import LabelImage
 from .surface import TriSurface
 from .tetmesh import TetMesh
 from .tetrahedralize import (METHODS, _orient, _tetrahedralize, _volume_corrected_lattice,
-                             default_edge_length, quality_gate, with_image_regions)
+                             crop_to_labels, default_edge_length, present_labels,
+                             quality_gate, with_image_regions)
 
 __all__ = ["MeshingReport", "mesh_image", "mesh_surface", "mesh_volume", "drop_small_components"]
 
@@ -282,15 +283,17 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
     if method not in METHODS:
         raise MeshError(f"unknown meshing method {method!r}; expected one of {', '.join(METHODS)}")
     t0 = time.perf_counter()
-    labs = [int(v) for v in (labels if labels is not None else image.present_labels())]
+    all_labels = present_labels(image)
+    labs = [int(v) for v in (labels if labels is not None else all_labels)]
     if not labs:
         raise MeshError(f"{source}: the image holds no labelled voxel (all background); expected"
                         " a segmentation with at least one non-zero label")
-    present = set(image.present_labels())
+    present = set(all_labels)
     missing = [L for L in labs if L not in present]
     if missing:
         raise MeshError(f"{source}: no voxel carries label(s) {missing}; present labels are"
                         f" {sorted(present)}: pass one of those with --label")
+    image = crop_to_labels(image, labs)  # a small organ in a large scan: work on its box only
     mask_idx = np.argwhere(np.isin(image.labels, labs))
     extent = (mask_idx.max(0) - mask_idx.min(0) + 1) * image.spacing
     check_plausible_size(np.stack([np.zeros(3), extent]), source=source)
@@ -307,9 +310,10 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
             if level:
                 report.notes.append(f"iso-level shifted by {level:+.3f} to preserve the voxel volume")
         else:
-            from .tetrahedralize import _lattice_image
+            from .tetrahedralize import _fit_and_name, _lattice_image
 
-            mesh = _lattice_image(image, labs, edge_length, smoothing, None)
+            mesh = _fit_and_name(_lattice_image(image, labs, edge_length, smoothing, None),
+                                 image, labs, smoothing, None)
         report.timings_s["tetrahedralize"] = time.perf_counter() - t
         t = time.perf_counter()
         mesh, info = quality_gate(mesh, source=source)

@@ -53,6 +53,48 @@ def default_edge_length(extent_m: float) -> float:
 
 
 # ------------------------------------------------------------------- implicits
+def present_labels(image: LabelImage) -> list[int]:
+    """Sorted non-zero labels of an image (a fast bincount for small non-negative labels)."""
+    lab = image.labels
+    if lab.dtype.kind in "ui" and lab.size and lab.dtype.itemsize <= 2:
+        lo = int(lab.min())
+        if lo >= 0:
+            counts = np.bincount(lab.ravel().astype(np.int64, copy=False)
+                                 if lab.dtype.kind == "i" else lab.ravel())
+            return [int(v) for v in np.nonzero(counts)[0] if v != 0]
+    return image.present_labels()
+
+
+def _mean_edge_length(points: np.ndarray, tets: np.ndarray) -> float:
+    """Mean length of the tets' edges, counted per tet (m); cheap stand-in for the unique-edge mean."""
+    p = points[tets]
+    d = [np.linalg.norm(p[:, a] - p[:, b], axis=1) for a, b in
+         ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))]
+    return float(np.mean(d)) if len(tets) else 0.0
+
+
+def crop_to_labels(image: LabelImage, labels, *, margin: int = 2) -> LabelImage:
+    """The part of ``image`` around the voxels of ``labels`` (plus ``margin`` voxels).
+
+    Voxels of other labels inside the box are kept; world positions are
+    unchanged (the origin moves with the crop). Meshing a small organ in a
+    large scan then only touches the organ's box.
+    """
+    mask = np.isin(image.labels, np.asarray(list(labels)))
+    if not mask.any():
+        raise MeshError(f"no voxel carries label(s) {list(labels)}; present labels are "
+                        f"{image.present_labels()}; pass one of those")
+    lo = np.array([np.nonzero(mask.any(axis=ax))[0][0] for ax in ((1, 2), (0, 2), (0, 1))])
+    hi = np.array([np.nonzero(mask.any(axis=ax))[0][-1] + 1 for ax in ((1, 2), (0, 2), (0, 1))])
+    lo = np.maximum(lo - margin, 0)
+    hi = np.minimum(hi + margin, image.shape)
+    if np.all(lo == 0) and np.all(hi == image.shape):
+        return image
+    sub = np.ascontiguousarray(image.labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]])
+    origin = image.index_to_world(lo[None].astype(float))[0]
+    return LabelImage(sub, image.spacing, origin, image.direction, image.label_names)
+
+
 def _image_field(image: LabelImage, labels, smoothing: float):
     """Cropped, padded, smoothed indicator of ``labels`` and its placement (cached per call site)."""
     from scipy import ndimage
@@ -166,8 +208,30 @@ def surface_distance_lower_bound(surface: TriSurface):
 
 
 # ---------------------------------------------------------------- quality gate
+def boundary_of(mesh: TetMesh) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary faces (k, 3), outward, and their tets (k,), with 1-D keys (fast).
+
+    Same result as ``mesh.boundary_faces`` / ``mesh.boundary_face_tets`` (up to
+    order), without ``np.unique(axis=0)``.
+    """
+    from .tetmesh import TET_FACES
+
+    faces = mesh.tets[:, TET_FACES].reshape(-1, 3)
+    srt = np.sort(faces, axis=1)
+    n = np.int64(max(mesh.n_points, 1))
+    key = (srt[:, 0] * n + srt[:, 1]) * n + srt[:, 2]
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    single = np.ones(len(ks), bool)
+    dup = ks[1:] == ks[:-1]
+    single[1:] &= ~dup
+    single[:-1] &= ~dup
+    idx = np.sort(order[single])
+    return faces[idx], idx // 4
+
+
 def _boundary_edge_manifold(mesh: TetMesh) -> bool:
-    bf = mesh.boundary_faces
+    bf = boundary_of(mesh)[0]
     if len(bf) == 0:
         return False
     e = np.sort(bf[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
@@ -194,7 +258,7 @@ def unpinch_boundary(mesh: TetMesh, *, max_volume_fraction: float = 0.005,
     cur = mesh
     removed = 0
     for _ in range(rounds):
-        bf = cur.boundary_faces
+        bf, bft = boundary_of(cur)
         e = np.sort(bf[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
         key = e[:, 0] * cur.n_points + e[:, 1]
         uk, inv, cnt = np.unique(key, return_inverse=True, return_counts=True)
@@ -202,7 +266,7 @@ def unpinch_boundary(mesh: TetMesh, *, max_volume_fraction: float = 0.005,
         if not pinched.any():
             break
         face_idx = np.repeat(np.arange(len(bf)), 3)[pinched]
-        tets = cur.boundary_face_tets[face_idx]
+        tets = bft[face_idx]
         ekey = key[pinched]
         # per pinched edge, the smallest tet among its boundary tets
         order = np.lexsort((cur.volumes[tets], ekey))
@@ -226,6 +290,13 @@ def _bad_mask(mesh: TetMesh, lo: float, hi: float) -> np.ndarray:
     return (ang.min(1) < lo) | (ang.max(1) > hi) | (vol <= 1e-12 * scale)
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product of (k, 3) arrays (np.cross has a large per-call overhead on small arrays)."""
+    return np.stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+                     a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                     a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]], axis=1)
+
+
 def _tet_scores(p: np.ndarray) -> np.ndarray:
     """Score min(min dihedral, 180 - max dihedral) (deg) of tets given as corner arrays (..., 4, 3).
 
@@ -236,8 +307,8 @@ def _tet_scores(p: np.ndarray) -> np.ndarray:
     shp = p.shape[:-2]
     q = p.reshape(-1, 4, 3)
     a, b, c = q[:, 1] - q[:, 0], q[:, 2] - q[:, 0], q[:, 3] - q[:, 0]
-    vol = np.einsum("ij,ij->i", a, np.cross(b, c))
-    n = np.stack([np.cross(q[:, j] - q[:, i], q[:, k] - q[:, i]) for i, j, k in TET_FACES], 1)
+    vol = np.einsum("ij,ij->i", a, _cross(b, c))
+    n = np.stack([_cross(q[:, j] - q[:, i], q[:, k] - q[:, i]) for i, j, k in TET_FACES], 1)
     ln = np.linalg.norm(n, axis=2, keepdims=True)
     n = n / np.where(ln > 0, ln, 1.0)
     pairs = [(2, 3), (1, 3), (1, 2), (0, 3), (0, 2), (0, 1)]
@@ -268,11 +339,11 @@ def improve_interior(mesh: TetMesh, *, target_deg: float = MIN_DIHEDRAL_DEG,
     pts = np.array(mesh.points)
     tets = mesh.tets
     bnd = np.zeros(mesh.n_points, bool)
-    bnd[mesh.boundary_nodes] = True
+    bnd[boundary_of(mesh)[0].ravel()] = True
     flat = tets.ravel()
     order = np.argsort(flat, kind="stable")
     starts = np.searchsorted(flat[order], np.arange(mesh.n_points + 1))
-    h = mesh.quality()["mean_edge_length_m"]
+    h = _mean_edge_length(mesh.points, mesh.tets)
     dirs = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1],
                      [1, 1, 1], [-1, -1, -1], [1, -1, 1], [-1, 1, -1], [1, 1, -1], [-1, -1, 1],
                      [1, -1, -1], [-1, 1, 1]], float)
@@ -377,7 +448,7 @@ def quality_gate(mesh: TetMesh, *, min_dihedral_deg: float = MIN_DIHEDRAL_DEG,
         if not bad.any():
             break
         on_bnd = np.zeros(cur.n_tets, bool)
-        on_bnd[cur.boundary_face_tets] = True
+        on_bnd[boundary_of(cur)[1]] = True
         peel = bad & on_bnd
         if not peel.any():
             break
@@ -423,10 +494,125 @@ def _regions_from_image(image: LabelImage, labels, q_points: np.ndarray,
         np.clip(ijk[..., a], 0, image.shape[a] - 1, out=ijk[..., a])
     lab = image.labels[ijk[..., 0], ijk[..., 1], ijk[..., 2]]
     lab = np.where(np.isin(lab, labels), lab, 0)
+    # the centre sample breaks ties; a full tie goes to the first label listed
     counts = np.stack([(lab == L).sum(1) + 0.5 * (lab[:, 0] == L) for L in labels], 1)
-    overall = np.array([np.count_nonzero(image.labels == L) for L in labels])
-    best = labels[np.argmax(counts + 1e-9 * overall[None, :] / max(overall.max(), 1), axis=1)]
+    best = labels[np.argmax(counts, axis=1)]
     return best.astype(np.int32)
+
+
+def fit_interfaces(mesh: TetMesh, image: LabelImage, labels, *, smoothing: float = 1.0,
+                   rounds: int = 3, min_score_deg: float = 15.0) -> tuple[TetMesh, int]:
+    """Move interior nodes onto the label boundaries between regions, then re-assign regions.
+
+    Each interior node shared by tets of exactly two regions is moved by a
+    Newton step towards the 1/2 level of the (smoothed) indicator of the
+    smaller of the two labels, if every tet around it keeps a score
+    ``min(min dihedral, 180 - max dihedral)`` of at least ``min_score_deg``
+    (or its current score, if lower). Boundary nodes never move, so the organ's
+    surface and volume are unchanged; region interfaces follow the labels
+    instead of staying jagged at the lattice's resolution.
+
+    Returns
+    -------
+    mesh : TetMesh
+        Same connectivity, moved nodes, re-assigned regions (image label names).
+    n_moved : int
+    """
+    from scipy import ndimage
+
+    labels = [int(L) for L in labels]
+    if len(labels) < 2 or mesh.n_tets == 0:
+        return mesh, 0
+    sizes = {L: int(np.count_nonzero(image.labels == L)) for L in labels}
+    fields = {L: _image_field(image, [L], smoothing) for L in labels if sizes[L]}
+    D = np.asarray(image.direction)
+    pts = np.array(mesh.points)
+    tets = mesh.tets
+    bnd = np.zeros(mesh.n_points, bool)
+    bnd[boundary_of(mesh)[0].ravel()] = True
+    flat = tets.ravel()
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], np.arange(mesh.n_points + 1))
+    h = _mean_edge_length(mesh.points, mesh.tets)
+
+    def phi(L, q):  # 0.5 - smoothed indicator of L at physical-frame points q
+        crop, shift, sp, _, _ = fields[L]
+        ijk = q / sp - shift
+        return 0.5 - ndimage.map_coordinates(crop, ijk.T, order=1, mode="constant", cval=0.0)
+
+    rid = _regions_from_image(image, labels, (pts - image.origin) @ D, tets)
+    n_moved = 0
+    for _ in range(rounds):
+        r_inc = rid[order // 4]  # region of each (node, tet) incidence, grouped by node
+        rmin = np.minimum.reduceat(r_inc, starts[:-1].clip(max=len(r_inc) - 1))
+        rmax = np.maximum.reduceat(r_inc, starts[:-1].clip(max=len(r_inc) - 1))
+        cand = np.nonzero((rmin != rmax) & ~bnd & (np.diff(starts) > 0))[0]
+        if len(cand) == 0:
+            break
+        score = _tet_scores(pts[tets])
+        # the label each candidate node fits to: the smaller of exactly two regions around it
+        size_of = np.array([sizes.get(int(r), 0) for r in range(int(rid.max()) + 1)])
+        two = rmin[cand] != rmax[cand]
+        lab_small = np.where(size_of[rmin[cand]] <= size_of[rmax[cand]], rmin[cand], rmax[cand])
+        steps = np.zeros((len(cand), 3))
+        valid = np.zeros(len(cand), bool)
+        e = 0.5 * float(np.min(image.spacing))
+        offsets = np.vstack([np.zeros(3), e * np.eye(3), -e * np.eye(3)])  # (7, 3)
+        for L in np.unique(lab_small):
+            if int(L) not in fields:
+                continue
+            sel = np.nonzero(two & (lab_small == L))[0]
+            q0 = (pts[cand[sel]] - image.origin) @ D
+            val = phi(int(L), (q0[:, None, :] + offsets[None]).reshape(-1, 3)).reshape(-1, 7)
+            grad = (val[:, 1:4] - val[:, 4:7]) / (2 * e)
+            g2 = (grad ** 2).sum(1)
+            ok = (g2 > 0) & (np.abs(val[:, 0]) > 1e-6)
+            st = -(val[:, 0] / np.where(ok, g2, 1.0))[:, None] * grad
+            n = np.linalg.norm(st, axis=1, keepdims=True)
+            st = st * np.minimum(1.0, 0.4 * h / np.maximum(n, 1e-12 * h))
+            steps[sel] = st @ D.T  # back to world directions
+            valid[sel] = ok
+        # only nodes between exactly two regions
+        node_of = flat[order]
+        r_inc = rid[order // 4]
+        third = (r_inc != rmin[node_of]) & (r_inc != rmax[node_of])
+        has_third = np.logical_or.reduceat(third, starts[:-1].clip(max=len(third) - 1))
+        todo = np.zeros(mesh.n_points, bool)
+        todo[cand[valid & ~has_third[cand]]] = True
+        step_of = np.zeros((mesh.n_points, 3))
+        step_of[cand] = steps
+        moved = 0
+        for frac in (1.0, 0.5):
+            # move all candidates at once (Jacobi), then undo the moves around any tet that
+            # got worse than allowed, until none is left; the rest is accepted
+            moving = todo.copy()
+            P = pts.copy()
+            P[moving] += frac * step_of[moving]
+            aff = np.nonzero(moving[tets].any(axis=1))[0]
+            while len(aff):
+                sc = _tet_scores(P[tets[aff]])
+                viol = sc < np.minimum(score[aff], min_score_deg)
+                if not viol.any():
+                    break
+                rv = tets[aff[viol]].ravel()
+                rv = rv[moving[rv]]
+                moving[rv] = False
+                P[rv] = pts[rv]
+                aff = np.nonzero(moving[tets].any(axis=1))[0]
+            if len(aff):
+                score[aff] = _tet_scores(P[tets[aff]])
+            pts = P
+            moved += int(moving.sum())
+            todo &= ~moving
+            if not todo.any():
+                break
+        n_moved += moved
+        rid = _regions_from_image(image, labels, (pts - image.origin) @ D, tets)
+        if moved == 0:
+            break
+    if n_moved == 0:
+        return mesh, 0
+    return TetMesh(pts, tets, rid, mesh.region_names), n_moved
 
 
 def with_image_regions(mesh: TetMesh, image: LabelImage, labels,
@@ -452,6 +638,17 @@ def with_image_regions(mesh: TetMesh, image: LabelImage, labels,
     return TetMesh(mesh.points, mesh.tets, rid, names)
 
 
+def _fit_and_name(mesh: TetMesh, image: LabelImage, labels, smoothing: float,
+                  region_names) -> TetMesh:
+    mesh, _ = fit_interfaces(mesh, image, labels, smoothing=smoothing)
+    names = dict(image.label_names)
+    if region_names:
+        names.update(region_names)
+    present = set(mesh.region_ids.tolist())
+    names = {int(L): names.get(int(L), f"label_{int(L)}") for L in labels if int(L) in present}
+    return TetMesh(mesh.points, mesh.tets, mesh.region_ids, names)
+
+
 def _lattice_image(image: LabelImage, labels, edge_length: float, smoothing: float,
                    region_names: dict[int, str] | None, level: float = 0.0,
                    _field=None) -> TetMesh:
@@ -475,7 +672,7 @@ def _volume_corrected_lattice(image, labs, edge_length, smoothing, region_names,
     m0 = _lattice_image(image, labs, edge_length, smoothing, region_names, level=0.0, _field=fld)
     err0 = m0.volume / target - 1.0
     if abs(err0) < 0.002:
-        return m0, 0.0
+        return _fit_and_name(m0, image, labs, smoothing, region_names), 0.0
     # a level shift c moves the surface by about c / |grad f|; |grad f| ~ 1/(sqrt(2 pi) sigma)
     sigma = max(smoothing, 0.4) * float(np.mean(image.spacing))
     area = _boundary_area(m0)
@@ -490,11 +687,11 @@ def _volume_corrected_lattice(image, labs, edge_length, smoothing, region_names,
         err2 = m2.volume / target - 1.0
         if abs(err2) < abs(best_err):
             best, best_err, best_c = m2, err2, c2
-    return best, best_c
+    return _fit_and_name(best, image, labs, smoothing, region_names), best_c
 
 
 def _boundary_area(mesh: TetMesh) -> float:
-    p = mesh.points[mesh.boundary_faces]
+    p = mesh.points[boundary_of(mesh)[0]]
     return float(0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum())
 
 
@@ -628,13 +825,15 @@ def _tetrahedralize(source: LabelImage | TriSurface, *, edge_length: float | Non
     if method not in METHODS:
         raise MeshError(f"unknown meshing method {method!r}; expected one of {', '.join(METHODS)}")
     if isinstance(source, LabelImage):
-        labs = list(labels) if labels is not None else source.present_labels()
+        labs = list(labels) if labels is not None else present_labels(source)
         if not labs:
             raise MeshError("the label image holds no non-zero voxel; nothing to mesh")
-        missing = [L for L in labs if not np.any(source.labels == L)]
+        present = set(present_labels(source))
+        missing = [L for L in labs if L not in present]
         if missing:
             raise MeshError(f"no voxel of label(s) {missing} in the image; present labels are "
-                            f"{source.present_labels()}")
+                            f"{present_labels(source)}")
+        source = crop_to_labels(source, labs)
         if edge_length is None:
             mask = np.isin(source.labels, labs)
             idx = np.argwhere(mask)
@@ -654,7 +853,8 @@ def _tetrahedralize(source: LabelImage | TriSurface, *, edge_length: float | Non
             mesh, _ = _volume_corrected_lattice(source, labs, edge_length, smoothing,
                                                 region_names, source.label_volume(labs))
         else:
-            mesh = _lattice_image(source, labs, edge_length, smoothing, region_names)
+            mesh = _fit_and_name(_lattice_image(source, labs, edge_length, smoothing, region_names),
+                                 source, labs, smoothing, region_names)
     elif isinstance(source, TriSurface):
         if edge_length is None:
             edge_length = default_edge_length(float(np.ptp(source.points, axis=0).max()))

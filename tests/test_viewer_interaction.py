@@ -254,3 +254,16 @@ def test_interactive_window_runs_its_timer_on_a_virtual_display(tmp_path):
                        text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "frames 8 advanced 8" in r.stdout
+
+
+def test_a_rejected_step_pauses_the_viewer_with_a_message(viewer):
+    from organsim.errors import ConvergenceError
+
+    def fail(dt=None):
+        raise ConvergenceError("an element is inverted; the state is unchanged")
+
+    viewer.source.simulation.step = fail
+    viewer.frame()
+    assert viewer.paused
+    assert "stopped: an element is inverted" in viewer.interaction.messages[0]
+    assert any("stopped" in line for line in viewer.scene.panel_lines())

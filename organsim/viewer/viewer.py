@@ -121,7 +121,13 @@ class Viewer:
         """Advance the source one frame (unless paused), update the scene and render."""
         t0 = time.perf_counter()
         if not self.paused:
-            self.source.advance()
+            try:
+                self.source.advance()
+            except OrganSimError as exc:
+                # the solver rejected the step (state unchanged): stop and say so; x resets
+                self.paused = True
+                self.interaction.say(f"stopped: {str(exc).split(';')[0]} (x: reset)")
+                log.error("simulation stopped: %s", exc)
         t1 = time.perf_counter()
         self.last_step_ms = (t1 - t0) * 1e3
         self.scene.extra_lines = self._status_lines()

@@ -62,7 +62,7 @@ def run(quick: bool = False) -> dict:
             sim.step()
         cutter = Cutter(sim.mesh)
         cutter.advance(poses[0], positions=sim.positions)
-        t_cut, t_all = [], []
+        t_cut, t_all, t_solver = [], [], []
         for pose in poses[1:]:
             t0 = time.perf_counter()
             res = cutter.advance(pose, positions=sim.positions)
@@ -71,16 +71,23 @@ def run(quick: bool = False) -> dict:
                 sim.change_topology(res.mesh, res.transfer)
                 cutter.mesh = sim.mesh
             t2 = time.perf_counter()
+            if res.changed:
+                t_solver.append(t2 - t1)
             t_cut.append(t1 - t0)
             t_all.append(t2 - t0)
         mesh = sim.mesh
         v = validate_mesh(mesh)
+        surf = cutter.surface()
+        pc = surf.points[surf.faces[surf.face_labels == 1]]
+        cut_area = 0.5 * np.linalg.norm(np.cross(pc[:, 1] - pc[:, 0], pc[:, 2] - pc[:, 0]), axis=1).sum()
         q = mesh.quality()
         rows.append({
             "path": name,
             "increments": len(t_cut),
             "cut_ms_median": 1e3 * float(np.median(t_cut)),
             "cut_ms_max": 1e3 * float(np.max(t_cut)),
+            "increments_changed": len(t_solver),
+            "solver_update_ms_median": 1e3 * float(np.median(t_solver)) if t_solver else 0.0,
             "cut_plus_solver_ms_median": 1e3 * float(np.median(t_all)),
             "cut_plus_solver_ms_max": 1e3 * float(np.max(t_all)),
             "total_cut_ms": 1e3 * float(np.sum(t_cut)),
@@ -90,6 +97,7 @@ def run(quick: bool = False) -> dict:
             "nodes_added": mesh.n_points - liver.n_points,
             "pending_tets": cutter.n_pending,
             "volume_rel_error": abs(mesh.volume - liver.volume) / liver.volume,
+            "cut_faces_area_cm2": 1e4 * float(cut_area),
             "valid": bool(v["ok"]),
             "min_dihedral_deg": q["min_dihedral_deg"],
             "min_volume_ratio": v["min_volume_ratio"],

@@ -303,3 +303,35 @@ def test_cut_through_shipped_liver_then_simulation_continues():
     path = np.stack([blade + [0.004 * k, 0.001 * k, 0] for k in range(13)])
     _sim_cut_and_continue(liver, selection.region(liver, "ligament"), path, integrator="realtime",
                           model="neo_hookean")
+
+
+@st.composite
+def liver_paths(draw):
+    """Blade paths across the shipped liver; endpoints sometimes exactly at mesh nodes (grazing)."""
+    from organsim.mesh.shipped import load_shipped
+
+    liver = load_shipped("liver")
+    lo, hi = liver.points.min(axis=0), liver.points.max(axis=0)
+
+    def pt():
+        if draw(st.booleans()):
+            return liver.points[draw(st.integers(0, liver.n_points - 1))].copy()
+        u = np.array([draw(st.floats(0.0, 1.0)) for _ in range(3)])
+        return lo + u * (hi - lo)
+
+    a, b = pt(), pt()
+    shift = pt() - (lo + hi) / 2
+    k = draw(st.integers(2, 8))
+    s = np.linspace(0.0, 1.0, k)
+    return np.stack([np.stack([a, b]) + si * 0.5 * shift for si in s])
+
+
+@pytest.mark.slow
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(liver_paths())
+def test_random_blade_paths_through_the_shipped_liver(path):
+    from organsim.mesh.shipped import load_shipped
+
+    liver = load_shipped("liver")
+    res = cut(liver, path)
+    _check_invariants(liver, res)

@@ -144,3 +144,23 @@ def test_duplicate_instrument_names_are_rejected():
     sim = _sim()
     with pytest.raises(SimulationError, match="unique"):
         step(sim, [Probe("a"), Probe("a")])
+
+
+def test_probe_pushes_against_newly_cut_faces():
+    # cut the block through along x = 0.0213 (full depth), then push a probe into the cut from above
+    from organsim.surgery.cutting import cut
+
+    blade = np.array([[0.0213, -0.003, 0.03], [0.0213, -0.003, -0.005]])
+    res = cut(BLOCK, np.stack([blade, blade + [0, 0.026, 0]]))
+    assert res.cut_face_mask.sum() > 0
+    sim = _sim(res.mesh)
+    cut_nodes = np.unique(res.cut_faces)
+    # a probe lying in the gap (its axis along y), pushed sideways (+x) into the right-hand cut face
+    axis_y = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]]).T
+    probe = Probe("probe", radius=0.002, trajectory=Trajectory(
+        [0.0, 0.1], [[0.0183, 0.01, 0.012], [0.0223, 0.01, 0.012]], [axis_y, axis_y]))
+    for _ in range(12):
+        f = step(sim, [probe])["probe"]
+    assert len(f.nodes) > 0
+    assert np.isin(f.nodes, cut_nodes).all()          # the contact is on the cut faces
+    assert f.on_tissue[0] > 0                         # pushing the cut face in +x

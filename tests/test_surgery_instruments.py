@@ -164,3 +164,13 @@ def test_probe_pushes_against_newly_cut_faces():
     assert len(f.nodes) > 0
     assert np.isin(f.nodes, cut_nodes).all()          # the contact is on the cut faces
     assert f.on_tissue[0] > 0                         # pushing the cut face in +x
+
+
+def test_grasper_with_jaws_smaller_than_the_mesh_pinches_the_nearest_surface_node():
+    sim = _sim()
+    # jaws 2 mm long centred 1 mm above the top face, between nodes of the 5 mm grid
+    g = Grasper("g", jaw_length=0.004, opening=0.001, jaw_width=0.001, pose=Pose([0.0115, 0.0115, 0.021]))
+    assert g.close(sim) == 1
+    node = g.nodes[0]
+    assert node in sim.mesh.boundary_nodes
+    assert np.linalg.norm(sim.positions[node] - [0.0135, 0.0115, 0.021]) <= 0.004

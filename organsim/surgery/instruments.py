@@ -220,8 +220,19 @@ class Grasper(Instrument):
         return np.flatnonzero(inside)
 
     def close(self, sim) -> int:
-        """Close the jaws: grasp the nodes between them now. Returns how many were grasped."""
+        """Close the jaws: grasp the nodes between them now. Returns how many were grasped.
+
+        On a mesh coarser than the jaws, the jaws may close between nodes; then
+        the surface node nearest the jaws' centre is taken if it lies within
+        ``jaw_length`` of it (the jaws pinch the tissue surface there).
+        """
         ids = self.jaw_nodes(sim.positions)
+        if len(ids) == 0:
+            surf = sim.mesh.boundary_nodes
+            centre = self.pose.apply(np.array([[self.jaw_length / 2, 0.0, 0.0]]))[0]
+            d = np.linalg.norm(sim.positions[surf] - centre, axis=1)
+            if len(d) and d.min() <= self.jaw_length:
+                ids = surf[[int(np.argmin(d))]]
         if len(ids) == 0:
             log.info("grasper %r closed on no tissue", self.name)
             return 0

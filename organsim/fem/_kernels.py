@@ -109,14 +109,17 @@ def polar3_warm(F, Rprev, R, Ft, Rt, tmp):
 
 
 @njit(cache=True)
-def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache):
+def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact=False):
     """Corotational (``rotate``) or linear small-strain forces and stiffness.
 
     Force of element e on its node a: ``V R sigma(S - I) grad N_a`` with ``F = R S``;
     stiffness block ``R K0_ab R^T``. With ``rotate=False``, ``R = I`` and the force is
     ``K0 (x - X)`` (small-strain linear elasticity). ``Rcache`` (m, 3, 3) holds
     each element's last rotation: it warm-starts the polar decomposition and is
-    updated in place.
+    updated in place. With ``exact`` the stiffness is the consistent tangent
+    including the rotation's derivative,
+    ``dP = 2 mu dF + lam tr(R^T dF) R + (lam tr(S - I) - 2 mu) dR`` with
+    ``dR = R [w]x``, ``w = (tr(S) I - S)^-1 (2 axial(skew(R^T dF)))``.
     Returns the minimum of ``det F`` over the elements.
     """
     F = np.empty((3, 3))
@@ -124,6 +127,8 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
     tmp = np.empty((3, 3))
     Ft = np.empty((3, 3))
     Rt = np.empty((3, 3))
+    Sg = np.empty((3, 3))
+    Gi = np.empty((3, 3))
     g = np.empty((4, 3))
     minJ = np.inf
     for q in range(elems.shape[0]):
@@ -159,6 +164,12 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                     s += R[k, i] * F[k, j]
                 tmp[i, j] = s
         tr = tmp[0, 0] + tmp[1, 1] + tmp[2, 2] - 3.0
+        if want_K and exact and rotate:
+            # G = (tr(S) I - S)^-1 with S = sym(R^T F)
+            for i in range(3):
+                for j in range(3):
+                    Sg[i, j] = -0.5 * (tmp[i, j] + tmp[j, i]) + ((tr + 3.0) if i == j else 0.0)
+            _inv3(Sg, Gi)
         for i in range(3):
             for j in range(i, 3):
                 eps = 0.5 * (tmp[i, j] + tmp[j, i]) - (1.0 if i == j else 0.0)
@@ -183,6 +194,39 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                     for j in range(3):
                         s += R[i, j] * grads[e, a, j]
                     g[a, i] = s
+            if exact and rotate:
+                c = la * tr - 2.0 * m
+                for b in range(4):
+                    gb0 = grads[e, b, 0]
+                    gb1 = grads[e, b, 1]
+                    gb2 = grads[e, b, 2]
+                    for k in range(3):
+                        r0 = R[k, 0]
+                        r1 = R[k, 1]
+                        r2 = R[k, 2]
+                        rg = r0 * gb0 + r1 * gb1 + r2 * gb2
+                        # w = G (g_b x r_k)
+                        c0 = gb1 * r2 - gb2 * r1
+                        c1 = gb2 * r0 - gb0 * r2
+                        c2 = gb0 * r1 - gb1 * r0
+                        w0 = Gi[0, 0] * c0 + Gi[0, 1] * c1 + Gi[0, 2] * c2
+                        w1 = Gi[1, 0] * c0 + Gi[1, 1] * c1 + Gi[1, 2] * c2
+                        w2 = Gi[2, 0] * c0 + Gi[2, 1] * c1 + Gi[2, 2] * c2
+                        for a in range(4):
+                            ga0 = grads[e, a, 0]
+                            ga1 = grads[e, a, 1]
+                            ga2 = grads[e, a, 2]
+                            q0 = w1 * ga2 - w2 * ga1
+                            q1 = w2 * ga0 - w0 * ga2
+                            q2 = w0 * ga1 - w1 * ga0
+                            blk = blockmap[e, a, b]
+                            dot = ga0 * gb0 + ga1 * gb1 + ga2 * gb2
+                            for i in range(3):
+                                v = la * rg * g[a, i] + c * (R[i, 0] * q0 + R[i, 1] * q1 + R[i, 2] * q2)
+                                if i == k:
+                                    v += 2.0 * m * dot
+                                K[blk, i, k] += V * v
+                continue
             for a in range(4):
                 for b in range(4):
                     blk = blockmap[e, a, b]

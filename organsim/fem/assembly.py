@@ -189,9 +189,14 @@ class Assembler:
         self.linear_only = all(m.kind == "linear" for _, m, _, _ in self.groups)
 
     # ------------------------------------------------------------------ public
-    def forces_and_stiffness(self, x: np.ndarray, *, want_K: bool = True,
-                             check_inversion: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def forces_and_stiffness(self, x: np.ndarray, *, want_K: bool = True, check_inversion: bool = True,
+                             exact: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Internal nodal forces ``f = dU/dx`` (n, 3) N and stiffness block data (nnzb, 3, 3) N/m.
+
+        Corotational groups give the warped stiffness ``R K0 R^T`` (symmetric positive
+        semi-definite; best for conjugate gradients) unless ``exact``, which gives
+        the consistent tangent including the rotation's derivative (quadratic
+        Newton convergence; not always symmetric or definite).
 
         Raises
         ------
@@ -206,7 +211,7 @@ class Assembler:
             if mat.kind in ("linear", "corotational"):
                 j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
                                       self.pattern.blockmap, f, K, want_K, mat.kind == "corotational",
-                                      self._Rcache)
+                                      self._Rcache, exact)
             elif mat.kind == "neo_hookean":
                 j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
                                          self.pattern.blockmap, f, K, want_K)

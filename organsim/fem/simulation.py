@@ -4,8 +4,9 @@ Integrators
 -----------
 ``"backward_euler"`` (default)
     Implicit (backward) Euler with Rayleigh damping ``C = alpha M + beta K``;
-    each step is solved by Newton's method with a backtracking line search to a
-    relative residual ``newton_tol``. Linear systems are solved by conjugate
+    each step is solved by Newton's method (with the consistent tangent, for the
+    corotational model too) and a backtracking line search to a relative
+    residual ``newton_tol``. Linear systems are solved by conjugate
     gradients preconditioned with a factorization of a reference matrix
     ``(1/h^2 + alpha/h) M + (1 + beta/h) K`` that is reused across steps and
     refreshed (with the current tangent) when conjugate gradients need too many
@@ -613,7 +614,7 @@ class Simulation:
         x = x_pred.copy()
         x[cons] = ck
         fext = self._external(x)
-        f, K = self._asm.forces_and_stiffness(x)
+        f, K = self._asm.forces_and_stiffness(x, exact=True)
         g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext)
         rnorm = float(np.linalg.norm(g[free]))
         scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-300)
@@ -655,7 +656,7 @@ class Simulation:
         for _ in range(8):
             xt = x + alpha * d
             try:
-                ft, Kt = self._asm.forces_and_stiffness(xt)
+                ft, Kt = self._asm.forces_and_stiffness(xt, exact=True)
                 gt = residual(xt, ft, Kt)
                 rt = float(np.linalg.norm(gt[free]))
                 if not np.isfinite(rt):
@@ -787,7 +788,7 @@ class Simulation:
         x = x.copy()
         x[cons] = ck
         fext_fn = lambda xt: self._external(xt, lam)  # noqa: E731
-        f, K = self._asm.forces_and_stiffness(x)
+        f, K = self._asm.forces_and_stiffness(x, exact=True)
         g = f - fext_fn(x)
         rnorm = float(np.linalg.norm(g[free]))
         scale = max(float(np.linalg.norm(self._external(x)[free])), rnorm, 1e-300)

@@ -40,7 +40,7 @@ and the cut faces (tagged so renderers can colour the raw tissue).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np

@@ -8,8 +8,9 @@ sfepy 49.1 mm, pbatoolkit 50.7 mm.
 
 Rows: the realtime integrator with 1 (PCG rtol 1e-2) and 2 (rtol 1e-4) Newton
 iterations per step, and the
-accurate backward Euler (Newton tol 1e-6). Accuracy: probe |u| at t = 1 s against
-our own tightly converged backward-Euler run (Newton tol 1e-9).
+accurate backward Euler (Newton tol 1e-6); on organ_100k only the 1-Newton realtime
+row (the machine is shared; time-boxed). Accuracy: probe |u| at t = 1 s against our
+own tightly converged backward-Euler run (Newton tol 1e-9 on 10k, 1e-7 on 100k).
 """
 
 from __future__ import annotations
@@ -53,19 +54,21 @@ def run(quick: bool = False) -> dict:
         mesh, fixed, probe = load_organ(name)
         probe_step = 60
         n_warm, n_meas = (5, 20) if quick else (5, 100)
+        ref_tol = 1e-9 if name == "organ_10k" else 1e-7
         _, u_ref = _run(mesh, fixed, probe, 0, probe_step, probe_step, integrator="backward_euler",
-                        newton_tol=1e-9, max_newton=60)
+                        newton_tol=ref_tol, max_newton=60)
         modes = [("realtime 1 Newton", dict(integrator="realtime", realtime_newton=1, realtime_cg=20,
-                                            realtime_rtol=1e-2)),
-                 ("realtime 2 Newton", dict(integrator="realtime", realtime_newton=2, realtime_cg=20,
-                                            realtime_rtol=1e-4)),
-                 ("backward_euler tol 1e-6", dict(integrator="backward_euler", newton_tol=1e-6))]
+                                            realtime_rtol=1e-2))]
+        if name == "organ_10k":
+            modes += [("realtime 2 Newton", dict(integrator="realtime", realtime_newton=2, realtime_cg=20,
+                                                 realtime_rtol=1e-4)),
+                      ("backward_euler tol 1e-6", dict(integrator="backward_euler", newton_tol=1e-6))]
         for label, kw in modes:
             nm = n_meas if not label.startswith("backward") else max(probe_step - n_warm, 20)
             stats, u_probe = _run(mesh, fixed, probe, n_warm, nm, probe_step, **kw)
             rows.append({"mesh": name, "tets": mesh.n_tets, "mode": label, **stats,
                          "probe_u_mm_t1": u_probe * 1e3, "ref_probe_u_mm_t1": u_ref * 1e3,
-                         "probe_rel_err": abs(u_probe - u_ref) / u_ref,
+                         "probe_rel_err": abs(u_probe - u_ref) / u_ref, "ref_newton_tol": ref_tol,
                          "mujoco_ms": MUJOCO_MS[name], "speedup_vs_mujoco": MUJOCO_MS[name] / stats["median_ms"],
                          "cpu_speedup_vs_mujoco": MUJOCO_MS[name] / stats["median_cpu_ms"],
                          "target_ms": TARGET_MS[name]})

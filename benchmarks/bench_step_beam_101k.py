@@ -17,7 +17,7 @@ def run(quick: bool = False) -> dict:
     if quick:
         rows = beam_rows((16, 5, 5), 0.04, n_warm=3, n_meas=10, n_ref=13, sofa_ms=109.0, target_ms=80)
     else:
-        rows = beam_rows((76, 16, 16), 0.04, n_warm=5, n_meas=50, n_ref=55, sofa_ms=109.0, target_ms=80)
+        rows = beam_rows((76, 16, 16), 0.04, n_warm=5, n_meas=30, n_ref=35, sofa_ms=109.0, target_ms=80)
     return {"rows": rows, "load_average_at_start": load,
-            "notes": "median over 50 timed steps after 5 warm-up (200 for the 19k beam); wall and CPU time;"
+            "notes": "median over 30 timed steps after 5 warm-up (200 for the 19k beam); wall and CPU time;"
                      " shared machine"}

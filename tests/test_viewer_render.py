@@ -45,15 +45,15 @@ def standin_liver(h: float = 0.008) -> TetMesh:
 
 def compare(img: np.ndarray, name: str) -> float:
     """Mean absolute difference against the baseline ``name``; writes it when asked to."""
-    import imageio.v3 as iio
+    from PIL import Image
 
     path = BASELINES / name
     if os.environ.get("ORGANSIM_UPDATE_BASELINES") == "1" or not path.exists():
         if os.environ.get("ORGANSIM_UPDATE_BASELINES") != "1":
             pytest.fail(f"missing render baseline {path}; create it with ORGANSIM_UPDATE_BASELINES=1")
         BASELINES.mkdir(exist_ok=True)
-        iio.imwrite(path, img)
-    ref = iio.imread(path)[..., :3]
+        Image.fromarray(img).save(path)
+    ref = np.asarray(Image.open(path).convert("RGB"))
     assert ref.shape == img.shape, f"baseline {name} is {ref.shape}, render is {img.shape}"
     return float(np.abs(ref.astype(float) - img.astype(float)).mean())
 

@@ -173,15 +173,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..viewer.recording import ffmpeg_available
 
     out = Path(args.outdir)
-    try:
-        import imageio  # noqa: F401
-        name = "demo.gif" if (args.gif or not ffmpeg_available()) else "demo.mp4"
-        print(f"organsim demo: no display, recording {out / name} off-screen "
-              f"({scenario.n_steps} steps of the shipped liver: held, incised, retracted)")
-    except ImportError:
-        name = None
-        print("organsim demo: no display and no video writer (pip install 'organsim[video]'); "
-              f"writing the results and a rendered image to {out}")
+    name = "demo.gif" if (args.gif or not ffmpeg_available()) else "demo.mp4"
+    print(f"organsim demo: no display, recording {out / name} off-screen "
+          f"({scenario.n_steps} steps of the shipped liver: held, incised, retracted)")
     t0 = time.perf_counter()
     res = run(scenario, out, record=name, progress=not args.no_progress)
     _print_results(res, time.perf_counter() - t0)

@@ -731,11 +731,10 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
             return
         try:
             advance()
+            write_frame()
         except OrganSimError as exc:
             failure.append(exc)
             log.error("the run stopped at t = %.3f s: %s", proc.time, exc)
-            return
-        write_frame()
 
     try:
         write_frame()

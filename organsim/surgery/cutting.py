@@ -318,6 +318,9 @@ class Cutter:
         Smallest child volume (relative to its parent) accepted for a
         separating split; a tet that would produce a smaller piece is split
         without separating instead.
+    cut_face_keys : ndarray of int64, optional
+        Tags of faces made by earlier cuts of this mesh (e.g.
+        ``ResectionResult.cut_face_keys``), so they stay tagged.
 
     Examples
     --------
@@ -331,7 +334,8 @@ class Cutter:
     True
     """
 
-    def __init__(self, mesh: TetMesh, *, snap: float = 0.25, min_volume_frac: float = 1e-4) -> None:
+    def __init__(self, mesh: TetMesh, *, snap: float = 0.25, min_volume_frac: float = 1e-4,
+                 cut_face_keys: np.ndarray | None = None) -> None:
         if not 0.0 < snap < 0.5:
             raise MeshError(f"snap must be in (0, 0.5), got {snap}; 0.1-0.2 is a good range")
         if mesh.n_points >= int(_KEY_BASE) // 2:
@@ -341,7 +345,8 @@ class Cutter:
         self.snap = float(snap)
         self.min_volume_frac = float(min_volume_frac)
         self.on_cut = np.zeros(mesh.n_points, dtype=bool)
-        self.cut_face_keys = np.zeros(0, dtype=np.int64)
+        self.cut_face_keys = (np.zeros(0, dtype=np.int64) if cut_face_keys is None
+                              else np.unique(np.asarray(cut_face_keys, dtype=np.int64)))
         self._pending_keys = np.zeros(0, dtype=np.int64)
         self.fam_verts = np.zeros((0, 4), dtype=np.int64)
         self.fam_epid = np.zeros((0, 6), dtype=np.int64)

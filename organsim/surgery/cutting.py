@@ -145,8 +145,16 @@ def _edge_hits(p0: np.ndarray, p1: np.ndarray, tris: np.ndarray, tol: float = 1e
     tlo = tris.min(axis=1)
     thi = tris.max(axis=1)
     pad = 1e-12 + 1e-9 * float(np.abs(tris).max())
-    ov = np.all((lo[:, None, :] <= thi[None, :, :] + pad) & (hi[:, None, :] >= tlo[None, :, :] - pad), axis=2)
-    ie, it = np.nonzero(ov)
+    # box pre-filter in chunks of edges (bounded memory for long blades and big sweeps)
+    chunk = max(1, 400_000 // len(tris))
+    ie_l, it_l = [], []
+    for s0 in range(0, e, chunk):
+        ov = np.all((lo[s0:s0 + chunk, None, :] <= thi[None, :, :] + pad)
+                    & (hi[s0:s0 + chunk, None, :] >= tlo[None, :, :] - pad), axis=2)
+        a, b = np.nonzero(ov)
+        ie_l.append(a + s0)
+        it_l.append(b)
+    ie, it = np.concatenate(ie_l), np.concatenate(it_l)
     if len(ie) == 0:
         return count, tpar
     o = p0[ie]

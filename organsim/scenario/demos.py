@@ -21,9 +21,9 @@ def demo_scenario() -> Scenario:
     ['cut', 'grasp', 'pull']
     """
     return Scenario(
-        name="liver demo: hold, retract, incise",
-        description=("The shipped liver is held by its ligament and its posterior bare area under "
-                     "gravity. A scalpel makes a "
+        name="liver demo: hold, incise, retract",
+        description=("The shipped liver is held by its ligament and its posterior bare area, in its "
+                     "imaged (in-body equilibrium) shape. A scalpel makes a "
                      "6 cm incision, 20 mm deep, across the anterior surface of the right lobe; a "
                      "grasper then takes the lower lip of the incision and retracts it, opening "
                      "the cut (its faces are drawn in red)."),
@@ -35,7 +35,9 @@ def demo_scenario() -> Scenario:
         # from the thin ligament alone, soft liver tissue inverts elements within 0.1 s
         fixations=[Fixation(region="ligament"),
                    Fixation(box_min_mm=(-200.0, 52.0, -100.0), box_max_mm=(100.0, 100.0, 200.0))],
-        gravity=(0.0, 0.0, -9.81),
+        # the segmented shape is the organ's in-body equilibrium (gravity already shaped it and
+        # the neighbouring organs, not modelled, carry it): gravity is not applied a second time
+        gravity=(0.0, 0.0, 0.0),
         duration_s=2.4,
         dt_s=0.04,
         # a bounded number of Newton/CG iterations per step: the interactive mode

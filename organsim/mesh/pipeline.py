@@ -26,7 +26,7 @@ from .labelimage import LabelImage
 from .surface import TriSurface
 from .tetmesh import TetMesh
 from .tetrahedralize import (METHODS, _orient, _tetrahedralize, _volume_corrected_lattice,
-                             crop_to_labels, default_edge_length, present_labels,
+                             crop_to_labels, label_mask, default_edge_length, present_labels,
                              quality_gate, with_image_regions)
 
 __all__ = ["MeshingReport", "mesh_image", "mesh_surface", "mesh_volume", "drop_small_components"]
@@ -294,7 +294,7 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
         raise MeshError(f"{source}: no voxel carries label(s) {missing}; present labels are"
                         f" {sorted(present)}: pass one of those with --label")
     image = crop_to_labels(image, labs)  # a small organ in a large scan: work on its box only
-    mask_idx = np.argwhere(np.isin(image.labels, labs))
+    mask_idx = np.argwhere(label_mask(image.labels, labs))
     extent = (mask_idx.max(0) - mask_idx.min(0) + 1) * image.spacing
     check_plausible_size(np.stack([np.zeros(3), extent]), source=source)
     if edge_length is None:

@@ -53,14 +53,27 @@ def default_edge_length(extent_m: float) -> float:
 
 
 # ------------------------------------------------------------------- implicits
+def label_mask(labels_array: np.ndarray, labels) -> np.ndarray:
+    """Boolean mask of the voxels carrying any of ``labels``, in the array's own memory order.
+
+    Unlike ``np.isin``, this never copies a transposed (Fortran-ordered) volume
+    into C order, which costs seconds on a CT-sized scan.
+    """
+    labs = [int(v) for v in labels]
+    mask = labels_array == labs[0]
+    for v in labs[1:]:
+        mask |= labels_array == v
+    return mask
+
+
 def present_labels(image: LabelImage) -> list[int]:
     """Sorted non-zero labels of an image (a fast bincount for small non-negative labels)."""
     lab = image.labels
     if lab.dtype.kind in "ui" and lab.size and lab.dtype.itemsize <= 2:
         lo = int(lab.min())
         if lo >= 0:
-            counts = np.bincount(lab.ravel().astype(np.int64, copy=False)
-                                 if lab.dtype.kind == "i" else lab.ravel())
+            flat = lab.ravel(order="K")  # a view for C- or Fortran-ordered volumes
+            counts = np.bincount(flat.astype(np.int64) if lab.dtype.kind == "i" else flat)
             return [int(v) for v in np.nonzero(counts)[0] if v != 0]
     return image.present_labels()
 
@@ -80,7 +93,7 @@ def crop_to_labels(image: LabelImage, labels, *, margin: int = 2) -> LabelImage:
     unchanged (the origin moves with the crop). Meshing a small organ in a
     large scan then only touches the organ's box.
     """
-    mask = np.isin(image.labels, np.asarray(list(labels)))
+    mask = label_mask(image.labels, labels)
     if not mask.any():
         raise MeshError(f"no voxel carries label(s) {list(labels)}; present labels are "
                         f"{image.present_labels()}; pass one of those")
@@ -99,7 +112,7 @@ def _image_field(image: LabelImage, labels, smoothing: float):
     """Cropped, padded, smoothed indicator of ``labels`` and its placement (cached per call site)."""
     from scipy import ndimage
 
-    mask = np.isin(image.labels, np.asarray(list(labels)))
+    mask = label_mask(image.labels, labels)
     if not mask.any():
         raise MeshError(f"no voxel carries label(s) {list(labels)}; present labels are "
                         f"{image.present_labels()}; pass one of those")
@@ -493,7 +506,7 @@ def _regions_from_image(image: LabelImage, labels, q_points: np.ndarray,
     for a in range(3):
         np.clip(ijk[..., a], 0, image.shape[a] - 1, out=ijk[..., a])
     lab = image.labels[ijk[..., 0], ijk[..., 1], ijk[..., 2]]
-    lab = np.where(np.isin(lab, labels), lab, 0)
+    lab = np.where(label_mask(lab, labels), lab, 0)
     # the centre sample breaks ties; a full tie goes to the first label listed
     counts = np.stack([(lab == L).sum(1) + 0.5 * (lab[:, 0] == L) for L in labels], 1)
     best = labels[np.argmax(counts, axis=1)]
@@ -835,7 +848,7 @@ def _tetrahedralize(source: LabelImage | TriSurface, *, edge_length: float | Non
                             f"{present_labels(source)}")
         source = crop_to_labels(source, labs)
         if edge_length is None:
-            mask = np.isin(source.labels, labs)
+            mask = label_mask(source.labels, labs)
             idx = np.argwhere(mask)
             extent = (idx.max(0) - idx.min(0) + 1) * source.spacing
             edge_length = default_edge_length(float(extent.max()))

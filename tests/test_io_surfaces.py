@@ -214,6 +214,22 @@ def test_random_bytes(tmp_path, ext):
         read_surface(path, units="mm")
 
 
+def test_obj_cut_mid_line_is_truncated(tmp_path):
+    full = write_surface(_octahedron(), tmp_path / "full.obj").read_text()
+    for end in (full.index("f ") + 5, full.index("f ") + 6):  # inside the first face line
+        (tmp_path / "cut.obj").write_text(full[:end])
+        with pytest.raises(InputFileError, match="truncated"):
+            read_surface(tmp_path / "cut.obj", units="m")
+
+
+def test_binary_ply_cut_inside_faces_is_truncated(tmp_path):
+    full = write_surface(_octahedron(), tmp_path / "full.ply").read_bytes()
+    for cut in (13, 20, 26):  # one face is 13 bytes: meshio alone returns fewer faces, silently
+        (tmp_path / "cut.ply").write_bytes(full[:-cut])
+        with pytest.raises(InputFileError, match="truncated"):
+            read_surface(tmp_path / "cut.ply", units="m")
+
+
 @pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
 def test_nan_and_inf_coordinates(tmp_path, bad):
     (tmp_path / "n.obj").write_text(f"v 0 0 0\nv 10 0 0\nv 0 {bad} 0\nv 0 0 10\nf 1 2 3\nf 1 2 4\n")

@@ -62,9 +62,12 @@ class VtkMessages:
         such as "Error reading binary data!")."""
         return "error" in (self._window.GetOutput() or "").lower()
 
-    def summary(self, limit: int = 300) -> str:
-        """A short one-line excerpt of what VTK reported."""
-        t = self.text
+    def summary(self, limit: int = 200) -> str:
+        """A short one-line excerpt of what VTK reported, without source-file locations."""
+        import re
+
+        t = re.sub(r"(Generic Warning|Warning|ERROR): In \S+, line \d+\s*(\S+ \(0x[0-9a-fA-F]+\))?:?\s*",
+                   "", self.text)
         return t if len(t) <= limit else t[:limit] + "..."
 
 

@@ -135,7 +135,12 @@ def _mesh_or_surface(p: Path, ext: str, *, scale: float, units: str) -> TetMesh 
     if raw.cells("tetra", "tetra10"):
         return tetmesh_from_raw(raw, p, scale=scale, units=units)
     tris = [c for c, _ in raw.cells("triangle")]
-    for c, _ in raw.cells("quad"):
+    quads = [c for c, _ in raw.cells("quad")]
+    if any(c.ndim != 2 or c.shape[1] != 3 for c in tris) \
+            or any(c.ndim != 2 or c.shape[1] != 4 for c in quads):
+        raise InputFileError(f"{p}: malformed face data; the file is truncated or corrupt:"
+                             " export it again")
+    for c in quads:
         tris.append(np.concatenate([c[:, [0, 1, 2]], c[:, [0, 2, 3]]]))
     if not tris:
         return tetmesh_from_raw(raw, p, scale=scale, units=units)  # raises the clear error

@@ -182,6 +182,7 @@ def _read_stl_ascii(path: Path, data: bytes):
 def _read_obj(path: Path):
     verts: list[list[float]] = []
     polys: list[list[int]] = []
+    line = "\n"
     with open(path, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             if line.startswith("v "):
@@ -197,11 +198,19 @@ def _read_obj(path: Path):
                     ids.append(i - 1 if i > 0 else len(verts) + i)  # negative: relative
                 if len(ids) < 3:
                     raise InputFileError(f"{path}: line {lineno}: a face needs at least 3"
-                                         f" vertices, got {line.strip()!r}")
+                                         f" vertices, got {line.strip()!r}; the file is"
+                                         " truncated or corrupt")
                 polys.append(ids)
     if not verts and not polys:
         raise InputFileError(f"{path}: no 'v' or 'f' lines found; not a Wavefront OBJ file")
-    return np.asarray(verts, dtype=np.float64).reshape(-1, 3), _fan(polys), None
+    faces = _fan(polys)
+    # OBJ announces no counts; a file cut off mid-line that leaves vertices no face uses
+    # is taken as truncated (a cut exactly at a line end cannot be told from a smaller file)
+    if not line.endswith("\n") and len(np.unique(faces)) < len(verts):
+        raise InputFileError(f"{path}: the OBJ file ends mid-line and {len(verts)} vertices are"
+                             f" used by only {len(polys)} faces; it looks truncated: export it"
+                             " again")
+    return np.asarray(verts, dtype=np.float64).reshape(-1, 3), faces, None
 
 
 # --------------------------------------------------------------------- OFF
@@ -230,14 +239,29 @@ def _read_off(path: Path):
 
 # ---------------------------------------------------------------- PLY (meshio)
 def _read_ply(path: Path):
+    head = read_head(path, 1 << 16)
+    if not head.startswith(b"ply"):
+        raise InputFileError(f"{path}: does not start with 'ply'; not a PLY file")
+    if b"end_header" not in head:  # meshio loops forever on a header cut short
+        raise InputFileError(f"{path}: truncated PLY: no 'end_header' line; export it again")
     mesh = meshio_read(path, "ply")
     polys: list[np.ndarray] = []
+    n_polys = 0
     for block in mesh.cells:
         data = np.asarray(block.data)
+        n_polys += len(data)
         if block.type == "triangle":
             polys.append(data)
         elif block.type in ("quad", "polygon") or block.type.startswith("polygon"):
             polys.append(_fan([list(r) for r in data]))
+    # meshio returns what it could read of a cut-off binary file: compare with the header
+    header = head[:head.index(b"end_header")].decode("ascii", errors="replace")
+    counts = dict(re.findall(r"^element\s+(\w+)\s+(\d+)", header, flags=re.MULTILINE))
+    n_vert, n_face = int(counts.get("vertex", -1)), int(counts.get("face", -1))
+    if (n_vert >= 0 and len(mesh.points) != n_vert) or (n_face >= 0 and n_polys != n_face):
+        raise InputFileError(f"{path}: truncated PLY: the header announces {n_vert} vertices and"
+                             f" {n_face} faces, the file holds {len(mesh.points)} and {n_polys};"
+                             " export it again")
     faces = np.concatenate(polys) if polys else np.zeros((0, 3), np.int64)
     return mesh.points, faces, None
 

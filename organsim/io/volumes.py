@@ -215,6 +215,9 @@ def _load_meshio(p: Path, ext: str) -> RawMesh:
 def tetmesh_from_raw(raw: RawMesh, path: Path, *, scale: float, units: str) -> TetMesh:
     """Keep the tets of a :class:`RawMesh`, clean them and build a TetMesh in metres."""
     tet_blocks = raw.cells("tetra") + [(c[:, :4], t) for c, t in raw.cells("tetra10")]
+    if sum(raw.cell_types.values()) == 0:
+        raise InputFileError(f"{path}: holds {len(raw.points)} points but no cells; the file is"
+                             " truncated or corrupt: export it again")
     if not tet_blocks:
         found = ", ".join(f"{n} {k}" for k, n in raw.cell_types.items()) or "no cells"
         if any(k in raw.cell_types for k in ("triangle", "quad", "polygon")):
@@ -229,10 +232,16 @@ def tetmesh_from_raw(raw: RawMesh, path: Path, *, scale: float, units: str) -> T
     if dropped:
         log.info("%s: ignored non-tet cells: %s", path,
                  ", ".join(f"{n} {k}" for k, n in dropped.items()))
+    for c, t in tet_blocks:
+        if c.ndim != 2 or c.shape[1] != 4 or (t is not None and len(t) != len(c)):
+            raise InputFileError(f"{path}: malformed tetrahedron data (connectivity of shape"
+                                 f" {c.shape}); the file is truncated or corrupt: export it again")
     tets = np.concatenate([c for c, _ in tet_blocks])
     if all(t is not None for _, t in tet_blocks):
         rid = np.concatenate([t for _, t in tet_blocks])
     else:
+        rid = np.ones(len(tets), dtype=np.int64)
+    if np.all(rid == 0):  # e.g. Gmsh tags 0 = "no physical group": one unnamed region
         rid = np.ones(len(tets), dtype=np.int64)
     points = raw.points
     if tets.min() < 0 or tets.max() >= len(points):
@@ -278,7 +287,7 @@ def write_mesh(mesh: TetMesh, path: str | os.PathLike, *, units: str = "m",
     mesh : TetMesh
     path : str or os.PathLike
         ``.vtu`` (XML, with the ``region`` cell array and region names),
-        ``.vtk`` (legacy, same arrays), ``.msh`` (Gmsh, regions as physical
+        ``.vtk`` (legacy, ``region`` array only, no names), ``.msh`` (Gmsh, regions as physical
         groups with their names; in v4.1 the tets are grouped by region, in
         their original order within each region), ``.mesh`` (MEDIT, regions as references)
         or ``.xdmf`` (one self-contained XML file, ``region`` cell array).
@@ -327,6 +336,10 @@ def _write(mesh: TetMesh, pts: np.ndarray, tmp: Path, ext: str, msh_version: str
     if ext in (".vtu", ".vtk"):
         grid = mesh.to_pyvista()
         grid.points = pts
+        if ext == ".vtk":
+            # VTK's legacy reader crashes (segfault) on a file cut short inside a string
+            # array, so legacy files carry no string field data: region names need .vtu
+            grid.field_data.clear()
         with capture_vtk_messages() as msgs:
             grid.save(str(tmp), binary=True)
         if msgs.has_error:

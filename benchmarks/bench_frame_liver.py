@@ -1,7 +1,8 @@
 """frame-liver: one viewer frame off-screen on the shipped liver with the simulation running.
 
-A frame = one simulation step (ligament fixed, gravity, a grasper pulling the
-right lobe) + copying the new positions into the rendered surface + an
+A frame = one simulation step (the demo's set-up: ligament and posterior bare
+area fixed, the imaged shape taken as equilibrium, a grasper pulling the lower
+edge of the right lobe by 3 cm) + copying the new positions into the rendered surface + an
 off-screen render (software OpenGL on machines without a GPU). Reported: the
 median of each part and of the whole frame, and frames per second; plus the
 viewer alone (no simulation) for reference. Target: >= 30 fps.
@@ -23,7 +24,9 @@ def _procedure(model: str, integrator: str):
     s = Scenario(
         name="frame-liver", organ=Organ(shipped="liver"),
         materials={"default": Material(tissue="liver", model=model)},
-        fixations=[Fixation(region="ligament")], duration_s=100.0, dt_s=1 / 30,
+        fixations=[Fixation(region="ligament"),
+                   Fixation(box_min_mm=(-200.0, 52.0, -100.0), box_max_mm=(100.0, 100.0, 200.0))],
+        gravity=(0.0, 0.0, 0.0), duration_s=100.0, dt_s=1 / 30,
         integrator=integrator, damping_mass=2.0, damping_stiffness=0.01,
         timeline=[Action(t=0.0, action="grasp", at_mm=(-100.0, -48.0, 5.0), radius_mm=9.0),
                   Action(t=0.05, action="pull", path_mm=((-100.0, -75.0, 30.0),), duration_s=3.0)])
@@ -74,15 +77,23 @@ def run(quick: bool = False) -> dict:
     rows.append({"case": "viewer only (no simulation)", "tets": liver.n_tets,
                  "window": f"{size[0]}x{size[1]}", **_measure(v, n, warmup)})
     v.close()
+    from organsim.errors import OrganSimError
+
     for model, integrator in [("corotational", "realtime"), ("corotational", "backward_euler"),
                               ("neo_hookean", "realtime")]:
         proc = _procedure(model, integrator)
         v = Viewer(proc, off_screen=True, window_size=size)
         v.screenshot()
-        rows.append({"case": f"{model}, {integrator}", "tets": liver.n_tets,
-                     "window": f"{size[0]}x{size[1]}", **_measure(v, n, warmup)})
+        row = {"case": f"{model}, {integrator}", "tets": liver.n_tets,
+               "window": f"{size[0]}x{size[1]}"}
+        try:
+            row.update(_measure(v, n, warmup))
+        except OrganSimError as exc:  # record the failure rather than a number
+            row["failed"] = str(exc).split(";")[0]
+        rows.append(row)
         v.close()
-    best = max(r["fps"] for r in rows[1:])
+    ok = [r["fps"] for r in rows[1:] if "fps" in r]
+    best = max(ok) if ok else float("nan")
     return {"rows": rows, "target_fps": 30.0, "best_fps_with_simulation": best,
             "renderer": _renderer(),
             "note": "2-core shared machine, software OpenGL (llvmpipe) unless a GPU is present; "

@@ -339,3 +339,15 @@ def test_kits19_segmentation():
     # axis 0 runs along the body axis (slices), the other two in the axial plane
     assert abs(img.direction[2, 0]) == pytest.approx(1.0)
     assert img.label_names == {1: "kidney", 2: "tumour"}
+
+
+@pytest.mark.realdata
+def test_kits19_world_points_agree_with_nibabel_ras_affine():
+    """The real NIfTI (orientation IPL) lands where its own RAS affine says, in LPS."""
+    path = organ_file("kits19_case_00002_segmentation.nii.gz")
+    img = read_image(path)
+    aff = nib.load(str(path)).affine
+    assert nib.aff2axcodes(aff) == ("I", "P", "L")
+    ijk = np.array([[0, 0, 0], [10, 200, 300], [260, 511, 17]])
+    ras = (aff @ np.c_[ijk, np.ones(len(ijk))].T).T[:, :3]
+    np.testing.assert_allclose(img.index_to_world(ijk), ras * [-1, -1, 1] * 1e-3, atol=1e-9)

@@ -186,9 +186,10 @@ def resect(mesh: TetMesh, region: str | int, *, margin_m: float, positions: np.n
         The distance field is linear per tet and crossings are snapped, so the
         cut can come closer to the region than requested (by up to about a
         fifth of the local edge length). If True, the level set is pushed out
-        by the shortfall and the cut redone (up to 16 times) so that the
-        achieved minimum margin (measured at the resection surface's nodes and
-        face centroids) is at least ``margin_m``.
+        until the achieved minimum margin (measured at the resection surface's
+        nodes and face centroids) is at least ``margin_m``, then bisected back
+        (4 steps) towards the smallest such level, so that no more tissue is
+        removed than needed.
 
     Returns
     -------
@@ -210,14 +211,25 @@ def resect(mesh: TetMesh, region: str | int, *, margin_m: float, positions: np.n
         raise MeshError(f"margin_m must be a finite distance >= 0 in metres, got {margin_m!r}")
     res = _resect_once(mesh, rid, region, margin, margin, positions, snap)
     if ensure_margin and margin > 0:
-        level = margin
+        lo_level, level = margin, margin
         for _ in range(16):
             short = margin - res.margin_achieved_m
             if not np.isfinite(short) or short <= 0.0:
                 break
             # snapping makes the achieved margin a step function of the level: always step out
+            lo_level = level
             level += max(2.0 * short, 0.05 * margin)
             res = _resect_once(mesh, rid, region, margin, level, positions, snap)
+        if level > margin and res.margin_achieved_m >= margin:
+            # bisect back towards the smallest level that still keeps the margin (least tissue removed)
+            hi_level = level
+            for _ in range(4):
+                mid = 0.5 * (lo_level + hi_level)
+                trial = _resect_once(mesh, rid, region, margin, mid, positions, snap)
+                if trial.margin_achieved_m >= margin:
+                    hi_level, res = mid, trial
+                else:
+                    lo_level = mid
     return res
 
 

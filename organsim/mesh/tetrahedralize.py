@@ -5,11 +5,16 @@ Three methods, all followed by the same quality gate:
 ``"lattice"`` (default, our own code, BSD like the rest of organsim)
     Isosurface stuffing on a body-centred-cubic lattice
     (:mod:`organsim.mesh.stuffing`), straight from the label volume (a lightly
-    Gaussian-smoothed indicator of the organ's labels, level 1/2) or from a
-    closed surface (its signed distance). Every tet gets a region: the
-    majority label of five samples in the tet (centre and the midpoints towards
-    its corners), so interfaces between regions follow tet faces (they are
-    *not* conforming to the label boundaries below the edge length).
+    Gaussian-smoothed indicator of the union of the organ's labels, level 1/2,
+    nudged to keep the voxel volume) or from a closed surface (its signed
+    distance, offset to keep the enclosed volume). Regions: every tet takes the
+    majority label of five samples inside it (centre and midpoints towards its
+    corners); then :func:`fit_interfaces` moves interior nodes between two
+    regions onto the label boundary (if the tets around stay above 15 deg) and
+    regions are re-assigned. So the outer surface is stuffed exactly, and the
+    inner interfaces are tet faces that follow the labels to a fraction of an
+    edge length (not exactly conforming; structures thinner than an edge stay
+    coarse).
 ``"tetwild"``
     fTetWild through ``pytetwild`` (MPL-2.0), from a surface. Optional extra.
 ``"tetgen"``
@@ -17,12 +22,13 @@ Three methods, all followed by the same quality gate:
     extra, imported only when asked for, never required.
 
 The quality gate (:func:`quality_gate`) rejects inverted or zero-volume tets and
-dihedral angles outside [``min_dihedral_deg``, ``max_dihedral_deg``]; it first
-tries to repair by peeling bad tets that lie on the boundary (a volume change
-of at most ``max_peel_volume`` of the whole), and raises
+dihedral angles outside [``min_dihedral_deg``, ``max_dihedral_deg``]. It first
+repairs: interior nodes of bad tets are moved (:func:`improve_interior`),
+boundary edges where two thin parts touch are un-pinched
+(:func:`unpinch_boundary`), and remaining bad boundary tets are peeled (at most
+``max_peel_volume`` of the volume in all); it raises
 :class:`~organsim.errors.MeshError` when it cannot.
 """
-
 from __future__ import annotations
 
 import logging
@@ -37,7 +43,9 @@ from .surface import TriSurface
 from .tetmesh import TetMesh
 
 __all__ = ["tetrahedralize", "quality_gate", "default_edge_length", "METHODS",
-           "image_implicit", "surface_implicit"]
+           "image_implicit", "surface_implicit", "improve_interior", "unpinch_boundary",
+           "fit_interfaces", "with_image_regions", "crop_to_labels", "label_mask",
+           "present_labels", "boundary_of"]
 
 log = logging.getLogger(__name__)
 

@@ -330,6 +330,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- real data
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_kits19_segmentation():
     img = read_image(organ_file("kits19_case_00002_segmentation.nii.gz"),
                      label_names={1: "kidney", 2: "tumour"})

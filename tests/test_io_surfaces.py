@@ -177,6 +177,17 @@ def test_glb_scene_with_two_nodes(tmp_path):
     assert (s.n_points, s.n_faces) == (12, 16)
 
 
+def test_gltf_with_external_buffer(tmp_path):
+    import trimesh
+
+    files = trimesh.Scene([_octahedron().to_trimesh()]).export(file_type="gltf")
+    for name, blob in files.items():
+        (tmp_path / name).write_bytes(blob)
+    gltf = next(n for n in files if n.endswith(".gltf"))
+    s = read_surface(tmp_path / gltf, units="m")
+    assert (s.n_points, s.n_faces) == (6, 8) and s.is_watertight
+
+
 # --------------------------------------------------------------- bad input
 def test_missing_empty_unknown(tmp_path):
     with pytest.raises(InputFileError, match="not found"):

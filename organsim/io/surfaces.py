@@ -96,7 +96,7 @@ def read_surface(path: str | os.PathLike, *, units: str,
         raise InputFileError(f"{p}: unknown surface extension {ext or '(none)'!r}; supported:"
                              f" {', '.join(SURFACE_READ_EXTENSIONS)}")
     try:
-        points, faces, labels = reader(p, ext) if reader is _read_vtk_surface else reader(p)
+        points, faces, labels = reader(p, ext)
     except OrganSimError:
         raise
     except Exception as exc:  # noqa: BLE001 - library errors become ours
@@ -138,7 +138,7 @@ def _fan(polys: list[list[int]]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- STL
-def _read_stl(path: Path):
+def _read_stl(path: Path, ext: str):
     data = path.read_bytes()
     if len(data) >= 84:
         n = int(np.frombuffer(data, dtype="<u4", count=1, offset=80)[0])
@@ -179,7 +179,7 @@ def _read_stl_ascii(path: Path, data: bytes):
 
 
 # --------------------------------------------------------------------- OBJ
-def _read_obj(path: Path):
+def _read_obj(path: Path, ext: str):
     verts: list[list[float]] = []
     polys: list[list[int]] = []
     line = "\n"
@@ -214,7 +214,7 @@ def _read_obj(path: Path):
 
 
 # --------------------------------------------------------------------- OFF
-def _read_off(path: Path):
+def _read_off(path: Path, ext: str):
     with open(path, encoding="utf-8", errors="replace") as fh:
         lines = [ln.split("#", 1)[0].strip() for ln in fh]
     lines = [ln for ln in lines if ln]
@@ -238,7 +238,7 @@ def _read_off(path: Path):
 
 
 # ---------------------------------------------------------------- PLY (meshio)
-def _read_ply(path: Path):
+def _read_ply(path: Path, ext: str):
     head = read_head(path, 1 << 16)
     if not head.startswith(b"ply"):
         raise InputFileError(f"{path}: does not start with 'ply'; not a PLY file")
@@ -339,7 +339,7 @@ _SOLID_CELLS = {"TETRA", "HEXAHEDRON", "WEDGE", "PYRAMID", "VOXEL", "QUADRATIC_T
 
 
 # ---------------------------------------------------------- glTF (trimesh)
-def _read_gltf(path: Path):
+def _read_gltf(path: Path, ext: str):
     import trimesh
 
     scene = trimesh.load(str(path), force="scene", process=False)
@@ -366,9 +366,9 @@ _GIFTI_DTYPES = {"NIFTI_TYPE_UINT8": "u1", "NIFTI_TYPE_INT8": "i1", "NIFTI_TYPE_
                  "NIFTI_TYPE_FLOAT32": "f4", "NIFTI_TYPE_FLOAT64": "f8"}
 
 
-def _read_gifti(path: Path):
+def _read_gifti(path: Path, ext: str):
     raw = path.read_bytes()
-    if full_suffix(path) == ".gii.gz":
+    if ext == ".gii.gz":
         try:
             raw = gzip.decompress(raw)
         except (EOFError, OSError, zlib.error) as exc:
@@ -422,7 +422,7 @@ def _gifti_array(da, path: Path) -> np.ndarray:
 
 
 # ------------------------------------------------------------- SOFA .trian
-def _read_trian(path: Path):
+def _read_trian(path: Path, ext: str):
     """SOFA ``.trian``: N; N lines ``x y z``; M; M lines ``i j k n0 n1 n2`` (0-based)."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         lines = [ln.split() for ln in fh if ln.strip()]

@@ -115,6 +115,8 @@ def test_mesh_errors_leave_nothing_behind(ball_nii, sphere_stl, tmp_path, capsys
     empty.write_bytes(b"")
     _fails(["mesh", str(empty), "-o", str(out)], capsys, out)
     _fails(["mesh", str(ball_nii), "-o", str(tmp_path / "nodir" / "o.vtu")], capsys)
+    _fails(["mesh", str(ball_nii), "-o", str(tmp_path / "o.stl")], capsys, tmp_path / "o.stl",
+           "volume mesh")
 
 
 def test_mesh_open_surface_is_a_clear_error(tmp_path, capsys):

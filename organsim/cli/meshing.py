@@ -100,6 +100,15 @@ def cmd_mesh(args) -> int:
     if not out.parent.exists():
         raise InputFileError(f"{out}: the output folder {out.parent} does not exist; create it"
                              " first")
+    try:
+        from ..io.atomic import full_suffix
+        from ..io.volumes import MESH_WRITE_EXTENSIONS
+    except ImportError:  # pragma: no cover - the io package always has them
+        MESH_WRITE_EXTENSIONS = None
+    if MESH_WRITE_EXTENSIONS is not None and full_suffix(out) not in MESH_WRITE_EXTENSIONS:
+        raise InputFileError(f"{out}: cannot write a volume mesh as"
+                             f" {full_suffix(out) or '(no extension)'!r}; use one of"
+                             f" {', '.join(MESH_WRITE_EXTENSIONS)} (.vtu recommended)")
     edge = None
     if args.edge_length is not None:
         if not np.isfinite(args.edge_length) or args.edge_length <= 0:

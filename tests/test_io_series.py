@@ -114,3 +114,28 @@ def test_empty_series_is_valid(tmp_path):
     pvd = tmp_path / "e.pvd"
     SeriesWriter(pvd).close()
     assert read_series(pvd) == []
+
+
+def test_failed_frame_leaves_series_intact(tmp_path, mesh, monkeypatch):
+    """A frame that fails half-way leaves no partial file, and the index still opens."""
+    import pyvista
+
+    pvd = tmp_path / "s.pvd"
+    sw = SeriesWriter(pvd)
+    sw.write(0.0, mesh)
+    before = pvd.read_text()
+
+    def boom(self, filename, *args, **kwargs):
+        with open(filename, "wb") as fh:
+            fh.write(b"<VTKFile half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pyvista.UnstructuredGrid, "save", boom)
+    with pytest.raises(InputFileError, match="No space left"):
+        sw.write(0.1, mesh)
+    monkeypatch.undo()
+    assert pvd.read_text() == before
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == ["s_000000.vtu"]
+    assert len(read_series(pvd)) == 1
+    sw.write(0.2, mesh)  # the run can go on
+    assert [t for t, _ in read_series(pvd)] == [0.0, 0.2]

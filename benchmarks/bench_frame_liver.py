@@ -94,8 +94,10 @@ def run(quick: bool = False) -> dict:
         v.close()
     ok = [r["fps"] for r in rows[1:] if "fps" in r]
     best = max(ok) if ok else float("nan")
+    import os
+
     return {"rows": rows, "target_fps": 30.0, "best_fps_with_simulation": best,
-            "renderer": _renderer(),
+            "renderer": _renderer(), "load_average_1min": os.getloadavg()[0],
             "note": "2-core shared machine, software OpenGL (llvmpipe) unless a GPU is present; "
                     "dt = 1/30 s; medians over %d frames after %d warm-up" % (n, warmup)}
 
@@ -104,7 +106,7 @@ def _renderer() -> str:
     try:
         import pyvista as pv
 
-        rep = pv.Report()
-        return f"{rep.GPU_info.renderer} ({rep.GPU_info.version})"
+        info = pv.GPUInfo()
+        return f"{info.renderer} ({info.version})"
     except Exception:  # noqa: BLE001
         return "unknown"

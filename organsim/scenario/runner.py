@@ -323,12 +323,21 @@ class Procedure:
         return None if v is None else np.asarray(v)
 
     def instruments(self) -> list[InstrumentView]:
+        """The instruments as the viewer draws them (computed once per step: reactions cost an
+        assembly)."""
+        key = (self.step_count, self.topology_version, id(self.sim),
+               tuple((t.name, t.visible, t.held is not None, tuple(np.round(t.tip, 9)))
+                     for t in self.tools.values()))
+        cached = getattr(self, "_views", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         out = []
         for t in self.tools.values():
             if not t.visible or not np.all(np.isfinite(t.tip)):
                 continue
             out.append(InstrumentView(t.name, t.kind, t.tip.copy(), t.axis.copy(),
                                       self._force(t), t.active))
+        self._views = (key, out)
         return out
 
     def panel_lines(self) -> list[str]:

@@ -118,18 +118,15 @@ def read_image(path: str | os.PathLike, *, label_names: dict[int, str] | None = 
 
 def _read_any_image(p: Path, ext: str) -> LabelImage:
     if p.is_dir():
-        image = _read_dicom_series(p, None)
-    elif ext == ".dcm" or (ext == "" and read_head(p, 132)[128:132] == b"DICM"):
-        image = _read_dicom_series(p.parent, p)
-    elif ext in _SITK_EXTENSIONS:
-        image = _read_sitk_file(p)
-    elif ext == ".vti":
-        image = _read_vti(p)
-    else:
-        raise InputFileError(
-            f"{p}: unknown label-image extension {ext or '(none)'!r}; supported:"
-            f" {', '.join(IMAGE_READ_EXTENSIONS)} or a DICOM series folder")
-    return image
+        return _read_dicom_series(p, None)
+    if ext == ".dcm" or (ext == "" and read_head(p, 132)[128:132] == b"DICM"):
+        return _read_dicom_series(p.parent, p)
+    if ext in _SITK_EXTENSIONS:
+        return _read_sitk_file(p)
+    if ext == ".vti":
+        return _read_vti(p)
+    raise InputFileError(f"{p}: unknown label-image extension {ext or '(none)'!r}; supported:"
+                         f" {', '.join(IMAGE_READ_EXTENSIONS)} or a DICOM series folder")
 
 
 @contextlib.contextmanager
@@ -358,9 +355,8 @@ def _sort_slices(files: list[str], folder: Path) -> list[str]:
     """Order slice files by their position along the slice normal (not by file name)."""
     import SimpleITK as sitk
 
-    if len(files) < 2:
-        raise ImageError(f"{folder}: the DICOM series has {len(files)} slice; a label volume"
-                         " needs at least two")
+    if len(files) < 2:  # one multi-frame file, or a single 2D slice (rejected later)
+        return files
     positions, normal = [], None
     for f in files:
         r = sitk.ImageFileReader()

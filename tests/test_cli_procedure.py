@@ -32,6 +32,8 @@ def block_scenario(tmp_path):
 
 @pytest.mark.slow
 def test_run_then_view_the_outdir(block_scenario, tmp_path, capsys):
+    from PIL import Image
+
     out = tmp_path / "out"
     assert main(["run", str(block_scenario), "-o", str(out), "--no-progress",
                  "--record", "run.gif"]) == 0
@@ -46,8 +48,6 @@ def test_run_then_view_the_outdir(block_scenario, tmp_path, capsys):
     # replay the run off-screen at a chosen time
     png = tmp_path / "replay.png"
     assert main(["view", str(out), "--screenshot", str(png), "--time", "0.4"]) == 0
-    from PIL import Image
-
     img = np.asarray(Image.open(png).convert("RGB"))
     assert img.shape[0] > 100 and img[..., :3].std() > 10  # something was drawn
 

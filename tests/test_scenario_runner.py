@@ -113,6 +113,7 @@ def test_unknown_region_is_reported_before_running():
         proc_for(s)
 
 
+@pytest.mark.slow
 def test_run_writes_series_metrics_report_and_history(tmp_path):
     from organsim.io import read_series, write_mesh
     from organsim.scenario.history import TrainingHistory

@@ -264,3 +264,23 @@ def test_real_msml_liver_vtk():
     assert mesh.quality()["n_inverted"] == 0
     assert len(mesh.boundary_faces) == 3354
     assert mesh.volume * 1e6 == pytest.approx(2048, rel=1e-3)  # mL, SOURCES.md
+
+
+def test_xdmf_with_hdf5_heavy_data(tmp_path, two_region_mesh):
+    """XDMF as most tools write it: the arrays in a companion .h5 file."""
+    m = two_region_mesh
+    meshio.write(tmp_path / "h.xdmf", meshio.Mesh(m.points, [("tetra", m.tets)],
+                                                  cell_data={"region": [m.region_ids]}))
+    assert (tmp_path / "h.h5").is_file()
+    _same_mesh(m, read_mesh(tmp_path / "h.xdmf", units="m"), names=False)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_gmsh41_written_by_meshio(tmp_path, two_region_mesh, binary):
+    m = two_region_mesh
+    meshio.write(tmp_path / "g.msh", meshio.Mesh(m.points * 1e3, [("tetra", m.tets)]),
+                 file_format="gmsh", binary=binary)
+    back = read_mesh(tmp_path / "g.msh", units="mm")
+    np.testing.assert_allclose(back.points, m.points, atol=1e-15)
+    np.testing.assert_array_equal(back.tets, m.tets)
+    assert set(back.region_ids.tolist()) == {1}  # no physical groups: one region

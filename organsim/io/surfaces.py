@@ -5,7 +5,10 @@ Surface formats carry no length unit, so every reader takes an explicit
 metres. Coordinates are otherwise kept as stored, with one exception:
 GIFTI surfaces are defined in the NIfTI world frame (**RAS**) and are
 converted to organsim's **LPS** (x and y negated, a rotation, so face
-orientation is kept), so that they overlay the matching NIfTI image.
+orientation is kept), so that they overlay the matching NIfTI image. The
+pointset is taken in its own data space; a ``CoordinateSystemTransformMatrix``
+to another space (e.g. Talairach) is not applied. GIFTI is parsed here
+(XML with ASCII, base64 or zlib-base64 arrays) so nibabel is not needed.
 
 Vertices are merged only where the format itself splits them: STL stores
 every triangle corner separately and glTF splits vertices along UV/normal

@@ -25,7 +25,7 @@ from ._common import check_input_file, read_head
 from .atomic import full_suffix
 from .images import IMAGE_READ_EXTENSIONS, image_from_vtk, read_image
 from .surfaces import SURFACE_READ_EXTENSIONS, finish_surface, read_surface, read_vtk_dataset
-from .volumes import MESH_READ_EXTENSIONS, load_raw_mesh, read_mesh, tetmesh_from_raw
+from .volumes import MESH_READ_EXTENSIONS, load_raw_mesh, tetmesh_from_raw
 
 __all__ = ["read_any", "sniff_vtk_dataset", "SUPPORTED_EXTENSIONS"]
 

@@ -500,8 +500,8 @@ def _write_sitk(image: LabelImage, tmp: Path, ext: str) -> None:
     img.SetOrigin(tuple(float(o) for o in image.origin / _MM))
     img.SetDirection(tuple(float(d) for d in image.direction.ravel()))
     if ext in (".nii", ".nii.gz") and image.label_names:
-        log.info("%s: NIfTI has no place for label names; %s are not stored (use .seg.nrrd,"
-                 " .nrrd, .mha or .vti to keep them)", tmp.name, image.label_names)
+        log.info("NIfTI has no place for label names; %s are not stored (use .seg.nrrd,"
+                 " .nrrd, .mha or .vti to keep them)", image.label_names)
     if ext in (".nrrd", ".seg.nrrd", ".mha"):
         for n, (value, name) in enumerate(sorted(image.label_names.items())):
             img.SetMetaData(f"Segment{n}_Name", name)

@@ -199,7 +199,7 @@ class _Tool:
     held: np.ndarray | None = None          # node ids held by the constraint ``name``
     start: np.ndarray | None = None         # (k, 3) positions of the held nodes at grasp
     anchor: np.ndarray | None = None        # tip position at grasp
-    motion: tuple | None = None             # (t0, duration, waypoints (q,3), kind)
+    motion: tuple | None = None             # (t0 s, duration s, waypoints (q, 3) m)
     cut: dict | None = None                 # active cut stroke
     visible: bool = False
 

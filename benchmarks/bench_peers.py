@@ -1,0 +1,141 @@
+"""peers: organsim against a peer simulator installable from PyPI, measured in the same run.
+
+Peer: MuJoCo (``pip install mujoco``; NOT a project dependency: this benchmark is
+skipped with a note where it is absent). Its volumetric flex (``flexcomp
+type="direct" dim="3"`` with ``<elasticity young poisson>``, a linear-FEM / StVK-like
+model) is integrated with ``integrator="discrete"`` (MuJoCo 4 no longer integrates
+flex elasticity implicitly under ``implicit``/``implicitfast``), pinned vertices
+held, the lumped masses ``rho V / 4`` per vertex set on the vertex bodies, no
+contacts.
+
+Problems (../shared/BENCHMARKS.md):
+
+* ``organ-dyn``: ``../shared/data/bench/organ_10k.npz``; E = 100 kPa, nu = 0.45,
+  1000 kg/m^3, gravity -z, h = 1/60 s, from rest; ms per step (median after 5
+  warm-up steps) and the probe's |u| at t = 1 s (converged answer 49-51 mm; a
+  linear static solve gives 51.1 mm).
+* ``step-beam-19k``: ``box_tet_mesh((40, 10, 10), 0.01)``, E = 500 kPa, nu = 0.45,
+  1000 kg/m^3, x = 0 end fixed, gravity -z, dt = 0.01 s; ms per step and the tip
+  sag after 0.5 s.
+
+organsim runs neo-Hookean (organ-dyn) and corotational (beam) with backward
+Euler. Accuracy is the probe/tip displacement at the end time, compared with
+organsim's own converged run. The machine is shared (2 cores): medians, ratio
+in one run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+ID = "peers"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench"
+
+
+def _organ(quick):
+    d = np.load(BENCH_DIR / "organ_10k.npz")
+    return d["X"], d["T"], d["fixed"], int(d["probe"])
+
+
+def _beam(quick):
+    from organsim.mesh.generators import box_tet_mesh
+
+    m = box_tet_mesh((20, 5, 5) if quick else (40, 10, 10), 0.01)
+    fixed = np.flatnonzero(m.points[:, 0] == 0)
+    tip = int(np.argmax(m.points[:, 0] + 1e-3 * m.points[:, 2]))
+    return m.points, m.tets, fixed, tip
+
+
+def run_organsim(X, T, fixed, probe, *, E, nu, rho, h, n_steps, material):
+    from organsim.fem.body import Body
+    from organsim.fem.materials import Corotational, NeoHookean
+    from organsim.fem.simulation import Simulation
+    from organsim.mesh.tetmesh import TetMesh
+
+    mesh = TetMesh(X, T)
+    mat = NeoHookean(E, nu) if material == "neo_hookean" else Corotational(E, nu)
+    sim = Simulation(Body(mesh, mat, density=rho), gravity=(0, 0, -9.81), dt=h)
+    sim.fix(fixed, name="clamp")
+    times = []
+    for _ in range(n_steps):
+        t0 = time.perf_counter()
+        sim.step()
+        times.append(time.perf_counter() - t0)
+    return times, float(np.linalg.norm(sim.displacements[probe]))
+
+
+def run_mujoco(X, T, fixed, probe, *, E, nu, rho, h, n_steps):
+    import mujoco
+
+    from organsim.fem.loads import lumped_mass
+
+    pts = " ".join(f"{v:.9g}" for v in X.ravel())
+    els = " ".join(str(int(v)) for v in T.ravel())
+    pins = " ".join(str(int(v)) for v in fixed)
+    xml = f"""<mujoco>
+  <option timestep="{h:.9g}" gravity="0 0 -9.81" integrator="discrete"/>
+  <worldbody>
+    <flexcomp name="organ" type="direct" dim="3" radius="0.0005" mass="1" point="{pts}" element="{els}">
+      <contact selfcollide="none" contype="0" conaffinity="0"/>
+      <edge equality="false"/>
+      <elasticity young="{E:.9g}" poisson="{nu:.9g}" damping="0"/>
+      <pin id="{pins}"/>
+    </flexcomp>
+  </worldbody>
+</mujoco>"""
+    m = mujoco.MjModel.from_xml_string(xml)
+    d = mujoco.MjData(m)
+    masses = lumped_mass(X, T, rho)
+    vb = np.asarray(m.flex_vertbodyid)
+    free = vb > 0
+    m.body_mass[vb[free]] = masses[free]
+    mujoco.mj_setConst(m, d)
+    x0 = np.array(d.flexvert_xpos[probe])
+    times = []
+    for _ in range(n_steps):
+        t0 = time.perf_counter()
+        mujoco.mj_step(m, d)
+        times.append(time.perf_counter() - t0)
+    return times, float(np.linalg.norm(np.asarray(d.flexvert_xpos[probe]) - x0)), mujoco.__version__
+
+
+def run(quick: bool = False) -> dict:
+    rows = []
+    notes = []
+    problems = [
+        ("organ-dyn (organ_10k)", _organ, dict(E=100e3, nu=0.45, rho=1000.0, h=1 / 60), 60,
+         "neo_hookean"),
+        ("step-beam-19k", _beam, dict(E=500e3, nu=0.45, rho=1000.0, h=0.01), 50, "corotational"),
+    ]
+    try:
+        import mujoco  # noqa: F401
+        have_mujoco = True
+    except ImportError:
+        have_mujoco = False
+        notes.append("mujoco is not installed (pip install mujoco): peer column empty")
+    for name, make, par, n_steps, material in problems:
+        if quick:
+            n_steps = 8
+        X, T, fixed, probe = make(quick)
+        t_o, u_o = run_organsim(X, T, fixed, probe, n_steps=n_steps, material=material, **par)
+        row = {"problem": name, "tets": len(T), "steps": n_steps,
+               "end_time_s": n_steps * par["h"],
+               "organsim_model": material, "organsim_ms": 1e3 * statistics.median(t_o[5:] or t_o),
+               "organsim_probe_mm": 1e3 * u_o}
+        if have_mujoco:
+            try:
+                t_m, u_m, ver = run_mujoco(X, T, fixed, probe, n_steps=n_steps, **par)
+                row.update({"peer": f"mujoco {ver} flex (discrete integrator)",
+                            "peer_ms": 1e3 * statistics.median(t_m[5:] or t_m),
+                            "peer_probe_mm": 1e3 * u_m})
+                row["ratio_organsim_over_peer"] = row["organsim_ms"] / row["peer_ms"]
+                row["probe_diff_pct"] = 100 * abs(u_m - u_o) / max(abs(u_o), 1e-30)
+            except Exception as exc:  # a peer that cannot run is reported, not hidden
+                row["peer"] = f"mujoco failed: {type(exc).__name__}: {exc}"[:300]
+        rows.append(row)
+    return {"rows": rows, "notes": notes or ["medians after 5 warm-up steps; shared 2-core machine"],
+            "sfepy_pbatoolkit": "not run (time); the bench README lists their numbers on this machine"}

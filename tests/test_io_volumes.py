@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 import meshio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import numpy as np
 import pytest
 import pyvista as pv
@@ -284,3 +286,22 @@ def test_gmsh41_written_by_meshio(tmp_path, two_region_mesh, binary):
     np.testing.assert_allclose(back.points, m.points, atol=1e-15)
     np.testing.assert_array_equal(back.tets, m.tets)
     assert set(back.region_ids.tolist()) == {1}  # no physical groups: one region
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ext=st.sampled_from([".vtu", ".vtk", ".msh", ".mesh", ".xdmf"]),
+       seed=st.integers(0, 2**31 - 1),
+       units=st.sampled_from(["m", "cm", "mm"]))
+def test_roundtrip_property(tmp_path, ext, seed, units):
+    """Any mesh (jittered nodes, random regions 1..5) comes back identical, for every writer."""
+    rng = np.random.default_rng(seed)
+    base = box_tet_mesh((3, 3, 2), (0.02, 0.03, 0.01))
+    pts = base.points + rng.normal(scale=2e-4, size=base.points.shape)
+    rid = rng.integers(1, 6, size=base.n_tets)
+    mesh = TetMesh(pts, base.tets, rid)
+    back = read_mesh(write_mesh(mesh, tmp_path / f"p{ext}", units=units, msh_version="2.2"),
+                     units=units)
+    np.testing.assert_allclose(back.points, mesh.points, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(back.tets, mesh.tets)
+    np.testing.assert_array_equal(back.region_ids, mesh.region_ids)

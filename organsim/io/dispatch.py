@@ -16,15 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError, OrganSimError
+from ..errors import InputFileError
 from ..mesh.labelimage import LabelImage
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TetMesh
 from ..units import to_metres
 from ._common import check_input_file, read_head
 from .atomic import full_suffix
-from .images import IMAGE_READ_EXTENSIONS, image_from_vtk, read_image
-from .surfaces import SURFACE_READ_EXTENSIONS, finish_surface, read_surface, read_vtk_dataset
+from .images import IMAGE_READ_EXTENSIONS, read_image
+from .surfaces import SURFACE_READ_EXTENSIONS, finish_surface, read_surface
 from .volumes import MESH_READ_EXTENSIONS, load_raw_mesh, tetmesh_from_raw
 
 __all__ = ["read_any", "sniff_vtk_dataset", "SUPPORTED_EXTENSIONS"]
@@ -94,7 +94,7 @@ def read_any(path: str | os.PathLike, *, units: str) -> LabelImage | TriSurface 
         if kind == "POLYDATA":
             return read_surface(p, units=units, file_format=ext)
         if kind in ("STRUCTURED_POINTS", "IMAGE_DATA"):
-            return _read_vtk_image(p)
+            return read_image(p)
         return _mesh_or_surface(p, ext, scale=scale, units=units)
     if ext in (".vtu", ".msh", ".mesh", ".xdmf", ".xmf"):
         return _mesh_or_surface(p, ext, scale=scale, units=units)
@@ -118,16 +118,6 @@ def _sniff_extension(p: Path) -> str:
         if starts.startswith(magic):
             return ext
     return ""
-
-
-def _read_vtk_image(p: Path) -> LabelImage:
-    try:
-        data = read_vtk_dataset(p, ".vtk")
-        return image_from_vtk(data, p)
-    except OrganSimError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise InputFileError(f"{p}: cannot read this VTK image ({exc}); export it again") from exc
 
 
 def _mesh_or_surface(p: Path, ext: str, *, scale: float, units: str) -> TetMesh | TriSurface:

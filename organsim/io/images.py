@@ -49,7 +49,7 @@ log = logging.getLogger("organsim.io")
 
 #: Extensions read by :func:`read_image` (a folder is read as a DICOM series).
 IMAGE_READ_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".nhdr", ".mha", ".mhd",
-                         ".dcm", ".vti")
+                         ".dcm", ".vti", ".vtk")
 #: Extensions written by :func:`write_image`.
 IMAGE_WRITE_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".seg.nrrd", ".mha", ".vti")
 
@@ -70,7 +70,8 @@ def read_image(path: str | os.PathLike, *, label_names: dict[int, str] | None = 
     ----------
     path : str or os.PathLike
         ``.nii``, ``.nii.gz``, ``.nrrd``, ``.seg.nrrd``, ``.nhdr``, ``.mha``,
-        ``.mhd``, ``.vti``; a folder holding one DICOM series; or one ``.dcm``
+        ``.mhd``, ``.vti``, legacy ``.vtk`` (STRUCTURED_POINTS); a folder
+        holding one DICOM series; or one ``.dcm``
         file, which selects its series among the files of its folder.
         Spacing and origin in the file are millimetres.
     label_names : dict[int, str], optional
@@ -125,6 +126,10 @@ def _read_any_image(p: Path, ext: str) -> LabelImage:
         return _read_sitk_file(p)
     if ext == ".vti":
         return _read_vti(p)
+    if ext == ".vtk":  # legacy STRUCTURED_POINTS
+        from .surfaces import read_vtk_dataset
+
+        return image_from_vtk(read_vtk_dataset(p, ".vtk"), p)
     raise InputFileError(f"{p}: unknown label-image extension {ext or '(none)'!r}; supported:"
                          f" {', '.join(IMAGE_READ_EXTENSIONS)} or a DICOM series folder")
 
@@ -398,6 +403,9 @@ def image_from_vtk(data, path: Path) -> LabelImage:
     """A LabelImage from a ``vtkImageData`` (taken as LPS, millimetres)."""
     import pyvista as pv
 
+    if not isinstance(pv.wrap(data), pv.ImageData):
+        raise ImageError(f"{path}: holds a {type(pv.wrap(data)).__name__}, not an image;"
+                         " read surfaces with read_surface and meshes with read_mesh")
     img = pv.wrap(data)
     dims = np.array(img.dimensions)
     spacing = np.array(img.spacing, dtype=np.float64)

@@ -113,5 +113,5 @@ class LabelImage:
         return float(np.isin(self.labels, labs).sum()) * self.voxel_volume
 
     def __repr__(self) -> str:
-        return (f"LabelImage(shape={self.shape}, spacing_mm={tuple(np.round(self.spacing * 1e3, 4))},"
+        return (f"LabelImage(shape={self.shape}, spacing_mm={tuple(float(v) for v in np.round(self.spacing * 1e3, 4))},"
                 f" labels={self.present_labels()})")

@@ -34,12 +34,13 @@ def _procedure(model: str, integrator: str):
 
 
 def _measure(viewer, n: int, warmup: int) -> dict:
+    viewer.live_panel = True  # as in the interactive window: panel text refreshed at 4 Hz
     step, update, render, frame = [], [], [], []
     for i in range(n + warmup):
         t0 = time.perf_counter()
         viewer.source.advance()
         t1 = time.perf_counter()
-        viewer.scene.update()
+        viewer.scene.update(force_panel=False)
         t2 = time.perf_counter()
         viewer.plotter.render()
         t3 = time.perf_counter()

@@ -9,6 +9,7 @@ frame costs a vectorized copy and a render, never new actors.
 from __future__ import annotations
 
 import logging
+import time as _time
 
 import numpy as np
 
@@ -100,6 +101,37 @@ def region_color(name: str, rid: int) -> tuple[int, int, int]:
         if k in key:
             return c
     return FALLBACK_COLORS[abs(int(rid)) % len(FALLBACK_COLORS)]
+
+
+def text_actor(plotter, name: str, position: tuple[float, float], *, top: bool = False,
+               font_size: int = 14):
+    """A plain text actor at a normalized-viewport position (cheap to update every frame:
+    a fixed font size, unlike pyvista's corner annotations, which refit the font each render)."""
+    import vtk
+
+    actor = vtk.vtkTextActor()
+    actor.SetInput("")
+    prop = actor.GetTextProperty()
+    prop.SetFontSize(font_size)
+    prop.SetColor(0.05, 0.05, 0.05)
+    prop.SetFontFamilyToArial()
+    if top:
+        # the position is the text's top-left corner (VTK 9.6 deprecates alignment points in
+        # favour of text-property justification, which does not anchor a vtkTextActor the
+        # same way; fall back to it where the method is gone)
+        if hasattr(actor, "SetAlignmentPoint"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                actor.SetAlignmentPoint(6)
+        else:  # pragma: no cover
+            prop.SetVerticalJustificationToTop()
+    coord = actor.GetPositionCoordinate()
+    coord.SetCoordinateSystemToNormalizedViewport()
+    coord.SetValue(*position)
+    plotter.add_actor(actor, reset_camera=False, name=name)
+    return actor
 
 
 def _vertex_normals(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -226,8 +258,11 @@ class Scene:
         self.instrument_actors: dict[str, object] = {}
         self.path_poly = pv.PolyData()
         self.path_actor = None
-        self.panel = plotter.add_text("", position="upper_left", font_size=10, color="black",
-                                      name="panel") if show_panel else None
+        self.panel = text_actor(plotter, "panel", (0.008, 0.99), top=True) if show_panel else None
+        self._panel_text = None
+        self._panel_t = -np.inf
+        #: seconds between panel text refreshes during playback
+        self.panel_interval_s = 0.25
         self.help_text = None
         self.camera_preset("surgeon")
 
@@ -255,8 +290,14 @@ class Scene:
         self.surface.copy_from(new)
         self._topology = (id(mesh), getattr(src, "topology_version", 0))
 
-    def update(self) -> None:
-        """Read the source's current state into the actors (no render)."""
+    def update(self, *, force_panel: bool = True) -> None:
+        """Read the source's current state into the actors (no render).
+
+        Parameters
+        ----------
+        force_panel : bool
+            Rewrite the text panel now; otherwise at most every ``panel_interval_s``.
+        """
         src = self.source
         mesh = src.mesh
         if (id(mesh), getattr(src, "topology_version", 0)) != self._topology:
@@ -269,7 +310,15 @@ class Scene:
         self.surface.Modified()
         self._update_instruments(src.instruments())
         if self.panel is not None:
-            self.panel.SetText(2, "\n".join(self.panel_lines()))
+            # redrawing text costs more than the organ in software rendering: refresh the
+            # panel a few times a second, not every frame
+            now = _time.perf_counter()
+            if force_panel or now - self._panel_t >= self.panel_interval_s:
+                text = "\n".join(self.panel_lines())
+                if text != self._panel_text:
+                    self.panel.SetInput(text)
+                    self._panel_text = text
+                self._panel_t = now
 
     def _update_stress(self) -> None:
         field = self.source.nodal_field(self.stress_field)

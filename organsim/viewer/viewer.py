@@ -95,6 +95,9 @@ class Viewer:
         self.paused = False
         #: show the measured frame rate in the panel (off for recordings)
         self.show_fps = True
+        #: live view: refresh the panel text a few times a second (True), or every frame
+        #: (False: recordings and screenshots, where each frame must be exact)
+        self.live_panel = not self.off_screen
         self.frame_count = 0
         self.fps = float("nan")
         self.last_frame_ms = float("nan")
@@ -131,7 +134,7 @@ class Viewer:
         t1 = time.perf_counter()
         self.last_step_ms = (t1 - t0) * 1e3
         self.scene.extra_lines = self._status_lines()
-        self.scene.update()
+        self.scene.update(force_panel=not self.live_panel)
         if render:
             self._render()
         now = time.perf_counter()
@@ -168,8 +171,11 @@ class Viewer:
         if self._help_actor is None:
             text = "mouse: drag tissue = act with tool, drag background = rotate\n" + "\n".join(
                 f"{k:>5}  {d}" for k, d in KEYS.items())
-            self._help_actor = self.plotter.add_text(text, position="lower_left", font_size=9,
-                                                     color="black", name="help")
+            from .scene import text_actor
+
+            self._help_actor = text_actor(self.plotter, "help", (0.008, 0.01), font_size=12)
+            self._help_actor.SetInput(text)
+            self.refresh()
             return
         self._help_actor.SetVisibility(not self._help_actor.GetVisibility())
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import sparse
 
 from ..errors import MeshError
-from .extract import _restore_volumes
+from .extract import _safe_restore
 from .surface import TriSurface
 
 __all__ = ["smooth_surface", "decimate_surface", "remesh_surface", "edge_length_stats",
@@ -95,7 +95,7 @@ def _closed(s: TriSurface) -> bool:
 
 def _restore(surface: TriSurface, target_volume: float) -> TriSurface:
     regions = np.tile([1, 0], (surface.n_faces, 1))
-    pts = _restore_volumes(surface.points, surface.faces, regions, {1: float(target_volume)})
+    pts = _safe_restore(surface.points, surface.faces, regions, {1: float(target_volume)})
     return TriSurface(pts, surface.faces, surface.face_labels)
 
 

@@ -839,76 +839,13 @@ def fill_holes(surface: TriSurface, *, max_hole_fraction: float | None = 0.5
 
 # --------------------------------------------------------------------------- self-intersections
 
-def _segment_hits_triangle(p, q, a, b, c, eps=1e-9) -> np.ndarray:
-    """Vectorised strict segment/triangle intersection (Moeller-Trumbore)."""
-    d = q - p
-    e1 = b - a
-    e2 = c - a
-    h = np.cross(d, e2)
-    det = np.einsum("ij,ij->i", e1, h)
-    scale = np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1) * np.linalg.norm(d, axis=1)
-    ok = np.abs(det) > 1e-12 * np.maximum(scale, 1e-300)
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    s = p - a
-    u = inv * np.einsum("ij,ij->i", s, h)
-    qv = np.cross(s, e1)
-    v = inv * np.einsum("ij,ij->i", d, qv)
-    t = inv * np.einsum("ij,ij->i", e2, qv)
-    return ok & (u > eps) & (v > eps) & (u + v < 1 - eps) & (t > eps) & (t < 1 - eps)
-
-
-def _grid_candidate_pairs(lo: np.ndarray, hi: np.ndarray, *, max_entries: int = 20_000_000
-                          ) -> np.ndarray:
-    """Pairs of boxes that share a cell of a uniform grid (broad phase), (p, 2), i < j."""
-    k = len(lo)
-    ext = (hi - lo).max(axis=1)
-    h = float(np.median(ext))
-    if not np.isfinite(h) or h <= 0:
-        h = float(ext.max()) or 1.0
-    span = np.ptp(np.vstack([lo, hi]), axis=0)
-    # Coarsen the grid if huge boxes would make too many (box, cell) entries.
-    while True:
-        i0 = np.floor((lo - lo.min(axis=0)) / h).astype(np.int64)
-        i1 = np.floor((hi - lo.min(axis=0)) / h).astype(np.int64)
-        dims = i1 - i0 + 1
-        count = np.prod(dims, axis=1)
-        if count.sum() <= max_entries:
-            break
-        h *= 2.0
-    n_cells = np.floor(span / h).astype(np.int64) + 2
-    tid = np.repeat(np.arange(k), count)
-    start = np.repeat(np.cumsum(count) - count, count)
-    local = np.arange(len(tid)) - start
-    d = dims[tid]
-    dx = local % d[:, 0]
-    dy = (local // d[:, 0]) % d[:, 1]
-    dz = local // (d[:, 0] * d[:, 1])
-    c = i0[tid] + np.stack([dx, dy, dz], axis=1)
-    key = c[:, 0] + n_cells[0] * (c[:, 1] + n_cells[1] * c[:, 2])
-    order = np.argsort(key, kind="stable")
-    key, tid = key[order], tid[order]
-    # Group ends: entry p pairs with entries p+1 .. end(p)-1 of its group.
-    bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
-    gsize = np.diff(bounds)
-    end = np.repeat(bounds[1:], gsize)
-    reps = end - np.arange(len(key)) - 1
-    if reps.sum() == 0:
-        return np.zeros((0, 2), np.int64)
-    first = np.repeat(np.arange(len(key)), reps)
-    offs = np.arange(reps.sum()) - np.repeat(np.cumsum(reps) - reps, reps)
-    second = first + 1 + offs
-    a, b = tid[first], tid[second]
-    keep = a != b
-    a, b = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
-    code = _unique1d(a * np.int64(k) + b)
-    return np.stack([code // k, code % k], axis=1)
-
-
-def find_self_intersections(surface: TriSurface, *, chunk: int = 500_000) -> np.ndarray:
+def find_self_intersections(surface: TriSurface, *, max_entries: int = 20_000_000) -> np.ndarray:
     """Pairs of triangles that cross each other (sharing no vertex).
 
-    Candidate pairs come from a uniform grid of bounding boxes (broad phase)
-    and a bounding-box overlap test; each is confirmed by segment/triangle tests of the six
+    Candidate pairs come from a uniform grid of bounding boxes (broad phase,
+    compiled with numba; each pair is tested once, in the cell holding the
+    low corner of the boxes' overlap), a box overlap and a separating-plane
+    test; each is confirmed by segment/triangle tests of the six
     edges (two non-coplanar triangles intersect iff an edge of one crosses the
     other). Triangles that share a vertex or an edge are not tested, and
     coplanar overlaps are not detected.
@@ -931,31 +868,35 @@ def find_self_intersections(surface: TriSurface, *, chunk: int = 500_000) -> np.
     faces = surface.faces
     if len(faces) < 2:
         return np.zeros((0, 2), np.int64)
-    tri = pts[faces]
+    tri = np.ascontiguousarray(pts[faces])
     lo, hi = tri.min(axis=1), tri.max(axis=1)
-    cand = _grid_candidate_pairs(lo, hi)
-    if len(cand) == 0:
+    ext = (hi - lo).max(axis=1)
+    h = float(np.median(ext))
+    if not np.isfinite(h) or h <= 0:
+        h = float(ext.max()) or 1.0
+    origin = lo.min(axis=0)
+    # Coarsen the grid if huge triangles would make too many (triangle, cell) entries.
+    while True:
+        i0 = np.floor((lo - origin) / h).astype(np.int64)
+        i1 = np.floor((hi - origin) / h).astype(np.int64)
+        count = np.prod(i1 - i0 + 1, axis=1)
+        if count.sum() <= max_entries:
+            break
+        h *= 2.0
+    dims = (i1.max(axis=0) + 1).astype(np.int64)
+    from . import _si_kernels as k
+
+    tid, key = k.grid_entries(i0, i1, count, dims)
+    order = np.argsort(key, kind="stable")
+    key, tid = key[order], tid[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]).astype(np.int64)
+    ends = np.append(starts[1:], len(key)).astype(np.int64)
+    out = k.si_pairs(tri, np.ascontiguousarray(faces), lo, hi, i0, key, tid, starts, ends, dims)
+    if len(out) == 0:
         return np.zeros((0, 2), np.int64)
-    hits = []
-    for s in range(0, len(cand), chunk):
-        c = cand[s:s + chunk]
-        fa, fb = c[:, 0], c[:, 1]
-        ov = np.all((lo[fa] <= hi[fb]) & (lo[fb] <= hi[fa]), axis=1)
-        share = np.zeros(len(c), bool)
-        for i in range(3):
-            for j in range(3):
-                share |= faces[fa, i] == faces[fb, j]
-        c = c[ov & ~share]
-        if len(c) == 0:
-            continue
-        fa, fb = c[:, 0], c[:, 1]
-        A, B = tri[fa], tri[fb]
-        hit = np.zeros(len(c), bool)
-        for X, Y in ((A, B), (B, A)):
-            for e in range(3):
-                hit |= _segment_hits_triangle(X[:, e], X[:, (e + 1) % 3], Y[:, 0], Y[:, 1], Y[:, 2])
-        hits.append(c[hit])
-    return np.vstack(hits) if hits else np.zeros((0, 2), np.int64)
+    n = np.int64(len(faces))
+    code = _unique1d(out[:, 0] * n + out[:, 1])
+    return np.stack([code // n, code % n], axis=1)
 
 
 def remove_self_intersections(surface: TriSurface, *, max_rounds: int = 4,

@@ -197,3 +197,29 @@ def test_sample_labels(liver):
     idx = np.argwhere(liver.labels == 2)[:50]
     assert np.all(sample_labels(liver, liver.index_to_world(idx)) == 2)
     assert sample_labels(block_phantom(), [[5.0, 5.0, 5.0]]).tolist() == [0]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_kits19_label_volume_extracts_closed():
+    """KiTS19 case 2 (kidneys + tumour, NIfTI, non-axial direction) -> closed surfaces."""
+    from tests.conftest import organ_file
+    from organsim.io import read_image
+    from organsim.mesh.repair import find_self_intersections, repair_surface
+
+    img = read_image(organ_file("kits19_case_00002_segmentation.nii.gz"))
+    whole = extract_surface(img)
+    assert whole.is_watertight and whole.is_edge_manifold
+    assert whole.signed_volume == pytest.approx(img.label_volume([1, 2]), rel=0.01)
+    assert len(find_self_intersections(whole)) == 0
+    # Segmentation specks go; both kidneys stay.
+    out, rep = repair_surface(whole)
+    assert rep.components_removed > 0 and rep.components_out == 2
+    assert out.is_watertight and out.signed_volume > 0.99 * whole.signed_volume
+    tumour = extract_surface(img, 2)
+    assert tumour.is_watertight
+    assert tumour.signed_volume == pytest.approx(img.label_volume(2), rel=0.01)
+    # The surface lies where the voxels are: vertices map back inside the label's bbox.
+    idx = np.argwhere(img.labels == 2)
+    ijk = img.world_to_index(tumour.points)
+    assert np.all(ijk >= idx.min(axis=0) - 1.0) and np.all(ijk <= idx.max(axis=0) + 1.0)

@@ -350,8 +350,14 @@ def composite_score(metrics: dict, *, target_time_s: float, safe_force_n: float,
 
 
 # --------------------------------------------------------------- recording
+#: Instrument kinds whose force on the tissue is not modelled (the blade's cutting force):
+#: they count for path length and movements, not for force metrics.
+NO_FORCE_KINDS = ("scalpel",)
+
+
 @dataclass
 class _Track:
+    kind: str = ""
     times: list = field(default_factory=list)
     tips: list = field(default_factory=list)
     forces: list = field(default_factory=list)
@@ -399,7 +405,7 @@ class MetricsRecorder:
         """
         self.times.append(float(time))
         for v in instruments or []:
-            tr = self.tracks.setdefault(v.name, _Track())
+            tr = self.tracks.setdefault(v.name, _Track(kind=v.kind))
             tr.times.append(float(time))
             tr.tips.append(np.asarray(v.tip, float).copy())
             tr.forces.append(np.asarray(v.force, float).copy() if v.active else np.zeros(3))
@@ -423,6 +429,8 @@ class MetricsRecorder:
         t = np.asarray(self.times)
         out = {}
         for name, tr in self.tracks.items():
+            if tr.kind in NO_FORCE_KINDS:
+                continue
             f = np.zeros(len(t))
             idx = np.searchsorted(t, np.asarray(tr.times))
             f[idx] = np.linalg.norm(np.asarray(tr.forces), axis=1)
@@ -443,8 +451,10 @@ class MetricsRecorder:
             tt = np.asarray(tr.times)
             L = path_length(tips)
             n = count_movements(tips, tt)
-            fs = force_summary(np.asarray(tr.forces), tt, safe_force_n=self.safe_force_n)
-            inst[name] = {"path_length_m": L, "movements": n, **fs}
+            inst[name] = {"kind": tr.kind, "path_length_m": L, "movements": n}
+            if tr.kind not in NO_FORCE_KINDS:
+                inst[name].update(force_summary(np.asarray(tr.forces), tt,
+                                                safe_force_n=self.safe_force_n))
             total_len += L
             total_moves += n
         m["instruments"] = inst

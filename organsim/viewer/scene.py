@@ -380,6 +380,9 @@ class Scene:
         lines = [f"t = {src.time:6.2f} s"]
         lines += self.extra_lines
         for v in src.instruments():
+            if v.kind == "scalpel":  # no cutting-force model: say what it does, not 0 N
+                lines.append(f"{v.name}: {'cutting' if v.active else 'idle'}")
+                continue
             f = float(np.linalg.norm(v.force))
             lines.append(f"{v.name}: {f:5.2f} N{' (active)' if v.active else ''}")
         lines += list(src.panel_lines())

@@ -174,7 +174,7 @@ _TUMOUR_RADIUS = 12.5
 
 
 def _liver_field(x, y, z, rng: np.random.Generator) -> np.ndarray:
-    """Implicit liver (negative inside, ~mm distance), organ frame."""
+    """Implicit liver (negative inside, ~mm distance), organ frame (sparse grid axes)."""
     f = _smin(_ellipsoid(x, y, z, *_RIGHT_LOBE), _ellipsoid(x, y, z, *_LEFT_LOBE), 22.0)
     # Visceral (inferior) surface: a sloping plane, lowest under the right lobe.
     slope = 0.28
@@ -185,8 +185,24 @@ def _liver_field(x, y, z, rng: np.random.Generator) -> np.ndarray:
     # Inferior notch between the lobes (ligamentum teres / gallbladder fossa).
     notch = np.sqrt((x - 14.0) ** 2 + (y + 46.0) ** 2 + (z + 34.0) ** 2) - 26.0
     f = _smax(f, -notch, 6.0)
-    # Seeded low-frequency variation of the surface.
-    return f + _wobble(x, y, z, rng, amplitude_mm=4.0, n_waves=6, wavelength_mm=(70.0, 140.0))
+    # Seeded low-frequency variation of the surface (|wobble| <= 4 mm), evaluated
+    # only where it can matter: near the surface and near the 3 mm vessel margin.
+    amp = 4.0
+    band = np.abs(f + 1.5) <= amp + 1.5 + 0.5
+    xs, ys, zs = (np.broadcast_to(v, f.shape)[band] for v in (x, y, z))
+    f[band] += _wobble(xs, ys, zs, rng, amplitude_mm=amp, n_waves=6, wavelength_mm=(70.0, 140.0))
+    return f
+
+
+def _box_slices(axes, lo, hi):
+    """Index slices of the (local-coordinate) sample axes inside the box [lo, hi] (mm)."""
+    out = []
+    for a in range(3):
+        idx = np.flatnonzero((axes[a] >= lo[a]) & (axes[a] <= hi[a]))
+        if len(idx) == 0:
+            return None
+        out.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(out)
 
 
 def liver_phantom(*, shape: tuple[int, int, int] | int = (128, 128, 128),
@@ -242,28 +258,47 @@ def liver_phantom(*, shape: tuple[int, int, int] | int = (128, 128, 128),
     organ = f <= 0.0
     sub = np.zeros(organ.shape, np.uint8)
     sub[organ] = 1
+    ax = (x.ravel(), y.ravel(), z.ravel())
 
-    # Tumour: a bumpy sphere in the right lobe, jittered by the seed.
+    # Tumour: a bumpy sphere in the right lobe, jittered by the seed (evaluated
+    # in its own bounding box only).
     trng = np.random.default_rng(rng.integers(2 ** 32))
     c = _TUMOUR_CENTRE + trng.uniform(-4.0, 4.0, size=3)
     r = _TUMOUR_RADIUS + trng.uniform(-1.5, 1.5)
-    ft = np.sqrt((x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2) - r
-    ft = ft + _wobble(x - c[0], y - c[1], z - c[2], trng, amplitude_mm=1.5, n_waves=4,
-                      wavelength_mm=(20.0, 40.0))
+    ft = np.full(organ.shape, np.inf)
+    tb = _box_slices(ax, c - r - 6.0, c + r + 6.0)
+    if tb is not None:
+        tx, ty, tz = x[tb[0], :, :], y[:, tb[1], :], z[:, :, tb[2]]
+        v = np.sqrt((tx - c[0]) ** 2 + (ty - c[1]) ** 2 + (tz - c[2]) ** 2) - r
+        ft[tb] = v + _wobble(tx - c[0], ty - c[1], tz - c[2], trng, amplitude_mm=1.5, n_waves=4,
+                             wavelength_mm=(20.0, 40.0))
 
     # Vessels: union of tubes, kept at least 3 mm inside the capsule.
     fv = np.full(organ.shape, np.inf)
     for a, b, rad in _VESSELS:
-        fv = np.minimum(fv, _capsule(x, y, z, a, b, rad))
+        lo = np.minimum(a, b) - rad - 1.0
+        hi = np.maximum(a, b) + rad + 1.0
+        vb = _box_slices(ax, lo, hi)
+        if vb is None:
+            continue
+        fv[vb] = np.minimum(fv[vb], _capsule(x[vb[0], :, :], y[:, vb[1], :], z[:, :, vb[2]],
+                                             a, b, rad))
     vessel = (fv <= 0.0) & (f <= -3.0) & (ft > 3.0)
     sub[vessel] = 3
     sub[(ft <= 0.0) & organ] = 2
 
-    # Ligament: the outer ~4 mm of the superior/posterior surface (bare area).
+    # Ligament: the outer ~4 mm of the superior/posterior surface (bare area);
+    # the depth below the surface is computed in a padded box around that area.
     thick = max(4.0, 2.5 * float(sp.max()))
-    depth = ndimage.distance_transform_edt(organ, sampling=sp)
-    band = (depth <= thick) & organ & (z > 18.0) & (y > 5.0) & (x > -75.0) & (x < 35.0)
-    sub[band & (sub == 1)] = 4
+    pad = thick + 3.0 * float(sp.max())
+    lb = _box_slices(ax, np.array([-75.0, 5.0, 18.0]) - pad, np.array([35.0, 1e9, 1e9]) + pad)
+    if lb is not None:
+        depth = ndimage.distance_transform_edt(organ[lb], sampling=sp)
+        lx, ly, lz = x[lb[0], :, :], y[:, lb[1], :], z[:, :, lb[2]]
+        band = ((depth <= thick) & organ[lb] & (lz > 18.0) & (ly > 5.0) & (lx > -75.0)
+                & (lx < 35.0))
+        part = sub[lb]
+        part[band & (part == 1)] = 4
 
     labels = np.zeros(shp, np.uint8)
     labels[sl] = sub

@@ -11,6 +11,7 @@ from organsim.errors import MeshError
 from organsim.mesh.extract import extract_surface
 from organsim.mesh.repair import (RepairReport, boundary_loops, fill_holes,
                                   find_self_intersections, fix_nonmanifold_edges,
+                                  fix_nonmanifold_vertices,
                                   merge_duplicate_vertices, nonmanifold_vertices,
                                   orient_consistently, orient_outward, remove_degenerate_faces,
                                   remove_duplicate_faces, remove_small_components,
@@ -316,6 +317,11 @@ def test_nonmanifold_vertex_detected():
     s = TriSurface(pts, np.vstack([a.faces, faces_b]))
     assert s.is_watertight and s.is_edge_manifold
     assert nonmanifold_vertices(s).tolist() == [top]
+    out, n = fix_nonmanifold_vertices(s)
+    assert n == 1 and len(boundary_loops(out)) == 2
+    fixed, rep = repair_surface(s)
+    assert closed_ok(fixed) and rep.nonmanifold_vertices_removed == 1
+    assert len(nonmanifold_vertices(fixed)) == 0 and rep.components_out == 2
 
 
 # --------------------------------------------------------------------------- real data
@@ -336,7 +342,9 @@ REAL_CLOSABLE = {
     "sofa_liver-smooth.obj": "self-intersections",
     "sofa_liver_surface.vtk": "specks, inward normals",
     "converted/sofa_coeur1.obj": "inward normals",
+    "sofa_coeur1.trian": "inward normals",
     "converted/nilearn_fsaverage5_pial_left.ply": "nothing",
+    "nilearn_fsaverage5_pial_left.gii.gz": "nothing",
     "sofa_skull.vtp": "duplicate faces, holes, self-intersections",
 }
 
@@ -357,6 +365,7 @@ def test_real_surface_repairs_closed(name):
         assert rep.components_removed > 0
     if "holes" in expected:
         assert rep.holes_filled > 0
+    assert rep.nonmanifold_vertices == 0
     if expected == "nothing":
         assert not rep.changed
 

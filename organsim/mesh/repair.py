@@ -16,7 +16,8 @@ returning ``(new_surface, count)``, so it can be used alone:
 6. :func:`orient_consistently` (one winding per component),
 7. :func:`fill_holes` (any size: each boundary loop gets a ring patch relaxed
    into a smooth membrane; a loop so large that it looks open by nature, like
-   a valve leaflet, is refused),
+   a valve leaflet, is refused), then :func:`fix_nonmanifold_vertices`
+   (shells touching at one point are cut apart there and re-filled),
 8. :func:`orient_outward` (positive enclosed volume per shell),
 9. :func:`remove_self_intersections` (intersecting triangles and their
    neighbours are cut out and the holes re-filled; what remains is reported).
@@ -43,7 +44,7 @@ __all__ = [
     "remove_degenerate_faces", "remove_duplicate_faces", "remove_small_components",
     "fix_nonmanifold_edges", "orient_consistently", "orient_outward", "fill_holes",
     "find_self_intersections", "remove_self_intersections", "boundary_loops",
-    "nonmanifold_vertices",
+    "nonmanifold_vertices", "fix_nonmanifold_vertices",
 ]
 
 log = logging.getLogger(__name__)
@@ -474,6 +475,29 @@ def nonmanifold_vertices(surface: TriSurface) -> np.ndarray:
     uniq = _unique1d(corner_v * nf + fan)
     np.add.at(fans_per_vertex, uniq // nf, 1)
     return np.flatnonzero(fans_per_vertex > 1).astype(np.int64)
+
+
+def fix_nonmanifold_vertices(surface: TriSurface) -> tuple[TriSurface, int]:
+    """Cut out the faces around vertices where shells touch at a single point.
+
+    Each such "bow-tie" vertex loses all its faces; the holes left (one per
+    fan, none through the vertex any more) are closed by :func:`fill_holes`.
+
+    Returns
+    -------
+    (TriSurface, int)
+        The new surface and the number of non-manifold vertices removed.
+    """
+    bad = nonmanifold_vertices(surface)
+    if len(bad) == 0:
+        return surface, 0
+    hit = np.zeros(surface.n_points, bool)
+    hit[bad] = True
+    keep = ~np.any(hit[surface.faces], axis=1)
+    labels = _labels(surface)
+    out, _ = remove_unused_vertices(_make(surface.points, surface.faces[keep],
+                                          None if labels is None else labels[keep]))
+    return out, int(len(bad))
 
 
 # --------------------------------------------------------------------------- orientation
@@ -942,6 +966,7 @@ class RepairReport:
     duplicate_faces_removed: int = 0
     components_removed: int = 0
     nonmanifold_faces_removed: int = 0
+    nonmanifold_vertices_removed: int = 0
     faces_reoriented: int = 0
     holes_filled: int = 0
     faces_flipped_outward: int = 0
@@ -961,7 +986,8 @@ class RepairReport:
         """True if any step changed the surface."""
         return any([self.vertices_merged, self.degenerate_faces_removed,
                     self.duplicate_faces_removed, self.components_removed,
-                    self.nonmanifold_faces_removed, self.faces_reoriented, self.holes_filled,
+                    self.nonmanifold_faces_removed, self.nonmanifold_vertices_removed,
+                    self.faces_reoriented, self.holes_filled,
                     self.faces_flipped_outward, self.self_intersections_found])
 
     def as_dict(self) -> dict:
@@ -978,6 +1004,8 @@ class RepairReport:
             ("duplicate faces removed", self.duplicate_faces_removed),
             ("small disconnected pieces removed", self.components_removed),
             ("faces on non-manifold edges removed", self.nonmanifold_faces_removed),
+            ("pinched (non-manifold) vertices cut out and re-filled",
+             self.nonmanifold_vertices_removed),
             ("faces re-wound for a consistent orientation", self.faces_reoriented),
             ("holes filled", self.holes_filled),
             ("faces flipped to point outward", self.faces_flipped_outward),
@@ -1058,14 +1086,23 @@ def repair_surface(surface: TriSurface, *, merge_tolerance: float = 1e-6,
                         " non-manifold faces; the input is not a usable organ surface")
     s, rep.faces_reoriented = orient_consistently(s)
     s, rep.holes_filled = fill_holes(s, max_hole_fraction=max_hole_fraction)
-    if rep.holes_filled:
-        # A patch can meet another at a pinched vertex: tidy once more.
-        s, _ = merge_duplicate_vertices(s, tolerance=merge_tolerance)
-    s, rep.faces_flipped_outward = orient_outward(s, _consistent=rep.holes_filled == 0)
+    s, rep.nonmanifold_vertices_removed = fix_nonmanifold_vertices(s)
+    if rep.nonmanifold_vertices_removed:
+        s, _ = orient_consistently(s)
+        s, n = fill_holes(s, max_hole_fraction=max_hole_fraction)
+        rep.holes_filled += n
+    s, rep.faces_flipped_outward = orient_outward(
+        s, _consistent=rep.holes_filled == 0 and rep.nonmanifold_vertices_removed == 0)
     if fix_self_intersections:
         s, rep.self_intersections_found, rep.self_intersections_remaining = \
             remove_self_intersections(s, max_hole_fraction=max_hole_fraction)
         if rep.self_intersections_found:
+            s, n = fix_nonmanifold_vertices(s)
+            if n:
+                rep.nonmanifold_vertices_removed += n
+                s, _ = orient_consistently(s)
+                s, n = fill_holes(s, max_hole_fraction=max_hole_fraction)
+                rep.holes_filled += n
             s, extra = orient_outward(s)
             rep.faces_flipped_outward += extra
         if rep.self_intersections_remaining:

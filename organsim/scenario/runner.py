@@ -310,14 +310,17 @@ class Procedure:
             vm, vol = f["von_mises"], self.mesh.volumes
         self.recorder.record(self.time, instruments=views, tet_von_mises=vm, tet_volumes=vol)
 
-    def _get_fields(self) -> dict:
-        if self._fields_step != self.step_count or self._fields is None:
+    def _get_fields(self, max_age: int = 0) -> dict:
+        """Strain/stress fields, recomputed when older than ``max_age`` steps (or after a cut)."""
+        if self._fields is None or self.step_count - self._fields_step > max_age:
             self._fields = self.sim.fields()
             self._fields_step = self.step_count
         return self._fields
 
     def nodal_field(self, name: str) -> np.ndarray | None:
-        f = self._get_fields()
+        # the live stress view refreshes the fields every few steps: they cost about as much
+        # as a solver step
+        f = self._get_fields(max_age=3)
         key = {"von_mises": "nodal_von_mises"}.get(name, name)
         v = f.get(key)
         return None if v is None else np.asarray(v)

@@ -20,10 +20,12 @@ True
 
 from __future__ import annotations
 
-from . import fields, loads, selection, tissues  # noqa: F401
+from . import fields, loads, p2, recorder, selection, tissues  # noqa: F401
 from .assembly import Assembler
 from .body import Body
 from .kinematics import deformation_gradients, polar_rotation, shape_gradients
+from .p2 import P2Result, P2Space, solve_linear_p2, solve_static_p2
+from .recorder import Recorder
 from .materials import (
     Corotational,
     LinearElastic,
@@ -40,5 +42,6 @@ __all__ = [
     "Material", "LinearElastic", "Corotational", "StVenantKirchhoff", "NeoHookean", "MooneyRivlin",
     "lame_parameters", "shape_gradients", "deformation_gradients", "polar_rotation", "Assembler",
     "Body", "Simulation", "StepInfo", "StaticInfo", "TISSUES", "TissuePreset", "tissue",
-    "fields", "loads", "selection", "tissues",
+    "P2Result", "P2Space", "solve_linear_p2", "solve_static_p2", "Recorder",
+    "fields", "loads", "p2", "recorder", "selection", "tissues",
 ]

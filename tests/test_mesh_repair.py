@@ -26,6 +26,11 @@ def sphere(subdivisions=3, radius=0.05, centre=(0.0, 0.0, 0.0)) -> TriSurface:
     return TriSurface(m.vertices + np.asarray(centre), m.faces)
 
 
+def triangle_areas_positive(s: TriSurface) -> bool:
+    p = s.points[s.faces]
+    return bool(np.all(np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1) > 0))
+
+
 def closed_ok(s: TriSurface) -> bool:
     return s.is_watertight and s.is_edge_manifold and s.signed_volume > 0
 
@@ -59,8 +64,6 @@ def test_remove_degenerate_faces_repeated_ids():
 
 
 def test_remove_degenerate_cap_keeps_surface_closed():
-    # A tetrahedron whose face (0,1,2) is split by a point on edge 0-1 into a
-    # proper triangle pair plus... build: square pyramid with a cap sliver.
     s = sphere(2)
     # Insert vertex m at the middle of an edge (a, b) of face f, and split only
     # one of the two faces using that edge: the other side gets a zero-area cap.
@@ -68,18 +71,16 @@ def test_remove_degenerate_cap_keeps_surface_closed():
     a, b, c = (int(v) for v in f0)
     m = s.n_points
     pts = np.vstack([s.points, 0.5 * (s.points[a] + s.points[b])])
-    # The neighbour of edge (a, b): the face containing b -> a.
-    nb = next(i for i, f in enumerate(s.faces.tolist())
-              if any(f[k] == b and f[(k + 1) % 3] == a for k in range(3)))
     faces = [f for i, f in enumerate(s.faces.tolist()) if i != 0]
-    faces += [[a, m, c], [m, b, c], [a, b, m]]  # [a, b, m] is a zero-area cap over nb's edge
+    # [a, b, m] is a zero-area cap lying along the neighbour's edge (b, a).
+    faces += [[a, m, c], [m, b, c], [a, b, m]]
     bad = TriSurface(pts, np.asarray(faces))
-    assert not bad.is_edge_manifold or not bad.is_watertight or True
+    assert bad.is_watertight  # closed, but with a zero-area triangle
     out, n = remove_degenerate_faces(bad)
     assert n == 1
     assert closed_ok(out)
     assert out.signed_volume == pytest.approx(s.signed_volume, rel=1e-9)
-    assert nb >= 0
+    assert triangle_areas_positive(out)
 
 
 def test_remove_duplicate_faces_same_and_opposite_winding():
@@ -94,7 +95,7 @@ def test_remove_duplicate_faces_same_and_opposite_winding():
     assert n == 2 and out.n_faces == s.n_faces - 1
     # Net winding decides: f, reversed, reversed -> one reversed copy stays.
     out, n = remove_duplicate_faces(TriSurface(s.points, np.vstack([s.faces, [f[::-1]] * 2])))
-    assert n == 2 and out.n_faces == s.n_faces and not out.is_watertight is False
+    assert n == 2 and out.n_faces == s.n_faces
 
 
 def test_remove_small_components_keeps_large_pieces():
@@ -201,8 +202,8 @@ def test_fill_several_holes_and_single_triangle_hole():
     out, n = fill_holes(opened)
     assert n == len(boundary_loops(opened)) >= 3
     assert closed_ok(out)
-    # The fill restores about the sphere's volume (membranes across flat cuts).
-    assert out.signed_volume < s.signed_volume
+    # The patches are membranes across the cuts: less volume than the sphere, but most of it.
+    assert 0.5 * s.signed_volume < out.signed_volume < s.signed_volume
 
 
 def test_fill_refuses_open_by_nature():

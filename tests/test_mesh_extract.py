@@ -150,7 +150,8 @@ def test_make_well_composed_property(mask):
     assert not _critical(out)
 
 
-@settings(max_examples=20, deadline=None)
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None)
 @given(arrays(bool, (6, 6, 6), elements=st.booleans()))
 def test_random_masks_extract_closed(mask):
     if not mask.any():
@@ -171,6 +172,7 @@ def test_no_voxel_of_label_raises(liver):
         extract_surface(liver, method="dual_contouring")
 
 
+@pytest.mark.slow
 def test_label_boundaries_regions_closed_and_oriented(liver):
     lb = extract_label_boundaries(liver)
     pairs = {tuple(p) for p in lb.regions.tolist()}

@@ -160,11 +160,18 @@ def test_a_step_the_solver_cannot_take_ends_the_run_and_keeps_the_results(tmp_pa
         real(self)
 
     monkeypatch.setattr(Procedure, "advance", failing)
+    from organsim.scenario.history import TrainingHistory
+
+    db = tmp_path / "h.sqlite"
     for record in (None, "v.gif"):
-        res = run(s, tmp_path / f"out_{record}", progress=False, record=record, image=False)
+        res = run(s, tmp_path / f"out_{record}", progress=False, record=record, image=False,
+                  trainee="ana", history_path=db)
         assert not res.completed and res.metrics["completed"] is False
         assert "stopped early at t = 0.120 s" in res.notes[0] and "inverted" in res.notes[0]
         assert json.loads(res.metrics_path.read_text())["metrics"]["procedure_time_s"] == pytest.approx(0.12)
         assert res.report.exists()
         if record:
             assert res.video.exists()
+    # a run the simulator could not finish says nothing about the trainee: not in the history
+    assert TrainingHistory(db).attempts("ana", s.name) == []
+    assert any("not recorded in the training history" in n for n in res.notes)

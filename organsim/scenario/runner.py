@@ -814,7 +814,10 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
     if viewer is not None:
         viewer.close()
     curve = None
-    if trainee:
+    if trainee and failure:
+        notes.append("this attempt is not recorded in the training history: the simulation "
+                     "stopped, not the trainee")
+    elif trainee:
         from .history import TrainingHistory, default_history_path
 
         h = TrainingHistory(history_path or default_history_path())

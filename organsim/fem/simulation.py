@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Simulation", "StepInfo", "StaticInfo"]
 
+#: Relative residual below which a Newton iteration that stops decreasing (three
+#: iterations in a row without halving the residual) is taken as converged: the
+#: residual has reached the round-off level of the assembled forces.
+_ROUNDOFF_FLOOR = 1e-8
+
 
 @dataclass(frozen=True)
 class StepInfo:
@@ -621,6 +626,7 @@ class Simulation:
         prec, refac = self._preconditioner(h)
         lin_total = 0
         it = 0
+        stall = 0
         converged = rnorm <= self.newton_tol * scale
         while not converged:
             if it >= self.max_newton:
@@ -639,11 +645,13 @@ class Simulation:
                 lin_total += sol.iterations
             d = np.zeros_like(x)
             d[free] = sol.x.reshape(-1, 3)
+            prev = rnorm
             x, f, K, g, rnorm = self._line_search(
                 x, d, rnorm, free,
                 lambda xt, ft, Kt: self._dyn_residual(xt, ft, Kt, x_n, x_pred, h, self._external(xt)))
             it += 1
-            converged = rnorm <= self.newton_tol * scale
+            stall = stall + 1 if rnorm > 0.5 * prev else 0
+            converged = rnorm <= self.newton_tol * scale or (stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale)
         minJ = self._asm.min_jacobian(x)
         self._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
         self._v = (x - x_n) / h
@@ -793,6 +801,7 @@ class Simulation:
         rnorm = float(np.linalg.norm(g[free]))
         scale = max(float(np.linalg.norm(self._external(x)[free])), rnorm, 1e-300)
         it = 0
+        stall = 0
         while rnorm > tol * scale:
             if it >= max_newton:
                 raise ConvergenceError(f"Newton did not converge in {max_newton} iterations"
@@ -801,8 +810,14 @@ class Simulation:
             fac = CholeskyFactor(3 * len(free), r, c, v)
             d = np.zeros_like(x)
             d[free] = fac.solve(-g[free].ravel()).reshape(-1, 3)
+            prev = rnorm
             x, f, K, g, rnorm = self._line_search(x, d, rnorm, free, lambda xt, ft, Kt: ft - fext_fn(xt))
             it += 1
+            stall = stall + 1 if rnorm > 0.5 * prev else 0
+            if stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale:
+                log.info("static Newton stagnated at relative residual %.2e, below the round-off floor"
+                         " %.0e; accepted", rnorm / scale, _ROUNDOFF_FLOOR)
+                break
         return x, it, rnorm / scale
 
     # -------------------------------------------------------------- outputs

@@ -6,12 +6,14 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from organsim.io.series import read_series
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "02_liver_gravity.py"
 
 
+@pytest.mark.slow
 def test_liver_gravity_example_quick(tmp_path):
     spec = importlib.util.spec_from_file_location("example_02", EXAMPLE)
     mod = importlib.util.module_from_spec(spec)

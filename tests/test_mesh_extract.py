@@ -225,3 +225,17 @@ def test_real_kits19_label_volume_extracts_closed():
     idx = np.argwhere(img.labels == 2)
     ijk = img.world_to_index(tumour.points)
     assert np.all(ijk >= idx.min(axis=0) - 1.0) and np.all(ijk <= idx.max(axis=0) + 1.0)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_label_boundaries_with_direction(flip):
+    base = liver_phantom(shape=(96, 80, 80), spacing_mm=2.2)
+    img = LabelImage(base.labels, spacing=base.spacing, origin=base.origin,
+                     direction=_rotation(3, flip), label_names=base.label_names)
+    lb = extract_label_boundaries(img)
+    for r in img.present_labels():
+        rs = lb.region_surface(r)
+        assert rs.is_watertight and rs.signed_volume > 0, r
+        assert rs.signed_volume == pytest.approx(img.label_volume(r), rel=0.05), r
+    outer = extract_surface(img)
+    assert outer.signed_volume == pytest.approx(lb.outer_surface().signed_volume, rel=1e-3)

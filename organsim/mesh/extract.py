@@ -307,26 +307,40 @@ def _restore_volumes(points: np.ndarray, faces: np.ndarray, regions: np.ndarray,
 
 
 def _safe_restore(points: np.ndarray, faces: np.ndarray, regions: np.ndarray,
-                  targets: dict[int, float], *, rounds: int = 1) -> np.ndarray:
+                  targets: dict[int, float], *, rounds: int = 4) -> np.ndarray:
     """:func:`_restore_volumes`, then undo it wherever it made the surface cross itself.
 
-    Vertices of crossing triangles (and two rings around them) go back to
-    their positions before the offset; after ``rounds`` failed checks the
-    unmodified points are returned.
+    Only crossings the offset created count (ones already in the smoothed
+    surface are left to :func:`~organsim.mesh.repair.repair_surface`). Vertices
+    of crossing triangles (and a few rings around them, more each
+    round) go back to their positions before the offset; after ``rounds``
+    failed checks the unmodified points are returned.
     """
     from .repair import find_self_intersections
 
     moved = _restore_volumes(points, faces, regions, targets)
-    for _ in range(rounds):
-        pairs = find_self_intersections(TriSurface(moved.copy(), faces))  # (TriSurface freezes its arrays)
+    undone = np.zeros(len(points), bool)
+    n = np.int64(len(faces))
+    before = None  # crossings already there before the offset (not ours to undo)
+    for k in range(rounds + 1):
+        pairs = find_self_intersections(TriSurface(moved.copy(), faces))  # (TriSurface freezes arrays)
+        if len(pairs) and before is None:
+            b = find_self_intersections(TriSurface(points.copy(), faces))
+            before = b[:, 0] * n + b[:, 1]
+        if len(pairs) and before is not None and len(before):
+            pairs = pairs[~np.isin(pairs[:, 0] * n + pairs[:, 1], before)]
         if len(pairs) == 0:
+            if undone.any():
+                log.info("volume restoration: offset undone at %d vertices where it made the"
+                         " surface cross itself", int(undone.sum()))
             return moved
+        if k == rounds:
+            break
         hit = np.zeros(len(points), bool)
         hit[faces[np.unique(pairs)].ravel()] = True
-        for _ in range(2):
+        for _ in range(2 * (k + 1)):
             hit[faces[np.any(hit[faces], axis=1)].ravel()] = True
-        log.info("volume restoration: undoing the offset at %d vertices where it made the"
-                 " surface cross itself", int(hit.sum()))
+        undone |= hit
         moved[hit] = points[hit]
     log.warning("volume restoration kept making the surface cross itself; returning the"
                 " surface without it (volume error as after smoothing)")

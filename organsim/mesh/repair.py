@@ -582,7 +582,7 @@ def _winding_number(points: np.ndarray, faces: np.ndarray, q: np.ndarray) -> np.
     return out
 
 
-def orient_outward(surface: TriSurface, *, _consistent: bool = False) -> tuple[TriSurface, int]:
+def orient_outward(surface: TriSurface) -> tuple[TriSurface, int]:
     """Make each closed shell's normals point outward (positive enclosed volume).
 
     Components are first made consistent (:func:`orient_consistently`). A
@@ -602,7 +602,12 @@ def orient_outward(surface: TriSurface, *, _consistent: bool = False) -> tuple[T
     >>> s.signed_volume > 0, n
     (True, 80)
     """
-    s, n_flip = (surface, 0) if _consistent else orient_consistently(surface)
+    return _orient_outward(surface, consistent=False)
+
+
+def _orient_outward(surface: TriSurface, *, consistent: bool) -> tuple[TriSurface, int]:
+    """:func:`orient_outward`; ``consistent=True`` skips the winding pass (already done)."""
+    s, n_flip = (surface, 0) if consistent else orient_consistently(surface)
     faces = s.faces.copy()
     n, lab = _face_components(s.faces, s.n_points, via="edge")
     p = s.points[faces]
@@ -1091,8 +1096,8 @@ def repair_surface(surface: TriSurface, *, merge_tolerance: float = 1e-6,
         s, _ = orient_consistently(s)
         s, n = fill_holes(s, max_hole_fraction=max_hole_fraction)
         rep.holes_filled += n
-    s, rep.faces_flipped_outward = orient_outward(
-        s, _consistent=rep.holes_filled == 0 and rep.nonmanifold_vertices_removed == 0)
+    s, rep.faces_flipped_outward = _orient_outward(
+        s, consistent=rep.holes_filled == 0 and rep.nonmanifold_vertices_removed == 0)
     if fix_self_intersections:
         s, rep.self_intersections_found, rep.self_intersections_remaining = \
             remove_self_intersections(s, max_hole_fraction=max_hole_fraction)

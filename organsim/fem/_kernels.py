@@ -228,8 +228,9 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                                 K[blk, i, k] += V * v
                 continue
             for a in range(4):
-                for b in range(4):
+                for b in range(a, 4):  # symmetric: K_ba = K_ab^T
                     blk = blockmap[e, a, b]
+                    blt = blockmap[e, b, a]
                     dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
                            + grads[e, a, 2] * grads[e, b, 2])
                     for i in range(3):
@@ -237,7 +238,10 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                             v = la * g[a, i] * g[b, k] + m * g[b, i] * g[a, k]
                             if i == k:
                                 v += m * dot
-                            K[blk, i, k] += V * v
+                            v *= V
+                            K[blk, i, k] += v
+                            if b != a:
+                                K[blt, k, i] += v
     return minJ
 
 
@@ -283,8 +287,9 @@ def neohooke_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K
         if want_K:
             cm = m - la * lnJ
             for a in range(4):
-                for b in range(4):
+                for b in range(a, 4):  # symmetric: K_ba = K_ab^T
                     blk = blockmap[e, a, b]
+                    blt = blockmap[e, b, a]
                     dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
                            + grads[e, a, 2] * grads[e, b, 2])
                     for i in range(3):
@@ -292,7 +297,10 @@ def neohooke_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K
                             v = cm * h[b, i] * h[a, k] + la * h[a, i] * h[b, k]
                             if i == k:
                                 v += m * dot
-                            K[blk, i, k] += V * v
+                            v *= V
+                            K[blk, i, k] += v
+                            if b != a:
+                                K[blt, k, i] += v
     return minJ
 
 

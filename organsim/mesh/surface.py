@@ -91,7 +91,9 @@ class TriSurface:
     def edge_face_counts(self) -> tuple[np.ndarray, np.ndarray]:
         """Unique undirected edges (e, 2) and how many faces use each (e,)."""
         e = np.sort(self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-        edges, counts = np.unique(e, axis=0, return_counts=True)
+        n = np.int64(max(self.n_points, 1))
+        keys, counts = np.unique(e[:, 0] * n + e[:, 1], return_counts=True)
+        edges = np.column_stack([keys // n, keys % n])
         return edges, counts
 
     @property

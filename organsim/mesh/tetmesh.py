@@ -169,8 +169,14 @@ class TetMesh:
     def _boundary(self) -> tuple[np.ndarray, np.ndarray]:
         faces = self.tets[:, TET_FACES].reshape(-1, 3)
         owner = np.repeat(np.arange(self.n_tets), 4)
-        key = np.sort(faces, axis=1)
-        _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+        key = np.sort(faces, axis=1).astype(np.int64)
+        n = np.int64(max(self.n_points, 1))
+        # one int64 key per face (exact while n_points < 2 million; fall back beyond)
+        if n < 2_000_000:
+            _, inv, counts = np.unique((key[:, 0] * n + key[:, 1]) * n + key[:, 2],
+                                       return_inverse=True, return_counts=True)
+        else:
+            _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
         once = counts[inv.ravel()] == 1
         bf = np.ascontiguousarray(faces[once])
         bt = owner[once]
@@ -197,7 +203,9 @@ class TetMesh:
     def edges(self) -> np.ndarray:
         """Unique edges, shape (e, 2), each sorted."""
         e = np.sort(self.tets[:, TET_EDGES].reshape(-1, 2), axis=1)
-        return np.unique(e, axis=0)
+        n = np.int64(max(self.n_points, 1))
+        keys = np.unique(e[:, 0] * n + e[:, 1])
+        return np.column_stack([keys // n, keys % n])
 
     @cached_property
     def dihedral_angles(self) -> np.ndarray:

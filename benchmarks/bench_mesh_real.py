@@ -35,7 +35,7 @@ FILES = {
 
 
 #: wall-clock budget (s) for one external mesher call; fTetWild can take many minutes
-EXTERNAL_TIMEOUT_S = 300
+EXTERNAL_TIMEOUT_S = 150
 
 
 def _mesh_in_child(conn, points, faces, edge, method):  # pragma: no cover - child process
@@ -136,6 +136,7 @@ def run(quick: bool = False) -> dict:
                     surf = TriSurface(surf.points[used], inv.reshape(-1, 3))
                 else:
                     kind = "surface"
+                    surf = obj
                 t = time.perf_counter()
                 surf, _ = repair_surface(surf)
                 t_prep = time.perf_counter() - t

@@ -45,12 +45,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_vtk(verbose: bool) -> None:
+    """Keep VTK's own warnings (e.g. an X server probe before falling back to
+    off-screen EGL) off the terminal unless ``--verbose``; errors still show."""
+    if verbose:
+        return
+    try:
+        from vtkmodules.vtkCommonCore import vtkLogger
+    except ImportError:  # pragma: no cover - vtk is a dependency
+        return
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    _quiet_vtk(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -76,3 +76,10 @@ def test_units():
     with pytest.raises(UnitsError, match="units"):
         check_plausible_size(np.array([[0, 0, 0], [3000.0, 0, 0]]), source="liver.stl")
     check_plausible_size(np.array([[0, 0, 0], [0.2, 0, 0]]))
+
+
+def test_every_public_name_resolves():
+    import organsim
+
+    for name in organsim.__all__:
+        assert getattr(organsim, name) is not None, name

@@ -19,7 +19,8 @@ sofa_skull.vtp                             m      the defect mesh: duplicate fac
 msml_Liver5Low_tet.vtk (volume)            mm     re-meshed from its boundary (genus 3)
 sofa_liver.msh (volume, Gmsh v1)           cm     re-meshed from its boundary
 msml_MitralValve_P0067_fineMesh.vtp        mm     open leaflets by nature: cannot honestly be
-                                                  closed, so a clear error (tested as such)
+                                                  closed (a clear error pointing to --thickness);
+                                                  meshed as a 2 mm leaflet shell with --thickness 2
 =========================================  =====  ==========================================
 """
 
@@ -95,3 +96,25 @@ def test_mitral_valve_is_open_and_a_clear_error(tmp_path, capsys):
     assert len(err.splitlines()) == 1
     assert "open" in err
     assert not out.exists()
+
+
+def test_mitral_valve_meshes_as_a_leaflet_shell(tmp_path, capsys):
+    src = organ_file("msml_MitralValve_P0067_fineMesh.vtp")
+    out = tmp_path / "valve.vtu"
+    report = tmp_path / "valve.json"
+    rc = main(["mesh", str(src), "-o", str(out), "--units", "mm", "--thickness", "2",
+               "--report-json", str(report)])
+    capsys.readouterr()
+    assert rc == 0
+    rep = json.loads(report.read_text())
+    from organsim.io import read_mesh
+
+    mesh = read_mesh(out, units="m")
+    q = mesh.quality()
+    assert q["n_inverted"] == 0 and q["min_dihedral_deg"] >= 10.0
+    # the shell of a ~2 mm leaflet: about thickness x leaflet area (both sides: half each)
+    from organsim.io import read_surface
+
+    area = read_surface(src, units="mm").area
+    assert mesh.volume == pytest.approx(2e-3 * area, rel=0.15)
+    assert any("shell" in n for n in rep.get("notes", []))

@@ -15,7 +15,16 @@ import sys
 
 from ..errors import OrganSimError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "HelpFormatter"]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default in its help, unless it has none (None)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 #: Modules of this package that each register subcommands, in help order.
 COMMAND_MODULES = ["meshing", "procedure"]

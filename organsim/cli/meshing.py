@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, MeshError
+from . import HelpFormatter
 from ..units import DEFAULT_MESH_UNITS, LENGTH_UNITS
 
 __all__ = ["register", "cmd_mesh", "cmd_info", "describe"]
@@ -43,7 +44,7 @@ def register(subparsers) -> None:
                     " MEDIT, XDMF) into a quality tetrahedral mesh; prints the repair and quality"
                     " report. The output is written atomically (in metres): nothing is left at"
                     " OUT if meshing fails.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("input", metavar="INPUT", help="label image, surface or volume mesh file")
     p.add_argument("-o", "--output", required=True, metavar="OUT.vtu",
                    help="output volume mesh (.vtu recommended)")
@@ -57,6 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="lattice", choices=["lattice", "tetwild", "tetgen"],
                    help="mesher: lattice = isosurface stuffing (built in, BSD); tetwild = fTetWild"
                         " (needs pytetwild, MPL-2.0); tetgen = TetGen (needs tetgen, AGPL-3.0)")
+    p.add_argument("--thickness", type=float, metavar="MM",
+                   help="surfaces only: mesh the shell of this tissue thickness around the"
+                        " surface instead of its inside (for surfaces open by nature: valve"
+                        " leaflets, membranes, wall mid-surfaces)")
     p.add_argument("--smoothing", type=float, default=1.0,
                    help="label image + lattice only: Gaussian smoothing of the labels, in voxels")
     p.add_argument("--report-json", metavar="FILE",
@@ -69,7 +74,7 @@ def register(subparsers) -> None:
                     " regions, watertight and manifold flags (of the boundary surface for a"
                     " volume mesh), element quality (min/max dihedral angle, radius ratio) and"
                     " inverted elements.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     q.add_argument("file", metavar="FILE")
     q.add_argument("--json", action="store_true", help="print JSON instead of text")
     q.add_argument("--units", default=None, help=_UNITS_HELP)
@@ -115,8 +120,17 @@ def cmd_mesh(args) -> int:
             raise MeshError(f"--edge-length must be a positive number of millimetres, got"
                             f" {args.edge_length}")
         edge = args.edge_length * 1e-3
+    thickness = None
+    if args.thickness is not None:
+        if not np.isfinite(args.thickness) or args.thickness <= 0:
+            raise MeshError(f"--thickness must be a positive number of millimetres, got"
+                            f" {args.thickness}")
+        thickness = args.thickness * 1e-3
     obj = _read(args.input, args.units)
     name = Path(args.input).name
+    if thickness is not None and not isinstance(obj, TriSurface):
+        raise MeshError(f"{name}: --thickness applies to surfaces only; this file is a"
+                        f" {'label image' if isinstance(obj, LabelImage) else 'volume mesh'}")
     if isinstance(obj, LabelImage):
         mesh, report = mesh_image(obj, labels=args.label, edge_length=edge, method=args.method,
                                   smoothing=args.smoothing, source=name)
@@ -125,7 +139,8 @@ def cmd_mesh(args) -> int:
             raise MeshError(f"{name}: --label applies to label images only; this file is a"
                             f" {'surface' if isinstance(obj, TriSurface) else 'volume mesh'}")
         if isinstance(obj, TriSurface):
-            mesh, report = mesh_surface(obj, edge_length=edge, method=args.method, source=name)
+            mesh, report = mesh_surface(obj, edge_length=edge, method=args.method,
+                                        thickness=thickness, source=name)
         elif isinstance(obj, TetMesh):
             mesh, report = mesh_volume(obj, edge_length=edge, method=args.method, source=name)
         else:  # pragma: no cover - read_any returns one of the three

@@ -340,16 +340,25 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
     return _finish(mesh, report, t0)
 
 
-def _repair(surface: TriSurface):
+def _repair(surface: TriSurface, source: str):
     from .repair import repair_surface
 
-    return repair_surface(surface)
+    try:
+        return repair_surface(surface)
+    except MeshError as exc:
+        msg = str(exc)
+        raise MeshError(msg if msg.startswith(f"{source}:") else f"{source}: {msg}") from exc
 
 
 def mesh_surface(surface: TriSurface, *, edge_length: float | None = None,
-                 method: str = "lattice", repair: bool = True,
+                 method: str = "lattice", repair: bool = True, thickness: float | None = None,
                  source: str = "surface") -> tuple[TetMesh, MeshingReport]:
     """Repair a surface (m), then tetrahedralize what it encloses.
+
+    An open surface by nature (a valve leaflet, a membrane, a wall's mid-surface)
+    encloses nothing; give its tissue ``thickness`` and the shell around it is
+    meshed instead (:func:`organsim.mesh.shell.shell_label_image`, then the
+    lattice mesher).
 
     Parameters
     ----------
@@ -361,6 +370,9 @@ def mesh_surface(surface: TriSurface, *, edge_length: float | None = None,
     method : {"lattice", "tetwild", "tetgen"}
     repair : bool
         Run :func:`organsim.mesh.repair.repair_surface` first (recommended).
+    thickness : float, optional
+        Mesh the shell of this thickness (m) around the surface instead of its
+        inside (open surfaces); the default edge length is then ``thickness / 2``.
     source : str
         Name for the report and error messages.
 
@@ -384,16 +396,30 @@ def mesh_surface(surface: TriSurface, *, edge_length: float | None = None,
     if surface.n_faces == 0:
         raise MeshError(f"{source}: the surface has no triangles; expected a closed organ surface")
     check_plausible_size(surface.points, source=source)
+    if thickness is not None:
+        from .shell import shell_label_image
+
+        t = time.perf_counter()
+        image = shell_label_image(surface, thickness=thickness)
+        t_shell = time.perf_counter() - t
+        if edge_length is None:
+            edge_length = 0.5 * float(thickness)
+        mesh, report = mesh_image(image, edge_length=edge_length, method="lattice", source=source)
+        report.timings_s = {"shell voxels": t_shell, **report.timings_s}
+        report.notes.append(f"meshed as a shell {float(thickness) * 1e3:.3g} mm thick around the"
+                            " surface; the reference volume is the shell's voxel volume")
+        return mesh, report
     report = MeshingReport(source=source, method=method, edge_length_m=float("nan"),
                            reference="surface volume")
     if repair:
         t = time.perf_counter()
-        surface, report.repair = _repair(surface)
+        surface, report.repair = _repair(surface, source)
         report.timings_s["repair"] = time.perf_counter() - t
     if not surface.is_watertight:
         raise MeshError(f"{source}: the surface is not closed after repair (it has open or"
                         " non-manifold edges), so it encloses no volume to mesh; close it in the"
-                        " segmentation tool, or mesh the label image instead")
+                        " segmentation tool, mesh the label image instead, or mesh it as a shell"
+                        " of the tissue's thickness (thickness=..., CLI --thickness MM)")
     vol = surface.signed_volume
     if vol <= 0:
         raise MeshError(f"{source}: the surface encloses no positive volume ({vol:.3g} m^3);"

@@ -852,8 +852,9 @@ def fill_holes(surface: TriSurface, *, max_hole_fraction: float | None = 0.5
                 f"the surface has an open boundary of {len(loop)} edges whose filling patch would"
                 f" be {100 * patch_area / max(area, 1e-300):.0f}% of the surface's own area: it looks"
                 " open by nature (a leaflet or membrane), not damaged; it cannot be closed into an"
-                " organ volume. Mesh it as a shell, or pass max_hole_fraction=None to close it"
-                " anyway")
+                " organ volume. Mesh it as a shell of the tissue's thickness (CLI: organsim mesh"
+                " --thickness MM; Python: mesh_surface(..., thickness=...)), or pass"
+                " max_hole_fraction=None to close it anyway")
         new_pts.append(add_pts)
         new_faces.append(add_faces)
         if new_labels is not None:

@@ -258,3 +258,23 @@ def test_cut_keeps_the_factorization_and_matches_a_fresh_solve(integrator):
     assert info.converged and not info.refactored
     fresh.step()
     assert np.allclose(sim.positions, fresh.positions, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["corotational", "neo_hookean"])
+def test_unloaded_body_at_rest_stays_at_rest(model):
+    """A zero residual (up to round-off) is converged: no load, no motion, no error."""
+    from organsim.fem.body import Body
+    from organsim.fem.materials import Corotational, NeoHookean
+    from organsim.fem.simulation import Simulation
+    from organsim.mesh.generators import box_tet_mesh
+
+    mesh = box_tet_mesh((6, 4, 4), 0.01)
+    mat = Corotational(5e3, 0.45) if model == "corotational" else NeoHookean(5e3, 0.45)
+    sim = Simulation(Body(mesh, mat, density=1000.0), gravity=(0, 0, 0), dt=1 / 30,
+                     integrator="backward_euler")
+    sim.fix(np.flatnonzero(mesh.points[:, 0] == 0), name="wall")
+    for _ in range(3):
+        info = sim.step()
+        assert info.converged
+    assert np.abs(sim.displacements).max() < 1e-12
+    assert np.abs(sim.reaction("wall")).max() < 1e-9

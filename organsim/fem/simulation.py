@@ -266,6 +266,7 @@ class Simulation:
             self._Mb = np.zeros((pat.nnzb, 3, 3))
             self._Mb[pat.diag] = self._m[:, None, None] * np.eye(3)
         self._K0 = None  # rest stiffness block data, built lazily
+        self._floor = None  # absolute residual scale (N), built lazily
         self._components = None
         self._cache_key = None
         self._sub = None
@@ -485,6 +486,17 @@ class Simulation:
             self._K0 = self._asm.rest_stiffness()
         return self._K0
 
+    def _force_floor(self) -> float:
+        """Absolute force scale (N) of this body: the elastic force that would move every
+        node by the body's size. Residuals far below it are round-off whatever the loads
+        (an unloaded body at rest has a zero residual up to round-off)."""
+        if self._floor is None:
+            K0 = self._rest_K()
+            diag = np.einsum("kii->k", K0[self._asm.pattern.diag]) / 3.0
+            size = float(np.ptp(self.body.mesh.points, axis=0).max())
+            self._floor = float(np.linalg.norm(diag)) * size
+        return self._floor
+
     def _mass_times(self, a: np.ndarray) -> np.ndarray:
         if self.mass_kind == "lumped":
             return self._m[:, None] * a
@@ -622,7 +634,7 @@ class Simulation:
         f, K = self._asm.forces_and_stiffness(x, exact=True)
         g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext)
         rnorm = float(np.linalg.norm(g[free]))
-        scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-300)
+        scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-6 * self._force_floor(), 1e-300)
         prec, refac = self._preconditioner(h)
         lin_total = 0
         it = 0
@@ -799,7 +811,8 @@ class Simulation:
         f, K = self._asm.forces_and_stiffness(x, exact=True)
         g = f - fext_fn(x)
         rnorm = float(np.linalg.norm(g[free]))
-        scale = max(float(np.linalg.norm(self._external(x)[free])), rnorm, 1e-300)
+        scale = max(float(np.linalg.norm(self._external(x)[free])), rnorm,
+                    1e-6 * self._force_floor(), 1e-300)
         it = 0
         stall = 0
         while rnorm > tol * scale:

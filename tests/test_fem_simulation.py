@@ -278,3 +278,13 @@ def test_unloaded_body_at_rest_stays_at_rest(model):
         assert info.converged
     assert np.abs(sim.displacements).max() < 1e-12
     assert np.abs(sim.reaction("wall")).max() < 1e-9
+
+
+def test_row_argmax_matches_scipy_on_transfer_like_matrices():
+    from organsim.fem.simulation import _row_argmax
+
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        T = sp.random(200, 150, density=0.03, random_state=int(rng.integers(1 << 30)), format="csr")
+        T.data = rng.random(T.nnz)
+        assert np.array_equal(_row_argmax(T), np.asarray(T.argmax(axis=1)).ravel())

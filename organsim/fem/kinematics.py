@@ -45,14 +45,16 @@ def shape_gradients(points: np.ndarray, tets: np.ndarray) -> tuple[np.ndarray, n
     (array([1., 0., 0.]), 0.166667)
     """
     p = np.asarray(points, dtype=np.float64)[np.asarray(tets)]
-    dm = np.stack([p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], p[:, 3] - p[:, 0]], axis=2)  # columns
-    det = np.linalg.det(dm)
+    a, b, c = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], p[:, 3] - p[:, 0]  # columns of Dm
+    bxc, cxa, axb = np.cross(b, c), np.cross(c, a), np.cross(a, b)
+    det = np.einsum("ij,ij->i", a, bxc)
     bad = ~(det > 0)
     if np.any(bad):
         k = int(np.flatnonzero(bad)[0])
         raise MeshError(f"{int(bad.sum())} tet(s) have zero or negative rest volume (first: tet {k});"
                         " expected positively oriented tets; repair or re-mesh the input")
-    dminv = np.linalg.inv(dm)
+    # Dm^-1 by its adjugate: rows (b x c, c x a, a x b) / det (batched LAPACK is ~10x slower)
+    dminv = np.stack([bxc, cxa, axb], axis=1) / det[:, None, None]
     grads = np.empty((len(p), 4, 3))
     grads[:, 1:] = dminv  # row k of Dm^-1 is the gradient of N_{k+1}
     grads[:, 0] = -dminv.sum(axis=1)

@@ -131,6 +131,20 @@ class _Constraint:
         self.targets = targets
 
 
+def _row_argmax(T) -> np.ndarray:
+    """Column of the largest entry of each row of a sparse matrix with nonnegative entries
+    (a transfer matrix), shape (rows,), 0 for an empty row. Vectorized: scipy's
+    ``argmax(axis=1)`` loops over the rows in Python (half of a cut's topology update)."""
+    T = sp.csr_matrix(T)
+    counts = np.diff(T.indptr)
+    rows = np.repeat(np.arange(T.shape[0]), counts)
+    order = np.lexsort((-T.data, rows))
+    out = np.zeros(T.shape[0], dtype=np.int64)
+    has = counts > 0
+    out[has] = T.indices[order[T.indptr[:-1][has]]]
+    return out
+
+
 def _node_ids(node_ids, n: int, what: str) -> np.ndarray:
     ids = np.asarray(node_ids)
     if ids.dtype == bool:
@@ -951,7 +965,7 @@ class Simulation:
             new_forces[name] = (sel, np.asarray(Tb[sel] @ share) / np.maximum(nparents[sel], 1)[:, None])
         new_press = {}
         if self._pressures:
-            parent = np.asarray(T.argmax(axis=1)).ravel()
+            parent = _row_argmax(T)
             old_faces = self.mesh.boundary_faces
             new_faces = new_rest_mesh.boundary_faces
             keyed = np.sort(parent[new_faces], axis=1)
@@ -965,7 +979,7 @@ class Simulation:
         carried = None
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
-        parent = np.asarray(T.argmax(axis=1)).ravel()
+        parent = _row_argmax(T)
         Rn_new = self._Rn[parent]
         self._setup_body(self.body.with_mesh(new_rest_mesh))
         self._x = np.asarray(x_new, dtype=np.float64)
@@ -987,7 +1001,7 @@ class Simulation:
         Tb = sp.csr_matrix(T)
         ncopies = np.asarray((Tb != 0).sum(axis=0)).ravel()
         plain = (np.diff(Tb.indptr) == 1) & np.isclose(np.asarray(Tb.max(axis=1).todense()).ravel(), 1.0)
-        parent = np.asarray(Tb.argmax(axis=1)).ravel()
+        parent = _row_argmax(Tb)
         affected_all = ~plain | (ncopies[parent] > 1)
         affected = affected_all[free]
         base = prec

@@ -119,10 +119,12 @@ def test_random_content_raises_only_organsim_errors(tmp_path, ext, data):
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ext=st.sampled_from([".stl", ".obj", ".ply", ".off", ".vtp", ".vtk", ".glb", ".vtu",
+@given(ext=st.sampled_from([".stl", ".ply", ".off", ".vtp", ".vtk", ".glb", ".vtu",
                             ".msh", ".mesh", ".xdmf"]),
        frac=st.floats(0.05, 0.95))
 def test_truncated_written_files_raise_organsim_errors(tmp_path, ext, frac):
+    # OBJ is left out: it has no counts, so a file cut exactly at a line end is a valid,
+    # smaller OBJ; test_io_surfaces covers the detectable case (cut mid-line)
     mesh = box_tet_mesh((4, 4, 4), 0.02)
     path = tmp_path / f"full{ext}"
     if ext in (".vtu", ".msh", ".mesh", ".xdmf"):

@@ -36,6 +36,8 @@ Examples
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 
 from ..errors import MaterialError
@@ -89,7 +91,7 @@ def _complex_step_tangent(pk1, F: np.ndarray) -> np.ndarray:
     return out
 
 
-class Material:
+class Material(ABC):
     """Base class: a hyperelastic (or small-strain) constitutive model.
 
     Subclasses implement :meth:`energy`, :meth:`pk1` and :meth:`tangent`.
@@ -99,13 +101,13 @@ class Material:
 
     kind = "generic"
 
-    def energy(self, F: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    @abstractmethod
+    def energy(self, F: np.ndarray) -> np.ndarray:
         """Strain-energy density (k,) in J/m^3."""
-        raise NotImplementedError
 
-    def pk1(self, F: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    @abstractmethod
+    def pk1(self, F: np.ndarray) -> np.ndarray:
         """First Piola-Kirchhoff stress (k, 3, 3) in Pa."""
-        raise NotImplementedError
 
     def tangent(self, F: np.ndarray) -> np.ndarray:
         """``dP/dF`` (k, 3, 3, 3, 3) in Pa."""

@@ -131,6 +131,16 @@ class _Constraint:
         self.targets = targets
 
 
+def _per_node_vectors(values, k: int, what: str) -> np.ndarray:
+    """One finite 3-vector per node, shape (k, 3), from (k, 3) or a single (3,) for all."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape == (3,):
+        v = np.broadcast_to(v, (k, 3))
+    if v.shape != (k, 3) or not np.all(np.isfinite(v)):
+        raise SimulationError(f"{what} must be finite with shape ({k}, 3) or (3,), got {v.shape}")
+    return np.array(v)
+
+
 def _row_argmax(T) -> np.ndarray:
     """Column of the largest entry of each row of a sparse matrix with nonnegative entries
     (a transfer matrix), shape (rows,), 0 for an empty row. Vectorized: scipy's
@@ -359,13 +369,8 @@ class Simulation:
         name : str
         """
         ids = _node_ids(node_ids, self.mesh.n_points, f"prescribe({name!r})")
-        pos = np.asarray(positions, dtype=np.float64)
-        if pos.shape == (3,):
-            pos = np.broadcast_to(pos, (len(ids), 3))
-        if pos.shape != (len(ids), 3) or not np.all(np.isfinite(pos)):
-            raise SimulationError(f"prescribe({name!r}): positions must be finite with shape ({len(ids)}, 3),"
-                                  f" got {pos.shape}")
-        self._set_constraint(name, ids, np.array(pos))
+        pos = _per_node_vectors(positions, len(ids), f"prescribe({name!r}): positions")
+        self._set_constraint(name, ids, pos)
 
     def _set_constraint(self, name: str, ids: np.ndarray, targets: np.ndarray) -> None:
         old = self._constraints.get(name)
@@ -395,13 +400,8 @@ class Simulation:
         name : str
         """
         ids = _node_ids(node_ids, self.mesh.n_points, f"add_nodal_force({name!r})")
-        f = np.asarray(forces, dtype=np.float64)
-        if f.shape == (3,):
-            f = np.broadcast_to(f, (len(ids), 3))
-        if f.shape != (len(ids), 3) or not np.all(np.isfinite(f)):
-            raise SimulationError(f"add_nodal_force({name!r}): forces must be finite with shape"
-                                  f" ({len(ids)}, 3) or (3,), got {f.shape}")
-        self._forces[name] = (ids, np.array(f))
+        self._forces[name] = (ids, _per_node_vectors(forces, len(ids),
+                                                     f"add_nodal_force({name!r}): forces"))
 
     def add_pressure(self, face_ids, pressure_pa, *, name: str) -> None:
         """Add (or replace) a named pressure on boundary faces (a follower load).

@@ -18,6 +18,7 @@ The force the tool exerts on the tissue is the sum of the constraint's reactions
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,12 +28,12 @@ from ..errors import SimulationError
 __all__ = ["Shape", "Sphere", "Capsule", "Box", "ContactSet"]
 
 
-class Shape:
+class Shape(ABC):
     """A rigid shape in its local frame (m)."""
 
+    @abstractmethod
     def query(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Signed distance (k,), closest surface point (k, 3) and outward normal (k, 3) for local points q (k, 3)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ def run(quick: bool = False) -> dict:
             res = cutter.advance(pose, positions=sim.positions)
             t1 = time.perf_counter()
             if res.changed:
-                sim.change_topology(res.mesh, res.transfer)
+                sim.change_topology(res.mesh, res.transfer, res.tet_parent)
                 cutter.mesh = sim.mesh
             t2 = time.perf_counter()
             if res.changed:

@@ -199,3 +199,43 @@ def test_mass_matrices_conserve_total_mass():
     one = np.zeros((mesh.n_points, 3))
     one[:, 0] = 1
     assert (M @ one.ravel()).sum() == pytest.approx(1000.0 * mesh.volume)
+
+
+def _pattern_by_sorting(tets, n):
+    """Reference pattern: unique (row, col) keys of every tet's node pairs, by sorting."""
+    keys = (tets[:, :, None] * n + tets[:, None, :]).ravel()
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return uniq // n, uniq % n, inv.reshape(len(tets), 4, 4)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 5), st.integers(2, 5), st.integers(2, 4), st.integers(0, 2**31 - 1))
+def test_compiled_block_pattern_equals_sorting_reference(nx, ny, nz, seed):
+    mesh = box_tet_mesh((nx, ny, nz), 0.01)
+    # renumber the nodes at random and add an unused node: the pattern must not care
+    perm = np.random.default_rng(seed).permutation(mesh.n_points + 1)
+    tets = perm[mesh.tets]
+    n = mesh.n_points + 1
+    pat = BlockPattern(tets, n)
+    rows, cols, bmap = _pattern_by_sorting(tets, n)
+    assert np.array_equal(pat.rows, rows) and np.array_equal(pat.indices, cols)
+    assert np.array_equal(pat.blockmap, bmap)
+    used = np.zeros(n, bool)
+    used[tets.ravel()] = True
+    assert np.all(pat.diag[~used] == -1)
+    assert np.array_equal(pat.rows[pat.diag[used]], np.flatnonzero(used))
+    assert np.array_equal(pat.indices[pat.diag[used]], np.flatnonzero(used))
+
+
+def test_rest_stiffness_of_a_tet_subset_is_exact_around_its_inner_nodes():
+    mesh = _mesh((4, 3, 3))
+    asm = Assembler(mesh, [(np.arange(0, mesh.n_tets, 2), LinearElastic(E, NU)),
+                           (np.arange(1, mesh.n_tets, 2), NeoHookean(2 * E, 0.3))])
+    full = asm.rest_stiffness()
+    nodes = np.array([7, 20, 31])
+    ring = np.flatnonzero(np.isin(mesh.tets, nodes).any(axis=1))
+    part = asm.rest_stiffness(elements=ring)
+    d = asm.pattern.diag[nodes]
+    assert np.allclose(part[d], full[d], rtol=1e-13, atol=0)
+    others = np.setdiff1d(np.arange(mesh.n_points), np.unique(mesh.tets[ring]))
+    assert np.all(part[asm.pattern.diag[others]] == 0)

@@ -288,3 +288,29 @@ def test_row_argmax_matches_scipy_on_transfer_like_matrices():
         T = sp.random(200, 150, density=0.03, random_state=int(rng.integers(1 << 30)), format="csr")
         T.data = rng.random(T.nnz)
         assert np.array_equal(_row_argmax(T), np.asarray(T.argmax(axis=1)).ravel())
+
+
+def test_restrict_matches_scipy_fancy_indexing():
+    from organsim.fem.simulation import _restrict
+
+    rng = np.random.default_rng(3)
+    T = sp.random(60, 45, density=0.08, random_state=4, format="csr")
+    rows = np.sort(rng.choice(60, 33, replace=False))
+    cols = np.sort(rng.choice(45, 20, replace=False))
+    assert np.array_equal(_restrict(T, rows, cols).toarray(), T[rows][:, cols].toarray())
+
+
+def test_change_topology_carries_element_rotations_with_tet_parent():
+    mesh, sim, wall = _beam(shape=(8, 3, 3), integrator="realtime", mat=Corotational(5e4, 0.4), dt=0.01)
+    sim.fix(wall, name="wall")
+    for _ in range(5):
+        sim.step()
+    R_old = sim._asm._Rcache.copy()
+    assert np.abs(R_old - np.eye(3)).max() > 1e-4  # the beam sags: rotations are not identity
+    new, T = _crack(mesh)
+    parent = np.arange(new.n_tets)  # the crack keeps every tet, renumbering nodes only
+    sim.change_topology(new, T, parent)
+    assert np.array_equal(sim._asm._Rcache, R_old)
+    assert sim.step().converged
+    with pytest.raises(SimulationError, match="tet_parent"):
+        sim.change_topology(new, sp.identity(new.n_points, format="csr"), np.zeros(3, dtype=np.int64))

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from ..errors import ConvergenceError, MaterialError
 from . import _kernels as kern
+from . import _mesh_kernels as _mk
 from .kinematics import deformation_gradients, shape_gradients
 from .materials import Material
 
@@ -46,20 +47,13 @@ class BlockPattern:
     """
 
     def __init__(self, tets: np.ndarray, n: int):
-        tets = np.asarray(tets, dtype=np.int64)
+        tets = np.ascontiguousarray(tets, dtype=np.int64)
         self.n = int(n)
-        keys = (tets[:, :, None] * n + tets[:, None, :]).ravel()
-        uniq, inv = np.unique(keys, return_inverse=True)
-        self.blockmap = inv.reshape(len(tets), 4, 4).astype(np.int64)
-        rows = uniq // n
-        self.indices = (uniq % n).astype(np.int32)
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int32)
-        self.rows = rows.astype(np.int32)
-        self.nnzb = len(uniq)
-        diag = np.full(n, -1, dtype=np.int64)
-        isd = rows == self.indices
-        diag[rows[isd]] = np.flatnonzero(isd)
-        self.diag = diag
+        indptr, indices, self.blockmap, self.diag = _mk.block_pattern(tets, self.n)
+        self.indices = indices.astype(np.int32)
+        self.indptr = indptr.astype(np.int32)
+        self.rows = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(indptr))
+        self.nnzb = len(indices)
 
     def matrix(self, data: np.ndarray) -> sp.bsr_matrix:
         """The (3n, 3n) BSR matrix with block data ``data`` (nnzb, 3, 3)."""
@@ -256,10 +250,21 @@ class Assembler:
         """Total strain energy (J)."""
         return float(self.energy_density(x) @ self.vols)
 
-    def rest_stiffness(self) -> np.ndarray:
-        """Block data of the small-strain stiffness at the rest state (linearisation at ``F = I``)."""
+    def rest_stiffness(self, elements: np.ndarray | None = None) -> np.ndarray:
+        """Block data (nnzb, 3, 3) of the small-strain stiffness at the rest state (linearisation at ``F = I``).
+
+        Parameters
+        ----------
+        elements : ndarray of int, optional
+            Assemble only these tets (default: all). Blocks of a node are then
+            complete when every tet around that node is included.
+        """
         f = np.zeros((self.n, 3))
         K = np.zeros((self.pattern.nnzb, 3, 3))
+        pick = None
+        if elements is not None:
+            pick = np.zeros(len(self.tets), dtype=bool)
+            pick[np.asarray(elements, dtype=np.int64)] = True
         for elems, mat, lam, mu in self.groups:
             if lam is None:
                 l0, m0 = mat.small_strain_lame()
@@ -267,6 +272,9 @@ class Assembler:
                 mu_ = np.full(len(elems), m0)
             else:
                 lam_, mu_ = lam, mu
+            if pick is not None:
+                sel = pick[elems]
+                elems, lam_, mu_ = (np.ascontiguousarray(a[sel]) for a in (elems, lam_, mu_))
             kern.corot_kernel(np.ascontiguousarray(self.mesh.points), self.tets, self.grads, self.vols,
                               lam_, mu_, elems, self.pattern.blockmap, f, K, True, False, self._Rcache)
         return K

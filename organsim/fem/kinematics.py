@@ -1,8 +1,10 @@
 """Kinematics of linear tetrahedra (P1): shape-function gradients, deformation
 gradients and the polar rotation.
 
-Everything here is batched over elements and vectorised with numpy; the
-per-frame versions used inside the solver live in :mod:`organsim.fem._kernels`.
+Everything here is batched over elements: the shape-function gradients come
+from a compiled kernel (they are rebuilt after every cut increment), the rest
+is vectorised with numpy; the per-frame versions used inside the solver live in
+:mod:`organsim.fem._kernels`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MeshError
+from ._mesh_kernels import shape_gradients as _compiled_shape_gradients
 
 __all__ = ["shape_gradients", "deformation_gradients", "polar_rotation"]
 
@@ -44,21 +47,14 @@ def shape_gradients(points: np.ndarray, tets: np.ndarray) -> tuple[np.ndarray, n
     >>> g[0, 1], round(float(v[0]), 6)
     (array([1., 0., 0.]), 0.166667)
     """
-    p = np.asarray(points, dtype=np.float64)[np.asarray(tets)]
-    a, b, c = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0], p[:, 3] - p[:, 0]  # columns of Dm
-    bxc, cxa, axb = np.cross(b, c), np.cross(c, a), np.cross(a, b)
-    det = np.einsum("ij,ij->i", a, bxc)
-    bad = ~(det > 0)
+    grads, vols = _compiled_shape_gradients(np.ascontiguousarray(points, dtype=np.float64),
+                            np.ascontiguousarray(tets, dtype=np.int64))
+    bad = ~(vols > 0)
     if np.any(bad):
         k = int(np.flatnonzero(bad)[0])
         raise MeshError(f"{int(bad.sum())} tet(s) have zero or negative rest volume (first: tet {k});"
                         " expected positively oriented tets; repair or re-mesh the input")
-    # Dm^-1 by its adjugate: rows (b x c, c x a, a x b) / det (batched LAPACK is ~10x slower)
-    dminv = np.stack([bxc, cxa, axb], axis=1) / det[:, None, None]
-    grads = np.empty((len(p), 4, 3))
-    grads[:, 1:] = dminv  # row k of Dm^-1 is the gradient of N_{k+1}
-    grads[:, 0] = -dminv.sum(axis=1)
-    return grads, det / 6.0
+    return grads, vols
 
 
 def deformation_gradients(positions: np.ndarray, tets: np.ndarray, grads: np.ndarray) -> np.ndarray:

@@ -141,6 +141,21 @@ def _per_node_vectors(values, k: int, what: str) -> np.ndarray:
     return np.array(v)
 
 
+def _restrict(T: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> sp.csr_matrix:
+    """``T[rows][:, cols]`` for sorted unique index arrays (vectorized; scipy's fancy indexing is slower)."""
+    T = sp.csr_matrix(T)
+    row_new = np.full(T.shape[0], -1, dtype=np.int64)
+    row_new[rows] = np.arange(len(rows))
+    col_new = np.full(T.shape[1], -1, dtype=np.int64)
+    col_new[cols] = np.arange(len(cols))
+    r = row_new[np.repeat(np.arange(T.shape[0]), np.diff(T.indptr))]
+    c = col_new[T.indices]
+    keep = (r >= 0) & (c >= 0)
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(r[keep], minlength=len(rows)), out=indptr[1:])
+    return sp.csr_matrix((T.data[keep], c[keep], indptr), shape=(len(rows), len(cols)))
+
+
 def _row_argmax(T) -> np.ndarray:
     """Column of the largest entry of each row of a sparse matrix with nonnegative entries
     (a transfer matrix), shape (rows,), 0 for an empty row. Vectorized: scipy's
@@ -905,7 +920,7 @@ class Simulation:
         return out
 
     # ------------------------------------------------------------- topology
-    def change_topology(self, new_rest_mesh: TetMesh, transfer) -> None:
+    def change_topology(self, new_rest_mesh: TetMesh, transfer, tet_parent: np.ndarray | None = None) -> None:
         """Continue on a new rest mesh (after a cut), carrying the state over.
 
         Parameters
@@ -914,6 +929,10 @@ class Simulation:
             The new rest mesh (same region ids and names).
         transfer : scipy.sparse matrix (n_new, n_old)
             Maps old nodal fields to new ones: ``new = transfer @ old``.
+        tet_parent : ndarray (m_new,), optional
+            The old tet each new tet comes from (``CutResult.tet_parent``);
+            when given, each tet's last corotational rotation is carried over
+            as the warm start of its next polar decomposition.
 
         Notes
         -----
@@ -923,27 +942,46 @@ class Simulation:
         mapped the same way. Nodal forces move to such nodes, split among the
         copies so that the total force is kept. Pressure faces are carried where
         all three nodes of a new boundary face derive from an old loaded face.
-        Solver caches are rebuilt.
+
+        The update is incremental where it matters for interactive cutting: the
+        current preconditioner's factorization is kept and mapped onto the new
+        mesh (:class:`~organsim.fem.solvers.MappedPreconditioner`) with a block
+        Jacobi correction built only from the tets around the nodes the cut
+        touched; the full rest stiffness is rebuilt lazily, when a refactorization
+        needs it.
         """
         T = sp.csr_matrix(transfer, dtype=np.float64)
         n_old = self.mesh.n_points
         n_new = new_rest_mesh.n_points
         if T.shape != (n_new, n_old):
             raise SimulationError(f"transfer must have shape (n_new, n_old) = ({n_new}, {n_old}), got {T.shape}")
+        if tet_parent is not None:
+            tet_parent = np.asarray(tet_parent, dtype=np.int64)
+            if tet_parent.shape != (new_rest_mesh.n_tets,) or (
+                    len(tet_parent) and (tet_parent.min() < 0 or tet_parent.max() >= self.mesh.n_tets)):
+                raise SimulationError(f"tet_parent must hold one old tet id (0..{self.mesh.n_tets - 1}) per new"
+                                      f" tet ({new_rest_mesh.n_tets}), got shape {tet_parent.shape}")
+        if np.any(T.data == 0):
+            T = T.copy()
+            T.eliminate_zeros()
         x_new = T @ self._x
         v_new = T @ self._v
         if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(v_new))):
             raise SimulationError("the transfer produced non-finite positions; check the transfer matrix")
-        Tb = T.copy()
-        Tb.data = (Tb.data != 0).astype(np.float64)
-        Tb.eliminate_zeros()
-        nparents = np.diff(Tb.indptr)
+        nparents = np.diff(T.indptr)
+        nz_rows = np.repeat(np.arange(n_new), nparents)
+        ncopies = np.bincount(T.indices, minlength=n_old)      # new nodes drawing on each old node
+
+        def all_parents_in(mark_old: np.ndarray) -> np.ndarray:
+            """New nodes whose every parent is marked (and that have a parent)."""
+            hit = np.bincount(nz_rows, weights=mark_old[T.indices], minlength=n_new)
+            return np.flatnonzero((nparents > 0) & (hit == nparents))
+
         new_cons = {}
         for name, c in self._constraints.items():
             mark = np.zeros(n_old)
             mark[c.nodes] = 1.0
-            hit = Tb @ mark
-            sel = np.flatnonzero((nparents > 0) & (hit == nparents))
+            sel = all_parents_in(mark)
             if len(sel) == 0:
                 log.warning("constraint %r has no nodes left after the topology change; dropped", name)
                 continue
@@ -951,21 +989,22 @@ class Simulation:
             tgt_old[c.nodes] = c.targets
             new_cons[name] = _Constraint(sel, (T @ tgt_old)[sel])
         new_forces = {}
-        for name, (ids, fo) in self._forces.items():
-            full = np.zeros((n_old, 3))
-            full[ids] = fo
-            mark = np.zeros(n_old)
-            mark[ids] = 1.0
-            hit = Tb @ mark
-            sel = np.flatnonzero((nparents > 0) & (hit == nparents))
-            if len(sel) == 0:
-                continue
-            ncopies = np.asarray(Tb[sel].sum(axis=0)).ravel()  # copies per old node
-            share = full / np.maximum(ncopies, 1.0)[:, None]
-            new_forces[name] = (sel, np.asarray(Tb[sel] @ share) / np.maximum(nparents[sel], 1)[:, None])
+        if self._forces:
+            Tb = sp.csr_matrix((np.ones(T.nnz), T.indices, T.indptr), shape=T.shape)
+            for name, (ids, fo) in self._forces.items():
+                full = np.zeros((n_old, 3))
+                full[ids] = fo
+                mark = np.zeros(n_old)
+                mark[ids] = 1.0
+                sel = all_parents_in(mark)
+                if len(sel) == 0:
+                    continue
+                ncop = np.asarray(Tb[sel].sum(axis=0)).ravel()  # copies per old node
+                share = full / np.maximum(ncop, 1.0)[:, None]
+                new_forces[name] = (sel, np.asarray(Tb[sel] @ share) / np.maximum(nparents[sel], 1)[:, None])
+        parent = _row_argmax(T)
         new_press = {}
         if self._pressures:
-            parent = _row_argmax(T)
             old_faces = self.mesh.boundary_faces
             new_faces = new_rest_mesh.boundary_faces
             keyed = np.sort(parent[new_faces], axis=1)
@@ -979,43 +1018,50 @@ class Simulation:
         carried = None
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
-        parent = _row_argmax(T)
         Rn_new = self._Rn[parent]
+        Rcache_new = self._asm._Rcache[tet_parent] if tet_parent is not None else None
         self._setup_body(self.body.with_mesh(new_rest_mesh))
         self._x = np.asarray(x_new, dtype=np.float64)
         self._v = np.asarray(v_new, dtype=np.float64)
         self._Rn = np.ascontiguousarray(Rn_new)
+        if Rcache_new is not None:
+            self._asm._Rcache = np.ascontiguousarray(Rcache_new)
         self._constraints = new_cons
         self._forces = new_forces
         self._pressures = new_press
         self._cache_key = None
         if carried is not None:
-            self._carry_preconditioner(T, *carried)
+            # nodes the cut touched: a new node that is not a plain copy of one old node, or
+            # a copy of an old node that now has several copies
+            first = T.data[T.indptr[:-1].clip(max=max(T.nnz - 1, 0))] if T.nnz else np.zeros(n_new)
+            plain = (nparents == 1) & np.isclose(first, 1.0)
+            affected_all = ~plain | (ncopies[parent] > 1)
+            self._carry_preconditioner(T, affected_all, *carried)
 
-    def _carry_preconditioner(self, T, prec, h, old_free, is_ref, count) -> None:
+    def _carry_preconditioner(self, T, affected_all, prec, h, old_free, is_ref, count) -> None:
         """Keep the old factorization as a preconditioner on the new mesh (see MappedPreconditioner)."""
         _, _, free = self._constraint_state()
-        Tf = sp.csr_matrix(T)[free][:, old_free]
-        # nodes the cut touched: a new node that is not a plain copy of one old node, or
-        # a copy of an old node that now has several copies
-        Tb = sp.csr_matrix(T)
-        ncopies = np.asarray((Tb != 0).sum(axis=0)).ravel()
-        plain = (np.diff(Tb.indptr) == 1) & np.isclose(np.asarray(Tb.max(axis=1).todense()).ravel(), 1.0)
-        parent = _row_argmax(Tb)
-        affected_all = ~plain | (ncopies[parent] > 1)
+        Tf = _restrict(T, free, old_free)
         affected = affected_all[free]
         base = prec
         if isinstance(prec, MappedPreconditioner):
             base = prec.base
             old_aff = np.zeros(T.shape[1])
             old_aff[old_free] = prec.affected
-            affected = affected | ((sp.csr_matrix(T) @ old_aff)[free] > 0)
+            affected = affected | ((T @ old_aff)[free] > 0)
             Tf = (Tf @ prec.Tnodes).tocsr()
         alpha, beta = self.damping
         cM = 1.0 / (h * h) + alpha / h
         cK = 1.0 + beta / h
-        diag = self._asm.pattern.diag[free]
-        D = cK * self._rest_K()[diag] + cM * self._Mb[diag]
+        # block Jacobi on the affected nodes only: their rest diagonal blocks come from
+        # the tets around them (the full rest stiffness is not needed here)
+        aff_nodes = free[affected]
+        near = np.zeros(self.mesh.n_points, dtype=bool)
+        near[aff_nodes] = True
+        ring = np.flatnonzero(near[self._asm.tets].any(axis=1))
+        diag = self._asm.pattern.diag[aff_nodes]
+        K_ring = self._asm.rest_stiffness(elements=ring)
+        D = cK * K_ring[diag] + cM * self._Mb[diag]
         self._prec = MappedPreconditioner(base, Tf, D, affected)
         self._prec_key = (id(self._cache_key), h)
         self._prec_free = free

@@ -198,20 +198,36 @@ class MappedPreconditioner:
     kind = "mapped"
 
     def __init__(self, base, Tnodes: sp.csr_matrix, diag_blocks: np.ndarray, affected: np.ndarray):
+        """
+        Parameters
+        ----------
+        base : callable
+            The earlier preconditioner (applies ``F^-1`` on the old free DOFs).
+        Tnodes : sparse (n_free_new, n_free_old)
+            Nodal transfer (the same for each of the three displacement components).
+        diag_blocks : ndarray, shape (k, 3, 3)
+            Diagonal blocks of the new reference matrix at the ``k`` affected nodes.
+        affected : ndarray of bool, shape (n_free_new,)
+            The nodes the cut touched (``k`` of them are True).
+        """
         self.base = base
         self.Tnodes = sp.csr_matrix(Tnodes)
+        self._Tt = self.Tnodes.T.tocsr()
         self.affected = np.asarray(affected, dtype=bool)
-        self.T3 = sp.kron(self.Tnodes, sp.identity(3), format="csr")
-        self.T3t = self.T3.T.tocsr()
-        inv = np.linalg.inv(diag_blocks)
-        inv[~self.affected] = 0.0  # Jacobi only where the cut changed the mesh
-        self.inv = np.ascontiguousarray(inv)
+        diag_blocks = np.asarray(diag_blocks, dtype=np.float64)
+        if diag_blocks.shape != (int(self.affected.sum()), 3, 3):
+            raise ValueError(f"diag_blocks must have shape ({int(self.affected.sum())}, 3, 3) (one per affected"
+                             f" node), got {diag_blocks.shape}")
+        inv = np.zeros((len(self.affected), 3, 3))
+        inv[self.affected] = np.linalg.inv(diag_blocks)  # Jacobi only where the cut changed the mesh
+        self.inv = inv
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.ascontiguousarray(b, dtype=np.float64)
         out = np.empty(len(b))
         kern.block_diag_solve(self.inv, b, out)
-        out += self.T3 @ self.base(self.T3t @ b)
+        coarse = np.ascontiguousarray(self._Tt @ b.reshape(-1, 3)).ravel()
+        out += (self.Tnodes @ np.asarray(self.base(coarse)).reshape(-1, 3)).ravel()
         return out
 
     __call__ = solve

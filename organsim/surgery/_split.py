@@ -438,8 +438,16 @@ def tets_near_boxes(X, tets, blo, bhi, pad):
     ----------
     X : (n, 3) float64 node positions. tets : (m, 4) int64.
     blo, bhi : (b, 3) box corners. pad : float, box inflation (m).
+
+    Notes
+    -----
+    Each node first gets an out-code against the union box of all boxes (a bit
+    per side it lies beyond); a tet whose four nodes share a bit lies wholly
+    beyond one side and is skipped with one AND, so the per-tet work is four
+    byte loads for the (many) tets far from the blade.
     """
     m = tets.shape[0]
+    n = X.shape[0]
     nb = blo.shape[0]
     out = np.zeros(m, dtype=np.bool_)
     glo = np.empty(3)
@@ -452,9 +460,20 @@ def tets_near_boxes(X, tets, blo, bhi, pad):
             ghi[d] = max(ghi[d], bhi[b, d])
         glo[d] -= pad
         ghi[d] += pad
+    code = np.empty(n, dtype=np.uint8)
+    for i in range(n):
+        c = 0
+        for d in range(3):
+            if X[i, d] < glo[d]:
+                c |= 1 << (2 * d)
+            elif X[i, d] > ghi[d]:
+                c |= 2 << (2 * d)
+        code[i] = c
     lo = np.empty(3)
     hi = np.empty(3)
     for t in range(m):
+        if code[tets[t, 0]] & code[tets[t, 1]] & code[tets[t, 2]] & code[tets[t, 3]]:
+            continue
         for d in range(3):
             lo[d] = X[tets[t, 0], d]
             hi[d] = lo[d]
@@ -465,12 +484,6 @@ def tets_near_boxes(X, tets, blo, bhi, pad):
                     lo[d] = v
                 if v > hi[d]:
                     hi[d] = v
-        inside = True
-        for d in range(3):
-            if lo[d] > ghi[d] or hi[d] < glo[d]:
-                inside = False
-        if not inside:
-            continue
         for b in range(nb):
             ok = True
             for d in range(3):
@@ -481,3 +494,83 @@ def tets_near_boxes(X, tets, blo, bhi, pad):
                 out[t] = True
                 break
     return out
+
+
+@njit(cache=True)
+def edge_hits(p0, p1, tris, tol, pad):
+    """Crossings of segments ``p0 -> p1`` (e, 3) with triangles (T, 3, 3) (Moller-Trumbore).
+
+    Returns ``count`` (e,) int64, the number of distinct hits per segment (hits
+    closer than 1e-7 in the segment parameter are one), and ``t`` (e,), the
+    parameter in [0, 1] of the middle distinct hit (NaN where none). ``tol`` is
+    the barycentric and parametric tolerance, ``pad`` the box pre-filter's.
+    """
+    e = p0.shape[0]
+    nt = tris.shape[0]
+    count = np.zeros(e, dtype=np.int64)
+    tpar = np.full(e, np.nan)
+    tlo = np.empty((nt, 3))
+    thi = np.empty((nt, 3))
+    for k in range(nt):
+        for d in range(3):
+            tlo[k, d] = min(tris[k, 0, d], tris[k, 1, d], tris[k, 2, d])
+            thi[k, d] = max(tris[k, 0, d], tris[k, 1, d], tris[k, 2, d])
+    ts = np.empty(nt)
+    for i in range(e):
+        nh = 0
+        d0 = p1[i, 0] - p0[i, 0]
+        d1 = p1[i, 1] - p0[i, 1]
+        d2 = p1[i, 2] - p0[i, 2]
+        dn = np.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+        for k in range(nt):
+            skip = False
+            for d in range(3):
+                lo = min(p0[i, d], p1[i, d])
+                hi = max(p0[i, d], p1[i, d])
+                if lo > thi[k, d] + pad or hi < tlo[k, d] - pad:
+                    skip = True
+                    break
+            if skip:
+                continue
+            v0x, v0y, v0z = tris[k, 0, 0], tris[k, 0, 1], tris[k, 0, 2]
+            e1x, e1y, e1z = tris[k, 1, 0] - v0x, tris[k, 1, 1] - v0y, tris[k, 1, 2] - v0z
+            e2x, e2y, e2z = tris[k, 2, 0] - v0x, tris[k, 2, 1] - v0y, tris[k, 2, 2] - v0z
+            hx = d1 * e2z - d2 * e2y
+            hy = d2 * e2x - d0 * e2z
+            hz = d0 * e2y - d1 * e2x
+            a = e1x * hx + e1y * hy + e1z * hz
+            scale = dn * np.sqrt(e1x * e1x + e1y * e1y + e1z * e1z) * np.sqrt(e2x * e2x + e2y * e2y + e2z * e2z)
+            if not abs(a) > 1e-12 * max(scale, 1e-300):
+                continue
+            f = 1.0 / a
+            sx, sy, sz = p0[i, 0] - v0x, p0[i, 1] - v0y, p0[i, 2] - v0z
+            u = f * (sx * hx + sy * hy + sz * hz)
+            qx = sy * e1z - sz * e1y
+            qy = sz * e1x - sx * e1z
+            qz = sx * e1y - sy * e1x
+            v = f * (d0 * qx + d1 * qy + d2 * qz)
+            t = f * (e2x * qx + e2y * qy + e2z * qz)
+            if u >= -tol and v >= -tol and u + v <= 1 + tol and t >= -tol and t <= 1 + tol:
+                ts[nh] = min(max(t, 0.0), 1.0)
+                nh += 1
+        if nh == 0:
+            continue
+        # sort the hits (few) and merge those closer than 1e-7
+        for q in range(1, nh):
+            v = ts[q]
+            r = q - 1
+            while r >= 0 and ts[r] > v:
+                ts[r + 1] = ts[r]
+                r -= 1
+            ts[r + 1] = v
+        nd = 1
+        prev = ts[0]
+        for q in range(1, nh):
+            cur = ts[q]
+            if cur - prev > 1e-7:  # compared with the previous hit, merged or not
+                ts[nd] = cur
+                nd += 1
+            prev = cur
+        count[i] = nd
+        tpar[i] = ts[nd // 2]
+    return count, tpar

@@ -61,7 +61,7 @@ from scipy.sparse.csgraph import connected_components
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
-from ._split import run_split, tets_near_boxes
+from ._split import edge_hits, run_split, tets_near_boxes
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
@@ -135,60 +135,13 @@ def _edge_hits(p0: np.ndarray, p1: np.ndarray, tris: np.ndarray, tol: float = 1e
     count : (e,) int, number of distinct hits per segment
     t : (e,) float, parameter of the middle hit (nan where none)
     """
-    e = len(p0)
-    count = np.zeros(e, dtype=np.int64)
-    tpar = np.full(e, np.nan)
-    if e == 0 or len(tris) == 0:
-        return count, tpar
-    lo = np.minimum(p0, p1)
-    hi = np.maximum(p0, p1)
-    tlo = tris.min(axis=1)
-    thi = tris.max(axis=1)
+    p0 = np.ascontiguousarray(p0, dtype=np.float64)
+    p1 = np.ascontiguousarray(p1, dtype=np.float64)
+    tris = np.ascontiguousarray(tris, dtype=np.float64)
+    if len(p0) == 0 or len(tris) == 0:
+        return np.zeros(len(p0), dtype=np.int64), np.full(len(p0), np.nan)
     pad = 1e-12 + 1e-9 * float(np.abs(tris).max())
-    # box pre-filter in chunks of edges (bounded memory for long blades and big sweeps)
-    chunk = max(1, 400_000 // len(tris))
-    ie_l, it_l = [], []
-    for s0 in range(0, e, chunk):
-        ov = np.all((lo[s0:s0 + chunk, None, :] <= thi[None, :, :] + pad)
-                    & (hi[s0:s0 + chunk, None, :] >= tlo[None, :, :] - pad), axis=2)
-        a, b = np.nonzero(ov)
-        ie_l.append(a + s0)
-        it_l.append(b)
-    ie, it = np.concatenate(ie_l), np.concatenate(it_l)
-    if len(ie) == 0:
-        return count, tpar
-    o = p0[ie]
-    d = p1[ie] - o
-    v0 = tris[it, 0]
-    e1 = tris[it, 1] - v0
-    e2 = tris[it, 2] - v0
-    h = np.cross(d, e2)
-    a = np.einsum("ij,ij->i", e1, h)
-    scale = np.linalg.norm(d, axis=1) * np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1)
-    ok = np.abs(a) > 1e-12 * np.maximum(scale, 1e-300)
-    f = np.where(ok, 1.0 / np.where(ok, a, 1.0), 0.0)
-    s = o - v0
-    u = f * np.einsum("ij,ij->i", s, h)
-    q = np.cross(s, e1)
-    v = f * np.einsum("ij,ij->i", d, q)
-    t = f * np.einsum("ij,ij->i", e2, q)
-    hit = ok & (u >= -tol) & (v >= -tol) & (u + v <= 1 + tol) & (t >= -tol) & (t <= 1 + tol)
-    ie = ie[hit]
-    t = np.clip(t[hit], 0.0, 1.0)
-    if len(ie) == 0:
-        return count, tpar
-    order = np.lexsort((t, ie))
-    ie, t = ie[order], t[order]
-    new = np.ones(len(ie), dtype=bool)
-    new[1:] = (ie[1:] != ie[:-1]) | (t[1:] - t[:-1] > 1e-7)
-    ie, t = ie[new], t[new]
-    np.add.at(count, ie, 1)
-    # the middle distinct hit of each segment
-    start = np.searchsorted(ie, np.arange(e))
-    mid = start + count // 2
-    has = count > 0
-    tpar[has] = t[mid[has]]
-    return count, tpar
+    return edge_hits(p0, p1, tris, float(tol), pad)
 
 
 def validate_mesh(mesh: TetMesh, *, min_volume_frac: float = 1e-12) -> dict:

@@ -1,0 +1,130 @@
+"""Compiled kernels for the per-mesh set-up of the solver.
+
+They run once per mesh, and again after every cut increment (a topology change),
+so they sit on the interactive path of cutting: the block sparsity pattern and
+the shape-function gradients of P1 tets, without sorting or Python loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def block_pattern(tets, n):
+    """Node-block CSR pattern of a P1 mesh and each tet's block map.
+
+    Parameters
+    ----------
+    tets : ndarray, shape (m, 4), int64
+    n : int
+        Number of nodes.
+
+    Returns
+    -------
+    indptr : ndarray (n + 1,) int64
+    indices : ndarray (nnzb,) int64
+        Block columns, sorted within each row.
+    blockmap : ndarray (m, 4, 4) int64
+        Block index of the node pair (a, b) of each tet.
+    diag : ndarray (n,) int64
+        Block index of each node's diagonal block (-1 for a node no tet uses).
+    """
+    m = tets.shape[0]
+    # node -> (tet, local corner) incidence, by counting sort
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for e in range(m):
+        for a in range(4):
+            ptr[tets[e, a] + 1] += 1
+    for i in range(n):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:-1].copy()
+    inc_tet = np.empty(4 * m, dtype=np.int64)
+    inc_loc = np.empty(4 * m, dtype=np.int64)
+    for e in range(m):
+        for a in range(4):
+            v = tets[e, a]
+            inc_tet[fill[v]] = e
+            inc_loc[fill[v]] = a
+            fill[v] += 1
+    mark = np.full(n, -1, dtype=np.int64)
+    pos = np.zeros(n, dtype=np.int64)
+    buf = np.empty(16 * m, dtype=np.int64)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    blockmap = np.empty((m, 4, 4), dtype=np.int64)
+    diag = np.full(n, -1, dtype=np.int64)
+    nnz = 0
+    for i in range(n):
+        start = nnz
+        for k in range(ptr[i], ptr[i + 1]):
+            e = inc_tet[k]
+            for b in range(4):
+                j = tets[e, b]
+                if mark[j] != i:
+                    mark[j] = i
+                    buf[nnz] = j
+                    nnz += 1
+        # insertion sort of the (short) row
+        for q in range(start + 1, nnz):
+            v = buf[q]
+            r = q - 1
+            while r >= start and buf[r] > v:
+                buf[r + 1] = buf[r]
+                r -= 1
+            buf[r + 1] = v
+        for q in range(start, nnz):
+            pos[buf[q]] = q
+        indptr[i + 1] = nnz
+        if nnz > start:
+            diag[i] = pos[i]
+        for k in range(ptr[i], ptr[i + 1]):
+            e = inc_tet[k]
+            a = inc_loc[k]
+            for b in range(4):
+                blockmap[e, a, b] = pos[tets[e, b]]
+    return indptr, buf[:nnz].copy(), blockmap, diag
+
+
+@njit(cache=True)
+def shape_gradients(points, tets):
+    """Rest shape-function gradients (m, 4, 3) in 1/m and signed volumes (m,) in m^3 of P1 tets."""
+    m = tets.shape[0]
+    grads = np.empty((m, 4, 3))
+    vols = np.empty(m)
+    for e in range(m):
+        p0 = tets[e, 0]
+        a0 = points[tets[e, 1], 0] - points[p0, 0]
+        a1 = points[tets[e, 1], 1] - points[p0, 1]
+        a2 = points[tets[e, 1], 2] - points[p0, 2]
+        b0 = points[tets[e, 2], 0] - points[p0, 0]
+        b1 = points[tets[e, 2], 1] - points[p0, 1]
+        b2 = points[tets[e, 2], 2] - points[p0, 2]
+        c0 = points[tets[e, 3], 0] - points[p0, 0]
+        c1 = points[tets[e, 3], 1] - points[p0, 1]
+        c2 = points[tets[e, 3], 2] - points[p0, 2]
+        # rows of Dm^-1 = (b x c, c x a, a x b) / det
+        r10 = b1 * c2 - b2 * c1
+        r11 = b2 * c0 - b0 * c2
+        r12 = b0 * c1 - b1 * c0
+        r20 = c1 * a2 - c2 * a1
+        r21 = c2 * a0 - c0 * a2
+        r22 = c0 * a1 - c1 * a0
+        r30 = a1 * b2 - a2 * b1
+        r31 = a2 * b0 - a0 * b2
+        r32 = a0 * b1 - a1 * b0
+        det = a0 * r10 + a1 * r11 + a2 * r12
+        vols[e] = det / 6.0
+        inv = 1.0 / det if det != 0.0 else 0.0
+        grads[e, 1, 0] = r10 * inv
+        grads[e, 1, 1] = r11 * inv
+        grads[e, 1, 2] = r12 * inv
+        grads[e, 2, 0] = r20 * inv
+        grads[e, 2, 1] = r21 * inv
+        grads[e, 2, 2] = r22 * inv
+        grads[e, 3, 0] = r30 * inv
+        grads[e, 3, 1] = r31 * inv
+        grads[e, 3, 2] = r32 * inv
+        for d in range(3):
+            grads[e, 0, d] = -(grads[e, 1, d] + grads[e, 2, d] + grads[e, 3, d])
+    return grads, vols

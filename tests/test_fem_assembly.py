@@ -239,3 +239,12 @@ def test_rest_stiffness_of_a_tet_subset_is_exact_around_its_inner_nodes():
     assert np.allclose(part[d], full[d], rtol=1e-13, atol=0)
     others = np.setdiff1d(np.arange(mesh.n_points), np.unique(mesh.tets[ring]))
     assert np.all(part[asm.pattern.diag[others]] == 0)
+
+
+def test_rest_diagonal_blocks_match_the_full_rest_stiffness():
+    mesh = _mesh((4, 3, 3))
+    asm = Assembler(mesh, [(np.arange(0, mesh.n_tets, 2), Corotational(E, NU)),
+                           (np.arange(1, mesh.n_tets, 2), MooneyRivlin(2e3, 1e3, 5e4))])
+    full = asm.rest_stiffness()
+    nodes = np.array([31, 0, 7, 20])
+    assert np.allclose(asm.rest_diagonal_blocks(nodes), full[asm.pattern.diag[nodes]], rtol=1e-12, atol=0)

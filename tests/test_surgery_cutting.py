@@ -419,3 +419,16 @@ def test_compiled_edge_crossings_match_the_numpy_reference(seed, n_edges, n_tris
     assert np.array_equal(c, c_ref)
     assert np.array_equal(np.isnan(t), np.isnan(t_ref))
     assert np.allclose(t[~np.isnan(t)], t_ref[~np.isnan(t_ref)], rtol=0, atol=1e-14)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 80), st.integers(0, 200), st.integers(0, 2**31 - 1))
+def test_compiled_component_labels_match_scipy(n, n_edges, seed):
+    from organsim.surgery._split import component_labels
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, n, n_edges)
+    cols = rng.integers(0, n, n_edges)
+    g = sp.coo_matrix((np.ones(n_edges), (rows, cols)), shape=(n, n))
+    _, ref = connected_components(g, directed=False)
+    assert np.array_equal(component_labels(n, rows, cols), ref)

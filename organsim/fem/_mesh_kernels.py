@@ -23,37 +23,42 @@ def block_pattern(tets, n):
 
     Returns
     -------
-    indptr : ndarray (n + 1,) int64
-    indices : ndarray (nnzb,) int64
+    indptr : ndarray (n + 1,) int32
+    indices : ndarray (nnzb,) int32
         Block columns, sorted within each row.
-    blockmap : ndarray (m, 4, 4) int64
+    blockmap : ndarray (m, 4, 4) int32
         Block index of the node pair (a, b) of each tet.
-    diag : ndarray (n,) int64
+    diag : ndarray (n,) int32
         Block index of each node's diagonal block (-1 for a node no tet uses).
+
+    Notes
+    -----
+    Indices are 32-bit (fewer than 2**31 blocks): half the memory traffic of
+    64-bit ones, which halves the time of this memory-bound pass.
     """
     m = tets.shape[0]
     # node -> (tet, local corner) incidence, by counting sort
-    ptr = np.zeros(n + 1, dtype=np.int64)
+    ptr = np.zeros(n + 1, dtype=np.int32)
     for e in range(m):
         for a in range(4):
             ptr[tets[e, a] + 1] += 1
     for i in range(n):
         ptr[i + 1] += ptr[i]
     fill = ptr[:-1].copy()
-    inc_tet = np.empty(4 * m, dtype=np.int64)
-    inc_loc = np.empty(4 * m, dtype=np.int64)
+    inc_tet = np.empty(4 * m, dtype=np.int32)
+    inc_loc = np.empty(4 * m, dtype=np.int32)
     for e in range(m):
         for a in range(4):
             v = tets[e, a]
             inc_tet[fill[v]] = e
             inc_loc[fill[v]] = a
             fill[v] += 1
-    mark = np.full(n, -1, dtype=np.int64)
-    pos = np.zeros(n, dtype=np.int64)
-    buf = np.empty(16 * m, dtype=np.int64)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    blockmap = np.empty((m, 4, 4), dtype=np.int64)
-    diag = np.full(n, -1, dtype=np.int64)
+    mark = np.full(n, -1, dtype=np.int32)
+    pos = np.zeros(n, dtype=np.int32)
+    buf = np.empty(16 * m, dtype=np.int32)
+    indptr = np.zeros(n + 1, dtype=np.int32)
+    blockmap = np.empty((m, 4, 4), dtype=np.int32)
+    diag = np.full(n, -1, dtype=np.int32)
     nnz = 0
     for i in range(n):
         start = nnz
@@ -128,3 +133,44 @@ def shape_gradients(points, tets):
         for d in range(3):
             grads[e, 0, d] = -(grads[e, 1, d] + grads[e, 2, d] + grads[e, 3, d])
     return grads, vols
+
+
+@njit(cache=True)
+def rest_diagonal_blocks(tets, grads, vols, lam, mu, slot, k):
+    """Diagonal 3x3 blocks of the small-strain (rest) stiffness at selected nodes.
+
+    ``K_aa = V ((lam + mu) g_a g_a^T + mu |g_a|^2 I)`` summed over the tets
+    around each node, with ``g_a`` the gradient of node a's shape function.
+
+    Parameters
+    ----------
+    tets : (m, 4) int64. grads : (m, 4, 3) 1/m. vols : (m,) m^3.
+    lam, mu : (m,) Pa, the small-strain Lame parameters of each tet.
+    slot : (n,) int64, the output row of each node, -1 for nodes not wanted.
+    k : int, number of output rows.
+
+    Returns
+    -------
+    ndarray, shape (k, 3, 3), N/m
+    """
+    out = np.zeros((k, 3, 3))
+    for e in range(tets.shape[0]):
+        for a in range(4):
+            s = slot[tets[e, a]]
+            if s < 0:
+                continue
+            V = vols[e]
+            la = lam[e]
+            m = mu[e]
+            g0 = grads[e, a, 0]
+            g1 = grads[e, a, 1]
+            g2 = grads[e, a, 2]
+            gg = g0 * g0 + g1 * g1 + g2 * g2
+            g = (g0, g1, g2)
+            for i in range(3):
+                for j in range(3):
+                    v = (la + m) * g[i] * g[j]
+                    if i == j:
+                        v += m * gg
+                    out[s, i, j] += V * v
+    return out

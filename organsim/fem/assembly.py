@@ -40,20 +40,18 @@ class BlockPattern:
         Number of nodes (block rows).
     indptr, indices : ndarray
         Block CSR structure (sorted columns per row).
-    blockmap : ndarray, shape (m, 4, 4)
+    blockmap : ndarray, shape (m, 4, 4), int32
         Block index of the (a, b) node pair of each tet.
-    diag : ndarray, shape (n,)
-        Block index of each node's diagonal block.
+    diag : ndarray, shape (n,), int32
+        Block index of each node's diagonal block (-1 for a node no tet uses).
     """
 
     def __init__(self, tets: np.ndarray, n: int):
         tets = np.ascontiguousarray(tets, dtype=np.int64)
         self.n = int(n)
-        indptr, indices, self.blockmap, self.diag = _mk.block_pattern(tets, self.n)
-        self.indices = indices.astype(np.int32)
-        self.indptr = indptr.astype(np.int32)
-        self.rows = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(indptr))
-        self.nnzb = len(indices)
+        self.indptr, self.indices, self.blockmap, self.diag = _mk.block_pattern(tets, self.n)
+        self.rows = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(self.indptr))
+        self.nnzb = len(self.indices)
 
     def matrix(self, data: np.ndarray) -> sp.bsr_matrix:
         """The (3n, 3n) BSR matrix with block data ``data`` (nnzb, 3, 3)."""
@@ -146,6 +144,9 @@ class Assembler:
         Rest mesh.
     groups : list of (element ids (k,), Material)
         A partition of the tets into material groups.
+    element_rotations : ndarray, shape (m, 3, 3), optional
+        Warm start of each tet's corotational rotation (identity by default;
+        used to carry rotations over a cut).
 
     Notes
     -----
@@ -156,7 +157,8 @@ class Assembler:
     ``tangent``) and scattered by :func:`~organsim.fem._kernels.generic_kernel`.
     """
 
-    def __init__(self, mesh, groups: list[tuple[np.ndarray, Material]]):
+    def __init__(self, mesh, groups: list[tuple[np.ndarray, Material]], *,
+                 element_rotations: np.ndarray | None = None):
         self.mesh = mesh
         self.tets = np.ascontiguousarray(mesh.tets, dtype=np.int64)
         self.n = mesh.n_points
@@ -179,7 +181,14 @@ class Assembler:
         if np.any(seen != 1):
             raise MaterialError("material groups must cover every tet exactly once;"
                                 f" {int((seen == 0).sum())} tets have no material")
-        self._Rcache = np.repeat(np.eye(3)[None], len(self.tets), axis=0)
+        if element_rotations is None:
+            self._Rcache = np.repeat(np.eye(3)[None], len(self.tets), axis=0)
+        else:
+            self._Rcache = np.ascontiguousarray(element_rotations, dtype=np.float64)
+            if self._Rcache.shape != (len(self.tets), 3, 3):
+                raise MaterialError(f"element_rotations must have shape ({len(self.tets)}, 3, 3),"
+                                    f" got {self._Rcache.shape}")
+        self._rest_lame = None  # per-tet small-strain (lam, mu), built when first needed
         self.linear_only = all(m.kind == "linear" for _, m, _, _ in self.groups)
 
     # ------------------------------------------------------------------ public
@@ -278,6 +287,23 @@ class Assembler:
             kern.corot_kernel(np.ascontiguousarray(self.mesh.points), self.tets, self.grads, self.vols,
                               lam_, mu_, elems, self.pattern.blockmap, f, K, True, False, self._Rcache)
         return K
+
+    def rest_diagonal_blocks(self, nodes: np.ndarray) -> np.ndarray:
+        """Diagonal blocks (k, 3, 3) of :meth:`rest_stiffness` at ``nodes`` (k,), N/m, in one pass over the tets."""
+        nodes = np.asarray(nodes, dtype=np.int64)
+        if self._rest_lame is None:
+            lam = np.empty(len(self.tets))
+            mu = np.empty(len(self.tets))
+            for elems, mat, l_, m_ in self.groups:
+                if l_ is None:
+                    l0, m0 = mat.small_strain_lame()
+                    lam[elems], mu[elems] = l0, m0
+                else:
+                    lam[elems], mu[elems] = l_, m_
+            self._rest_lame = (lam, mu)
+        slot = np.full(self.n, -1, dtype=np.int64)
+        slot[nodes] = np.arange(len(nodes))
+        return _mk.rest_diagonal_blocks(self.tets, self.grads, self.vols, *self._rest_lame, slot, len(nodes))
 
     def min_jacobian(self, x: np.ndarray) -> float:
         """Smallest ``det F`` over all tets (<= 0: some element inverted; NaN: non-finite state)."""

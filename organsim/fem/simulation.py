@@ -292,9 +292,15 @@ class Simulation:
             raise SimulationError(f"time step must be a positive number of seconds, got {dt!r}")
         return dt
 
-    def _setup_body(self, body: Body) -> None:
+    def _setup_body(self, body: Body, *, node_rotations: np.ndarray | None = None,
+                    element_rotations: np.ndarray | None = None) -> None:
+        """Build the per-mesh state (assembler, masses, caches) for ``body``.
+
+        ``node_rotations`` (n, 3, 3) and ``element_rotations`` (m, 3, 3) carry the
+        last nodal and element rotations over a topology change (identity if omitted).
+        """
         self.body = body
-        self._asm = Assembler(body.mesh, body.material_groups())
+        self._asm = Assembler(body.mesh, body.material_groups(), element_rotations=element_rotations)
         pat = self._asm.pattern
         dens = body.density_per_tet
         self._m = np.bincount(body.mesh.tets.ravel(), weights=np.repeat(dens * self._asm.vols / 4.0, 4),
@@ -303,7 +309,8 @@ class Simulation:
             self._Mb = consistent_mass_blocks(pat, self._asm.vols, dens)
         else:
             self._Mb = np.zeros((pat.nnzb, 3, 3))
-            self._Mb[pat.diag] = self._m[:, None, None] * np.eye(3)
+            for i in range(3):
+                self._Mb[pat.diag, i, i] = self._m
         self._K0 = None  # rest stiffness block data, built lazily
         self._floor = None  # absolute residual scale (N), built lazily
         self._components = None
@@ -313,7 +320,10 @@ class Simulation:
         self._prec_key = None
         self._warm = None
         self._last = None  # data to compute reactions lazily
-        self._Rn = np.repeat(np.eye(3)[None], body.mesh.n_points, axis=0)
+        if node_rotations is None:
+            self._Rn = np.repeat(np.eye(3)[None], body.mesh.n_points, axis=0)
+        else:
+            self._Rn = np.ascontiguousarray(node_rotations, dtype=np.float64)
         self._Racc = np.empty_like(self._Rn)
         self._prec_is_ref = True
         self._prec_free = None
@@ -1018,14 +1028,11 @@ class Simulation:
         carried = None
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
-        Rn_new = self._Rn[parent]
         Rcache_new = self._asm._Rcache[tet_parent] if tet_parent is not None else None
-        self._setup_body(self.body.with_mesh(new_rest_mesh))
+        self._setup_body(self.body.with_mesh(new_rest_mesh), node_rotations=self._Rn[parent],
+                         element_rotations=Rcache_new)
         self._x = np.asarray(x_new, dtype=np.float64)
         self._v = np.asarray(v_new, dtype=np.float64)
-        self._Rn = np.ascontiguousarray(Rn_new)
-        if Rcache_new is not None:
-            self._asm._Rcache = np.ascontiguousarray(Rcache_new)
         self._constraints = new_cons
         self._forces = new_forces
         self._pressures = new_press
@@ -1053,15 +1060,10 @@ class Simulation:
         alpha, beta = self.damping
         cM = 1.0 / (h * h) + alpha / h
         cK = 1.0 + beta / h
-        # block Jacobi on the affected nodes only: their rest diagonal blocks come from
-        # the tets around them (the full rest stiffness is not needed here)
+        # block Jacobi on the affected nodes only: their rest diagonal blocks in one pass
+        # over the tets (the full rest stiffness is not needed here)
         aff_nodes = free[affected]
-        near = np.zeros(self.mesh.n_points, dtype=bool)
-        near[aff_nodes] = True
-        ring = np.flatnonzero(near[self._asm.tets].any(axis=1))
-        diag = self._asm.pattern.diag[aff_nodes]
-        K_ring = self._asm.rest_stiffness(elements=ring)
-        D = cK * K_ring[diag] + cM * self._Mb[diag]
+        D = cK * self._asm.rest_diagonal_blocks(aff_nodes) + cM * self._Mb[self._asm.pattern.diag[aff_nodes]]
         self._prec = MappedPreconditioner(base, Tf, D, affected)
         self._prec_key = (id(self._cache_key), h)
         self._prec_free = free

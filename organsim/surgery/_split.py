@@ -574,3 +574,52 @@ def edge_hits(p0, p1, tris, tol, pad):
         count[i] = nd
         tpar[i] = ts[nd // 2]
     return count, tpar
+
+
+@njit(cache=True)
+def tets_touching(tets, node_mask):
+    """Ids of the tets with at least one node in ``node_mask`` (n,) bool, ascending."""
+    m = tets.shape[0]
+    out = np.empty(m, dtype=np.int64)
+    c = 0
+    for e in range(m):
+        if node_mask[tets[e, 0]] or node_mask[tets[e, 1]] or node_mask[tets[e, 2]] or node_mask[tets[e, 3]]:
+            out[c] = e
+            c += 1
+    return out[:c].copy()
+
+
+@njit(cache=True)
+def component_labels(n, rows, cols):
+    """Connected components of the undirected graph with edges ``rows[i] - cols[i]`` on ``n`` vertices.
+
+    Labels are numbered in order of each component's smallest vertex (as
+    ``scipy.sparse.csgraph.connected_components`` numbers them).
+    """
+    parent = np.arange(n)
+    for q in range(rows.shape[0]):
+        a = rows[q]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        b = cols[q]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a != b:
+            if a < b:
+                parent[b] = a
+            else:
+                parent[a] = b
+    label = np.full(n, -1, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    nl = 0
+    for v in range(n):
+        r = v
+        while parent[r] != r:
+            r = parent[r]
+        if label[r] < 0:
+            label[r] = nl
+            nl += 1
+        out[v] = label[r]
+    return out

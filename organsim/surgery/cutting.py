@@ -56,12 +56,11 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
-from ._split import edge_hits, run_split, tets_near_boxes
+from ._split import component_labels, edge_hits, run_split, tets_near_boxes, tets_touching
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
@@ -453,10 +452,11 @@ class Cutter:
         pts_all = np.concatenate([Xr, cut_pts, st_pts])
         on_all = np.concatenate([on_cut, np.ones(n_newpt, bool), np.zeros(n_st, bool)])
         # transfer rows of the new nodes (in terms of old node ids)
-        r_rows = [np.arange(n0), n0 + np.repeat(np.arange(n_newpt), 2),
-                  n0 + n_newpt + np.repeat(np.arange(n_st), 4)]
-        r_cols = [np.arange(n0), np.column_stack([ea, eb]).ravel(), wg[need_st].ravel()]
-        r_vals = [np.ones(n0), np.column_stack([1 - tt, tt]).ravel(), np.full(4 * n_st, 0.25)]
+        # (CSR rows: one per old node, two per cut point, four per centroid)
+        r_ptr = np.concatenate([[0], np.cumsum(np.concatenate([np.ones(n0, np.int64), np.full(n_newpt, 2),
+                                                               np.full(n_st, 4)]))])
+        r_cols = np.concatenate([np.arange(n0), np.column_stack([ea, eb]).ravel(), wg[need_st].ravel()])
+        r_vals = np.concatenate([np.ones(n0), np.column_stack([1 - tt, tt]).ravel(), np.full(4 * n_st, 0.25)])
         _tick("s4")
         # 5. split
         epid_w = epid_u[einv].reshape(w, 6)
@@ -513,8 +513,6 @@ class Cutter:
         renum[~used] = -1
         new_tets = renum[new_tets]
         pts_new = pts_all[used]
-        T_pre = sp.csr_matrix((np.concatenate(r_vals), (np.concatenate(r_rows), np.concatenate(r_cols))),
-                              shape=(n_pre, n0))
         src = np.nonzero(used)[0]
         on_new = on_all[used]
         if len(flat_keys):
@@ -538,7 +536,7 @@ class Cutter:
             on_new = np.concatenate([on_new, on_new[dup_src]])
             fam_verts, fam_epid = _remap_families(new_tets, tet_family, fam_verts, fam_epid, dup_src,
                                                   len(pts_new) - n_dup)
-        transfer = T_pre[src]
+        transfer = _csr_rows(r_ptr, r_cols, r_vals, src, n0)
         new_mesh = TetMesh(pts_new, new_tets, rid, mesh.region_names)
         # commit the state
         self.mesh = new_mesh
@@ -643,6 +641,15 @@ def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.nda
     return fs[same[ok]]
 
 
+def _csr_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, rows: np.ndarray,
+              n_cols: int) -> sp.csr_matrix:
+    """The CSR matrix made of rows ``rows`` of the CSR arrays (indptr, cols, vals), in that order."""
+    counts = indptr[rows + 1] - indptr[rows]
+    ptr = np.concatenate([[0], np.cumsum(counts)])
+    take = np.repeat(indptr[rows] - ptr[:-1], counts) + np.arange(ptr[-1])
+    return sp.csr_matrix((vals[take], cols[take], ptr), shape=(len(rows), n_cols))
+
+
 def _remap_keys(keys: np.ndarray, renum: np.ndarray) -> np.ndarray:
     if len(keys) == 0:
         return keys
@@ -678,7 +685,7 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
     # grow the set of active nodes (on an interior tagged face) until every tet
     # around an active node is in the local set
     for _ in range(20):
-        lt = np.nonzero(node_mask[tets].any(axis=1))[0]
+        lt = tets_touching(tets, node_mask)
         if len(lt) == 0:
             return tets, empty, keys_all, empty
         T = tets[lt].copy()
@@ -715,8 +722,7 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
     rows = np.concatenate(rows)
     cols = np.concatenate(cols)
     nc = 4 * nl
-    g = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(nc, nc))
-    _, comp = connected_components(g, directed=False)
+    comp = component_labels(nc, rows.astype(np.int64), cols.astype(np.int64))
     corner_node = T.ravel()
     act_c = np.nonzero(active[corner_node])[0]
     pair_key = corner_node[act_c].astype(np.int64) * np.int64(nc) + comp[act_c]

@@ -4,7 +4,11 @@ A blade reaching 2 cm below the surface is swept 5 cm across the top of the live
 increments, along a straight and along a curved (circular-arc) path. Each
 increment is timed for the topology change alone (crossings, split,
 separation: :meth:`organsim.surgery.cutting.Cutter.advance`) and together with
-the solver update (:meth:`organsim.fem.simulation.Simulation.change_topology`).
+the solver update (:meth:`organsim.fem.simulation.Simulation.change_topology`);
+the stroke ends with :meth:`~organsim.surgery.cutting.Cutter.finish` (the crack
+front rounded onto nearby vertices), counted as one more increment. The opened
+area (cut faces that separated, one side) is compared with the area the blade
+swept inside the organ.
 The tissue is at rest (deformed by a few gravity steps first) while cutting, so
 the numbers measure the cut, not the dynamics.
 """
@@ -36,6 +40,18 @@ def _paths(liver, n_inc: int, length: float = 0.05, depth: float = 0.02):
     return out
 
 
+def _swept_area_inside(mesh, positions, poses) -> float:
+    """Area (m^2) of the blade's swept strip inside the uncut organ as deformed at ``positions`` (sampled)."""
+    import pyvista as pv
+
+    grid = pv.UnstructuredGrid({pv.CellType.TETRA: mesh.tets}, np.asarray(positions))
+    s = np.linspace(0.0, 1.0, 101)[None, :, None]
+    pts = poses[:, 0][:, None] * (1 - s) + poses[:, 1][:, None] * s
+    inside = grid.find_containing_cell(pts.reshape(-1, 3)) >= 0
+    step = np.linalg.norm(np.diff(poses[:, 0], axis=0), axis=1).mean()
+    return float(inside.sum() * step * np.linalg.norm(poses[0, 1] - poses[0, 0]) / 100)
+
+
 def run(quick: bool = False) -> dict:
     from organsim.fem import selection
     from organsim.fem.body import Body
@@ -56,8 +72,8 @@ def run(quick: bool = False) -> dict:
         warm_sim = Simulation(Body(liver, t.material, density=t.density), dt=0.01, integrator="realtime")
         warm_sim.fix(selection.region(liver, "ligament"), name="ligament")
         warm_sim.step()
-        for pose in warm_path:
-            res = warm.advance(pose)
+        for k in range(len(warm_path) + 1):
+            res = warm.advance(warm_path[k]) if k < len(warm_path) else warm.finish()
             if res.changed:
                 warm_sim.change_topology(res.mesh, res.transfer, res.tet_parent)
         warm_sim.step()
@@ -70,6 +86,7 @@ def run(quick: bool = False) -> dict:
         for _ in range(3):
             sim.step()
         cutter = Cutter(sim.mesh)
+        swept = _swept_area_inside(sim.mesh, sim.positions, poses)
         cutter.advance(poses[0], positions=sim.positions)
         t_cut, t_all, t_solver = [], [], []
         for pose in poses[1:]:
@@ -84,6 +101,16 @@ def run(quick: bool = False) -> dict:
                 t_solver.append(t2 - t1)
             t_cut.append(t1 - t0)
             t_all.append(t2 - t0)
+        # the blade is taken out: the crack front is rounded onto nearby vertices
+        t0 = time.perf_counter()
+        res = cutter.finish(positions=sim.positions)
+        t1 = time.perf_counter()
+        if res.changed:
+            sim.change_topology(res.mesh, res.transfer, res.tet_parent)
+            cutter.mesh = sim.mesh
+        t_finish = (t1 - t0, time.perf_counter() - t0)
+        t_cut.append(t_finish[0])
+        t_all.append(t_finish[1])
         mesh = sim.mesh
         names = {"s1": "candidates", "s2": "restore_pending", "s3": "crossings", "s4": "new_nodes",
                  "s5": "split_kernel", "s6": "tags", "s7": "families", "s8": "assemble", "s9": "compact",
@@ -110,7 +137,10 @@ def run(quick: bool = False) -> dict:
             "nodes_added": mesh.n_points - liver.n_points,
             "pending_tets": cutter.n_pending,
             "volume_rel_error": abs(mesh.volume - liver.volume) / liver.volume,
+            "finish_ms": 1e3 * t_finish[1],
             "cut_faces_area_cm2": 1e4 * float(cut_area),
+            "opened_area_cm2_one_side": 0.5e4 * float(cut_area),
+            "swept_area_in_organ_cm2": 1e4 * swept,
             "valid": bool(v["ok"]),
             "min_dihedral_deg": q["min_dihedral_deg"],
             "min_volume_ratio": v["min_volume_ratio"],

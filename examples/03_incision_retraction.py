@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     with series:
         for frame in range(n_frames):
             if frame == n_cut:
-                scalpel.lift()
+                scalpel.lift(sim)  # end the stroke: the incision opens as far as the blade went
             forces = step(sim, tools)
             mesh = sim.mesh
             cut_bits = np.zeros(mesh.n_tets, dtype=np.int32)

@@ -421,7 +421,7 @@ class Procedure:
         elif a.action == "release":
             if tool.cut is not None:
                 tool.cut = None
-                self.cutter.lift()
+                self._end_stroke()
             self._let_go(tool)
             tool.visible = False
         elif a.action in ("retract", "probe"):
@@ -461,7 +461,7 @@ class Procedure:
             if s >= 1.0:
                 tool.cut = None
                 tool.visible = False  # the scalpel is withdrawn after its stroke
-                self.cutter.lift()
+                self._end_stroke()
 
     def _blade(self, tool: _Tool, s: float) -> None:
         """Move the scalpel to fraction ``s`` of its path and cut what it swept."""
@@ -476,11 +476,20 @@ class Procedure:
         t0 = _time.perf_counter()
         r = self.cutter.advance(blade, positions=self.positions)
         if r.changed:
-            self._apply_topology(r.mesh, r.transfer)
+            self._apply_topology(r.mesh, r.transfer, r.tet_parent)
             self.cut_face_mask = r.cut_face_mask
             self.cut_ms.append((_time.perf_counter() - t0) * 1e3)
 
-    def _apply_topology(self, new_mesh: TetMesh, transfer) -> None:
+    def _end_stroke(self) -> None:
+        """Take the scalpel out: round the stroke's crack front onto nearby vertices (Cutter.finish)."""
+        t0 = _time.perf_counter()
+        r = self.cutter.finish(positions=self.positions)
+        if r.changed:
+            self._apply_topology(r.mesh, r.transfer, r.tet_parent)
+            self.cut_face_mask = r.cut_face_mask
+            self.cut_ms.append((_time.perf_counter() - t0) * 1e3)
+
+    def _apply_topology(self, new_mesh: TetMesh, transfer, tet_parent=None) -> None:
         """Continue the simulation on a new rest mesh; carry held nodes of each tool."""
         T = sp.csr_matrix(transfer)
         Tb = T.copy()
@@ -496,7 +505,7 @@ class Procedure:
             full[tool.held] = tool.start
             tool.held = new
             tool.start = (T @ full)[new]
-        self.sim.change_topology(new_mesh, T)
+        self.sim.change_topology(new_mesh, T, tet_parent)
         self._surface = _Surface(new_mesh)
         self.topology_version += 1
         self._fields = None
@@ -551,10 +560,10 @@ class Procedure:
             t0 = _time.perf_counter()
             r = self.cutter.advance(blade, positions=self.positions)
             if r.changed:
-                self._apply_topology(r.mesh, r.transfer)
+                self._apply_topology(r.mesh, r.transfer, r.tet_parent)
                 self.cut_face_mask = r.cut_face_mask
                 self.cut_ms.append((_time.perf_counter() - t0) * 1e3)
-        self.cutter.lift()
+        self._end_stroke()
         self._interactive_cuts.append(pts)
         return f"cut {path_length(pts) * 1e3:.0f} mm: {self.mesh.n_tets - n_before} tets added"
 

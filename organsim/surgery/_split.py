@@ -623,3 +623,140 @@ def component_labels(n, rows, cols):
             nl += 1
         out[v] = label[r]
     return out
+
+
+@njit(cache=True)
+def completion_vertices(oncut, epid):
+    """Vertices that would complete partially crossed tets into consistent ones.
+
+    A tet the blade tip passed through keeps a crossing pattern no two-colouring
+    explains (it is split without separating). Putting every off-cut vertex that
+    no crossed edge touches onto the cut makes the pattern consistent when the
+    remaining off-cut vertices can be two-coloured by the crossed edges; the
+    crack front then runs through those vertices instead of inside the tet.
+
+    Parameters
+    ----------
+    oncut : (k, 4) bool, vertices already on the cut.
+    epid : (k, 6) int64, node id of each edge's crossing (-1 if not crossed),
+        edges in :data:`_EDGES` order.
+
+    Returns
+    -------
+    ok : (k,) bool
+        The pattern can be completed (and needs at least one new on-cut vertex).
+    add : (k, 4) bool
+        The vertices to put on the cut.
+    """
+    k = oncut.shape[0]
+    ok = np.zeros(k, dtype=np.bool_)
+    add = np.zeros((k, 4), dtype=np.bool_)
+    inc = np.zeros(4, dtype=np.bool_)
+    sign = np.zeros(4, dtype=np.int64)
+    for t in range(k):
+        for i in range(4):
+            inc[i] = False
+        nc = 0
+        for e in range(6):
+            if epid[t, e] >= 0:
+                nc += 1
+                inc[_EDGES[e, 0]] = True
+                inc[_EDGES[e, 1]] = True
+        if nc == 0:
+            continue
+        good = True
+        n_add = 0
+        r = -1
+        for i in range(4):
+            if oncut[t, i] and inc[i]:
+                good = False  # a crossed edge ends on the cut: no consistent completion
+            if not oncut[t, i] and not inc[i]:
+                n_add += 1
+            if not oncut[t, i] and inc[i] and r < 0:
+                r = i
+        if not good or n_add == 0 or r < 0:
+            continue
+        for i in range(4):
+            sign[i] = 0
+        sign[r] = 1
+        for j in range(4):
+            if j != r and not oncut[t, j] and inc[j]:
+                sign[j] = -1 if epid[t, _EDGE_OF[r, j]] >= 0 else 1
+        for i in range(4):
+            for j in range(i + 1, 4):
+                if sign[i] != 0 and sign[j] != 0:
+                    if (epid[t, _EDGE_OF[i, j]] >= 0) != (sign[i] != sign[j]):
+                        good = False
+        if good:
+            ok[t] = True
+            for i in range(4):
+                add[t, i] = not oncut[t, i] and not inc[i]
+    return ok, add
+
+
+@njit(cache=True)
+def closest_on_triangles(points, tris):
+    """Nearest point on a set of triangles (T, 3, 3) for each point (p, 3).
+
+    Returns the distance (p,) in m, the nearest point (p, 3) and the index of
+    its triangle (p,).
+    """
+    npnt = points.shape[0]
+    out = np.full(npnt, np.inf)
+    near = np.zeros((npnt, 3))
+    which = np.full(npnt, -1, dtype=np.int64)
+    for i in range(npnt):
+        px, py, pz = points[i, 0], points[i, 1], points[i, 2]
+        best = np.inf
+        for k in range(tris.shape[0]):
+            ax, ay, az = tris[k, 0, 0], tris[k, 0, 1], tris[k, 0, 2]
+            abx, aby, abz = tris[k, 1, 0] - ax, tris[k, 1, 1] - ay, tris[k, 1, 2] - az
+            acx, acy, acz = tris[k, 2, 0] - ax, tris[k, 2, 1] - ay, tris[k, 2, 2] - az
+            apx, apy, apz = px - ax, py - ay, pz - az
+            d1 = abx * apx + aby * apy + abz * apz
+            d2 = acx * apx + acy * apy + acz * apz
+            # closest point by Voronoi regions of the triangle (Ericson, Real-Time Collision Detection 5.1.5)
+            if d1 <= 0.0 and d2 <= 0.0:
+                qx, qy, qz = ax, ay, az
+            else:
+                bpx, bpy, bpz = px - tris[k, 1, 0], py - tris[k, 1, 1], pz - tris[k, 1, 2]
+                d3 = abx * bpx + aby * bpy + abz * bpz
+                d4 = acx * bpx + acy * bpy + acz * bpz
+                cpx, cpy, cpz = px - tris[k, 2, 0], py - tris[k, 2, 1], pz - tris[k, 2, 2]
+                d5 = abx * cpx + aby * cpy + abz * cpz
+                d6 = acx * cpx + acy * cpy + acz * cpz
+                vc = d1 * d4 - d3 * d2
+                vb = d5 * d2 - d1 * d6
+                va = d3 * d6 - d5 * d4
+                if d3 >= 0.0 and d4 <= d3:
+                    qx, qy, qz = tris[k, 1, 0], tris[k, 1, 1], tris[k, 1, 2]
+                elif vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
+                    v = d1 / (d1 - d3)
+                    qx, qy, qz = ax + v * abx, ay + v * aby, az + v * abz
+                elif d6 >= 0.0 and d5 <= d6:
+                    qx, qy, qz = tris[k, 2, 0], tris[k, 2, 1], tris[k, 2, 2]
+                elif vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
+                    w = d2 / (d2 - d6)
+                    qx, qy, qz = ax + w * acx, ay + w * acy, az + w * acz
+                elif va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0:
+                    w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+                    bx, by, bz = tris[k, 1, 0], tris[k, 1, 1], tris[k, 1, 2]
+                    qx = bx + w * (tris[k, 2, 0] - bx)
+                    qy = by + w * (tris[k, 2, 1] - by)
+                    qz = bz + w * (tris[k, 2, 2] - bz)
+                else:
+                    den = 1.0 / (va + vb + vc)
+                    v = vb * den
+                    w = vc * den
+                    qx = ax + abx * v + acx * w
+                    qy = ay + aby * v + acy * w
+                    qz = az + abz * v + acz * w
+            dd = (px - qx) ** 2 + (py - qy) ** 2 + (pz - qz) ** 2
+            if dd < best:
+                best = dd
+                near[i, 0] = qx
+                near[i, 1] = qy
+                near[i, 2] = qz
+                which[i] = k
+        out[i] = np.sqrt(best)
+    return out, near, which

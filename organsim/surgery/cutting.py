@@ -60,7 +60,8 @@ import scipy.sparse as sp
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
-from ._split import component_labels, edge_hits, run_split, tets_near_boxes, tets_touching
+from ._split import (closest_on_triangles, component_labels, completion_vertices, edge_hits, run_split, tets_near_boxes,
+                     tets_touching)
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
@@ -292,6 +293,22 @@ class Cutter:
     cut_face_keys : ndarray of int64, optional
         Tags of faces made by earlier cuts of this mesh (e.g.
         ``ResectionResult.cut_face_keys``), so they stay tagged.
+    front_snap : float
+        Crack-front rounding, as a fraction of the local mean edge length.
+        A tet the blade's edge passed through is split without separating
+        while the blade is in it; once the blade has left it (or the stroke
+        ends, :meth:`finish`), its remaining vertices are put onto the cut when
+        each lies within ``front_snap`` edge lengths of the swept surface, so
+        it separates and the incision opens as deep and as far as the blade
+        went. On the shipped liver (5 cm long, 2 cm deep incisions) the opened
+        area was 41-52 % of the swept area without rounding, and 97 % with
+        0.75 (1.0 overshoots: 116-128 %). 0 disables it.
+
+    Notes
+    -----
+    A vertex that ends a crossed edge of a tet still split without
+    separating is never snapped onto the cut (that tet could then not split
+    consistently again); the edge gets its own crossing point instead.
 
     Examples
     --------
@@ -306,9 +323,12 @@ class Cutter:
     """
 
     def __init__(self, mesh: TetMesh, *, snap: float = 0.25, min_volume_frac: float = 1e-4,
-                 cut_face_keys: np.ndarray | None = None) -> None:
+                 cut_face_keys: np.ndarray | None = None, front_snap: float = 0.75) -> None:
         if not 0.0 < snap < 0.5:
             raise MeshError(f"snap must be in (0, 0.5), got {snap}; 0.1-0.2 is a good range")
+        if not 0.0 <= front_snap <= 1.0:
+            raise MeshError(f"front_snap must be in [0, 1] (a fraction of the local edge length), got"
+                            f" {front_snap}; 0.75 rounds the crack front to the nearest vertices")
         if mesh.n_points >= int(_KEY_BASE) // 2:
             raise MeshError(f"the mesh has {mesh.n_points} nodes; cutting supports up to"
                             f" {int(_KEY_BASE) // 2}. Coarsen the mesh")
@@ -322,8 +342,12 @@ class Cutter:
         self.fam_verts = np.zeros((0, 4), dtype=np.int64)
         self.fam_epid = np.zeros((0, 6), dtype=np.int64)
         self.fam_steiner = np.zeros(0, dtype=np.int64)
+        self.fam_stroke = np.zeros(0, dtype=np.int64)  # the stroke that last split each family
+        self._stroke_no = 0
         self.tet_family = np.full(mesh.n_tets, -1, dtype=np.int64)
         self.blade: np.ndarray | None = None
+        self.front_snap = float(front_snap)
+        self._stroke: list[np.ndarray] = []  # swept triangles of the current stroke
         #: wall time (s) spent in each section of the cut increments so far (s0 candidates, s1
         #: families, s2 crossings, s3 new nodes, s4 split, s5 tags, s6 families, s7 assembly,
         #: s8 compaction, s9 separation and the new mesh)
@@ -336,8 +360,41 @@ class Cutter:
         return len(self.fam_verts)
 
     def lift(self) -> None:
-        """Take the blade out: the next :meth:`advance` starts a new stroke."""
+        """Take the blade out: the next :meth:`advance` starts a new stroke.
+
+        Tets the blade edge is still inside stay split without separating; use
+        :meth:`finish` to also round the crack front of the stroke onto nearby
+        vertices (it returns the mesh change to apply).
+        """
         self.blade = None
+
+    def finish(self, *, positions: np.ndarray | None = None) -> CutResult:
+        """End the stroke: complete the crack front, then :meth:`lift` the blade.
+
+        Every tet still split without separation (the blade's edge ended inside
+        it) whose crossing pattern becomes consistent by putting its remaining
+        vertices onto the cut, each within ``front_snap`` times the tet's mean
+        edge length of the stroke's swept surface, is split again through those
+        vertices and separated, so the incision opens as deep and as far as
+        the blade went (to within that fraction of an edge).
+
+        Parameters
+        ----------
+        positions : ndarray, shape (n, 3), optional
+            Current node positions (m) of ``self.mesh``; rest positions if omitted.
+
+        Returns
+        -------
+        CutResult
+            ``changed`` is False when there was nothing to complete.
+        """
+        X = self.mesh.points if positions is None else np.asarray(positions, dtype=np.float64)
+        if X.shape != self.mesh.points.shape:
+            raise MeshError(f"positions must have shape {self.mesh.points.shape}, got {X.shape}")
+        self.blade = None
+        if len(self.fam_verts) == 0 or not self._stroke:
+            return _identity_result(self.mesh, self.cut_face_keys)
+        return self._cut_with(np.zeros((0, 3, 3)), X, complete_all=True)
 
     def surface(self, positions: np.ndarray | None = None) -> TriSurface:
         """Boundary surface with cut faces tagged 1 (see :func:`surface_with_cut_tags`)."""
@@ -368,6 +425,8 @@ class Cutter:
                             " call lift() before changing the blade")
         self.blade = blade.copy()
         if prev is None:
+            self._stroke = []
+            self._stroke_no += 1
             return _identity_result(self.mesh, self.cut_face_keys)
         X = self.mesh.points if positions is None else np.asarray(positions, dtype=np.float64)
         if X.shape != self.mesh.points.shape:
@@ -377,58 +436,117 @@ class Cutter:
         tris = tris[area > 1e-16]
         if len(tris) == 0:
             return _identity_result(self.mesh, self.cut_face_keys)
+        self._stroke.append(tris)
         return self._cut_with(tris, X)
 
     # --------------------------------------------------------------- internal
-    def _cut_with(self, tris: np.ndarray, X: np.ndarray) -> CutResult:
+    def _front_completions(self, exclude: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pending families (not in ``exclude``) whose crack front can be rounded onto nearby vertices.
+
+        Returns the family ids and the node ids to put onto the cut (see :meth:`finish`).
+        """
+        empty = np.zeros(0, dtype=np.int64)
+        nf = len(self.fam_verts)
+        if nf == 0 or not self._stroke or self.front_snap <= 0:
+            return empty, empty
+        keep = self.fam_stroke == self._stroke_no   # families of earlier strokes wait to be crossed again
+        keep[exclude] = False
+        cand = np.flatnonzero(keep)
+        V = self.fam_verts[cand]
+        ok, add = completion_vertices(np.ascontiguousarray(self.on_cut[V]), np.ascontiguousarray(self.fam_epid[cand]))
+        cand, V, add, EP = cand[ok], V[ok], add[ok], self.fam_epid[cand][ok]
+        if len(cand) == 0:
+            return empty, empty
+        P = X[V]                                                            # (k, 4, 3)
+        h = np.linalg.norm(P[:, TET_EDGES[:, 0]] - P[:, TET_EDGES[:, 1]], axis=2).mean(axis=1)
+        rows, cols = np.nonzero(add)
+        far = np.zeros(len(cand), dtype=bool)
+        d, _, _ = closest_on_triangles(np.ascontiguousarray(P[rows, cols]), np.concatenate(self._stroke))
+        far[rows[d > self.front_snap * h[rows]]] = True
+        # a vertex put onto the cut must not end a crossed edge of any pending tet (that tet
+        # could never split consistently again), nor of another completed family
+        all_ends = self.fam_verts[:, TET_EDGES][self.fam_epid >= 0]                     # (c, 2)
+        nodes = np.unique(V[rows, cols][~far[rows]])
+        crossed_ends = V[:, TET_EDGES] * (EP >= 0)[:, :, None] - (EP < 0)[:, :, None]   # (k, 6, 2), -1 unused
+        clash = np.isin(crossed_ends.reshape(len(cand), -1), nodes).any(axis=1)
+        blocked = np.zeros(len(cand), dtype=bool)
+        blocked[rows[np.isin(V[rows, cols], all_ends)]] = True
+        use = ~far & ~clash & ~blocked
+        return cand[use], np.unique(V[rows, cols][use[rows]])
+
+    def _cut_with(self, tris: np.ndarray, X: np.ndarray, *, complete_all: bool = False) -> CutResult:
         mesh = self.mesh
         tets = mesh.tets
         n0, m0 = mesh.n_points, mesh.n_tets
         _tick = _Ticker(self.timings)
         # 1. candidate tets: bounding boxes in the current configuration
-        tlo, thi = tris.min(axis=1), tris.max(axis=1)
-        pad = 1e-9 * max(float(np.abs(tlo).max()), float(np.abs(thi).max()), 1e-3)
-        idx = np.flatnonzero(tets_near_boxes(X, tets, tlo, thi, pad))
-        if len(idx) == 0:
+        if len(tris):
+            tlo, thi = tris.min(axis=1), tris.max(axis=1)
+            pad = 1e-9 * max(float(np.abs(tlo).max()), float(np.abs(thi).max()), 1e-3)
+            idx = np.flatnonzero(tets_near_boxes(X, tets, tlo, thi, pad))
+        else:
+            idx = np.zeros(0, dtype=np.int64)
+        fam_blade = np.unique(self.tet_family[idx])
+        fam_blade = fam_blade[fam_blade >= 0]
+        if len(idx) == 0 and not complete_all:
             return _identity_result(mesh, self.cut_face_keys)
         _tick("s1")
-        # 2. restore pending families touched by the sweep
-        fam_touched = np.unique(self.tet_family[idx])
-        fam_touched = fam_touched[fam_touched >= 0]
-        fresh = idx[self.tet_family[idx] < 0]
-        removed = np.zeros(m0, dtype=bool)
-        removed[fresh] = True
-        if len(fam_touched):
-            in_fam = np.isin(self.tet_family, fam_touched)
-            removed |= in_fam
-            fam_first = np.full(len(self.fam_verts), -1, dtype=np.int64)
-            fam_rows = np.nonzero(in_fam)[0]
-            fam_first[self.tet_family[fam_rows][::-1]] = fam_rows[::-1]
-        wg = np.concatenate([tets[fresh], self.fam_verts[fam_touched]])
-        w_src = np.concatenate([fresh, fam_first[fam_touched] if len(fam_touched) else np.zeros(0, np.int64)])
-        w_steiner = np.concatenate([np.full(len(fresh), -1, np.int64), self.fam_steiner[fam_touched]])
-        w_forced = np.concatenate([np.full((len(fresh), 6), -1, np.int64), self.fam_epid[fam_touched]])
-        w = len(wg)
-        _tick("s2")
-        # 3. edges of the working tets and their crossings
-        we = np.sort(wg[:, TET_EDGES], axis=2).reshape(-1, 2)           # (6w, 2)
-        ekey = we[:, 0] * _KEY_BASE + we[:, 1]
-        ukey, einv = np.unique(ekey, return_inverse=True)
-        ue = np.column_stack([ukey // _KEY_BASE, ukey % _KEY_BASE])
-        ne = len(ue)
-        forced = np.full(ne, -1, dtype=np.int64)
-        fmask = w_forced.ravel() >= 0
-        forced[einv[fmask]] = w_forced.ravel()[fmask]
-        count, tpar = _edge_hits(X[ue[:, 0]], X[ue[:, 1]], tris)
-        odd = (count % 2 == 1) & (forced < 0)
         snap = self.snap
-        on_cut = self.on_cut.copy()
-        near0 = odd & (tpar < snap)
-        near1 = odd & (tpar > 1 - snap)
-        on_cut[ue[near0, 0]] = True
-        on_cut[ue[near1, 1]] = True
-        new_pt = odd & ~on_cut[ue[:, 0]] & ~on_cut[ue[:, 1]]
-        n_newpt = int(new_pt.sum())
+        # vertices ending a crossed edge of a pending tet are not snapped onto the cut: that
+        # tet could then never split consistently (its crossing point and the vertex would
+        # both be on the cut), so the edge gets its own crossing point instead
+        keeps_off = np.zeros(n0, dtype=bool)
+        keeps_off[self.fam_verts[:, TET_EDGES][self.fam_epid >= 0]] = True
+        fresh = idx[self.tet_family[idx] < 0]
+        done_fams = front_nodes = np.zeros(0, dtype=np.int64)
+        for attempt in range(2):
+            # 2. restore pending families touched by the sweep; in an increment that changes the
+            # mesh anyway (and when the stroke ends), also those the blade has left whose crack
+            # front can be rounded onto nearby vertices (they separate: the cut opens as far as
+            # the blade went), and those sharing a vertex just put onto the cut
+            fam_touched = fam_blade
+            if len(done_fams):
+                sharing = np.flatnonzero(np.isin(self.fam_verts, front_nodes).any(axis=1))
+                fam_touched = np.union1d(fam_blade, np.union1d(done_fams, sharing))
+            removed = np.zeros(m0, dtype=bool)
+            removed[fresh] = True
+            if len(fam_touched):
+                in_fam = np.isin(self.tet_family, fam_touched)
+                removed |= in_fam
+                fam_first = np.full(len(self.fam_verts), -1, dtype=np.int64)
+                fam_rows = np.nonzero(in_fam)[0]
+                fam_first[self.tet_family[fam_rows][::-1]] = fam_rows[::-1]
+            wg = np.concatenate([tets[fresh], self.fam_verts[fam_touched]])
+            w_src = np.concatenate([fresh, fam_first[fam_touched] if len(fam_touched) else np.zeros(0, np.int64)])
+            w_steiner = np.concatenate([np.full(len(fresh), -1, np.int64), self.fam_steiner[fam_touched]])
+            w_forced = np.concatenate([np.full((len(fresh), 6), -1, np.int64), self.fam_epid[fam_touched]])
+            w = len(wg)
+            _tick("s2")
+            # 3. edges of the working tets and their crossings
+            we = np.sort(wg[:, TET_EDGES], axis=2).reshape(-1, 2)           # (6w, 2)
+            ekey = we[:, 0] * _KEY_BASE + we[:, 1]
+            ukey, einv = np.unique(ekey, return_inverse=True)
+            ue = np.column_stack([ukey // _KEY_BASE, ukey % _KEY_BASE])
+            ne = len(ue)
+            forced = np.full(ne, -1, dtype=np.int64)
+            fmask = w_forced.ravel() >= 0
+            forced[einv[fmask]] = w_forced.ravel()[fmask]
+            count, tpar = _edge_hits(X[ue[:, 0]], X[ue[:, 1]], tris)
+            odd = (count % 2 == 1) & (forced < 0)
+            on_cut = self.on_cut.copy()
+            on_cut[front_nodes] = True
+            near0 = odd & (tpar < snap) & ~keeps_off[ue[:, 0]]
+            near1 = odd & (tpar > 1 - snap) & ~keeps_off[ue[:, 1]]
+            on_cut[ue[near0, 0]] = True
+            on_cut[ue[near1, 1]] = True
+            new_pt = odd & ~on_cut[ue[:, 0]] & ~on_cut[ue[:, 1]]
+            n_newpt = int(new_pt.sum())
+            if attempt == 0 and (complete_all or n_newpt > 0 or (on_cut & ~self.on_cut).any()):
+                done_fams, front_nodes = self._front_completions(
+                    np.zeros(0, np.int64) if complete_all else fam_blade, X)
+                if len(done_fams):
+                    continue
+            break
         if n_newpt == 0 and len(fam_touched) == 0:
             # nothing crossed in the interior of an edge; vertices may have been snapped onto the cut
             newly_on = on_cut & ~self.on_cut
@@ -491,6 +609,7 @@ class Cutter:
         fam_verts = np.concatenate([self.fam_verts[old_fam_ids], wg[fam_new]])
         fam_epid = np.concatenate([self.fam_epid[old_fam_ids], epid_w[fam_new]])
         fam_steiner = np.concatenate([self.fam_steiner[old_fam_ids], w_steiner[fam_new]])
+        fam_stroke = np.concatenate([self.fam_stroke[old_fam_ids], np.full(len(fam_new), self._stroke_no)])
         w_fam = np.full(w, -1, dtype=np.int64)
         w_fam[fam_new] = len(old_fam_ids) + np.arange(len(fam_new))
         _tick("s7")
@@ -518,7 +637,7 @@ class Cutter:
         if len(flat_keys):
             Xc = np.concatenate([X, X[ea] + tt[:, None] * (X[eb] - X[ea]), X[wg[need_st]].mean(axis=1)])
             pre_tets = np.concatenate([tets[keep], kids])
-            new_keys.append(_flat_faces_between_sides(pre_tets, flat_keys, Xc, on_all, tris))
+            new_keys.append(_flat_faces_between_sides(pre_tets, flat_keys, Xc, on_all, np.concatenate(self._stroke)))
         keys_all = np.unique(np.concatenate([self.cut_face_keys, *new_keys]))
         keys_all = _remap_keys(keys_all, renum)
         pend = _remap_keys(self._pending_keys, renum)
@@ -544,6 +663,7 @@ class Cutter:
         self.cut_face_keys = keys_all
         self._pending_keys = pend
         self.fam_verts, self.fam_epid, self.fam_steiner = fam_verts, fam_epid, fam_steiner
+        self.fam_stroke = fam_stroke
         self.tet_family = tet_family
         log.debug("cut increment: %d tets split (%d pending), %d cut points, %d nodes duplicated",
                   w, len(fam_new), n_newpt, n_dup)
@@ -558,7 +678,8 @@ class Cutter:
         cand = np.nonzero(newly_on[mesh.tets].any(axis=1))[0]
         faces = mesh.tets[cand][:, TET_FACES].reshape(-1, 3)
         flat = self.on_cut[faces].all(axis=1)
-        new_keys = _flat_faces_between_sides(mesh.tets, face_keys(faces[flat]), X, self.on_cut, tris)
+        side_tris = np.concatenate(self._stroke) if self._stroke else tris
+        new_keys = _flat_faces_between_sides(mesh.tets, face_keys(faces[flat]), X, self.on_cut, side_tris)
         if len(new_keys) == 0:
             return _identity_result(mesh, self.cut_face_keys)
         keys_all = np.unique(np.concatenate([self.cut_face_keys, new_keys]))
@@ -794,7 +915,7 @@ def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None =
         ``k >= 2`` successive poses of a blade polyline of ``s >= 2`` points
         (m, current configuration); usually ``s = 2`` (tip and back of the
         blade, see :func:`blade_poses_along`). Each consecutive pair of poses is
-        one cut increment.
+        one cut increment; the stroke ends with :meth:`Cutter.finish`.
     positions : ndarray, shape (n, 3), optional
         Current node positions (m); the mesh is not deformed while cutting.
     snap : float
@@ -826,8 +947,9 @@ def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None =
     parent = np.arange(mesh.n_tets)
     changed = False
     n_split = n_dup = 0
-    for pose in path[1:]:
-        r = cutter.advance(pose, positions=X)
+    for k in range(1, len(path) + 1):
+        # the last round ends the stroke: the crack front is rounded onto nearby vertices
+        r = cutter.advance(path[k], positions=X) if k < len(path) else cutter.finish(positions=X)
         if r.changed:
             transfer = (r.transfer @ transfer).tocsr()
             parent = parent[r.tet_parent]

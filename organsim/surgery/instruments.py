@@ -345,11 +345,27 @@ class Scalpel(Instrument):
         """Blade polyline (2, 3) in world coordinates."""
         return self.pose.apply(np.array([[0.0, 0.0, 0.0], [0.0, 0.0, self.depth]]))
 
-    def lift(self) -> None:
-        """Stop cutting; the next cut starts a new stroke."""
+    def lift(self, sim=None) -> CutResult | None:
+        """Stop cutting; the next cut starts a new stroke.
+
+        With ``sim`` (the simulation being cut), the stroke is ended with
+        :meth:`~organsim.surgery.cutting.Cutter.finish`: the crack front is rounded
+        onto nearby vertices so the incision opens as far as the blade went, and
+        ``sim``'s topology is updated. Returns that change, or None.
+        """
         self.cutting = False
-        if self.cutter is not None:
+        if self.cutter is None:
+            return None
+        if sim is None or self.cutter.mesh is not sim.mesh:
             self.cutter.lift()
+            return None
+        res = self.cutter.finish(positions=sim.positions)
+        if res.changed:
+            sim.change_topology(res.mesh, res.transfer, res.tet_parent)
+            self.cutter.mesh = sim.mesh if sim.mesh.n_points == res.mesh.n_points else res.mesh
+            self.last_result = res
+            return res
+        return None
 
     def lower(self) -> None:
         """Resume cutting (a new stroke starts at the current pose)."""
@@ -366,7 +382,7 @@ class Scalpel(Instrument):
         t0 = _time.perf_counter()
         res = self.cutter.advance(self.blade(), positions=sim.positions)
         if res.changed:
-            sim.change_topology(res.mesh, res.transfer)
+            sim.change_topology(res.mesh, res.transfer, res.tet_parent)
             # the simulation keeps its own copy of the mesh; follow it
             self.cutter.mesh = sim.mesh if sim.mesh.n_points == res.mesh.n_points else res.mesh
         self.cut_seconds.append(_time.perf_counter() - t0)

@@ -193,13 +193,18 @@ class Assembler:
 
     # ------------------------------------------------------------------ public
     def forces_and_stiffness(self, x: np.ndarray, *, want_K: bool = True, check_inversion: bool = True,
-                             exact: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                             exact: bool = False, elements: np.ndarray | None = None
+                             ) -> tuple[np.ndarray, np.ndarray | None]:
         """Internal nodal forces ``f = dU/dx`` (n, 3) N and stiffness block data (nnzb, 3, 3) N/m.
 
         Corotational groups give the warped stiffness ``R K0 R^T`` (symmetric positive
         semi-definite; best for conjugate gradients) unless ``exact``, which gives
         the consistent tangent including the rotation's derivative (quadratic
         Newton convergence; not always symmetric or definite).
+
+        With ``elements`` (tet ids), only those tets are assembled: the force on a
+        node and its stiffness row are then complete when every tet around that
+        node is included (e.g. the reaction at a few held nodes).
 
         Raises
         ------
@@ -210,7 +215,16 @@ class Assembler:
         f = np.zeros((self.n, 3))
         K = np.zeros((self.pattern.nnzb, 3, 3)) if want_K else np.zeros((1, 3, 3))
         minJ = np.inf
+        pick = None
+        if elements is not None:
+            pick = np.zeros(len(self.tets), dtype=bool)
+            pick[np.asarray(elements, dtype=np.int64)] = True
         for elems, mat, lam, mu in self.groups:
+            if pick is not None:
+                sel = pick[elems]
+                elems = np.ascontiguousarray(elems[sel])
+                if lam is not None:
+                    lam, mu = np.ascontiguousarray(lam[sel]), np.ascontiguousarray(mu[sel])
             if mat.kind in ("linear", "corotational"):
                 j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
                                       self.pattern.blockmap, f, K, want_K, mat.kind == "corotational",

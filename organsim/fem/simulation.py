@@ -886,19 +886,46 @@ class Simulation:
         owner, _, _ = self._constraint_state()
         k = list(self._constraints).index(name)
         out = np.zeros((len(c.nodes), 3))
-        if self._last is None:
-            x = self._x
-            g = self._asm.forces(x) - self._external(x)
-        elif self._last[0] == "static":
-            x = self._last[1]
-            g = self._asm.forces(x) - self._external(x)
+        mine = owner[c.nodes] == k
+        nodes = c.nodes[mine]
+        if len(nodes) == 0:
+            return out
+        # only the tets around the held nodes: their forces and stiffness rows are complete
+        mark = np.zeros(self.mesh.n_points, dtype=bool)
+        mark[nodes] = True
+        ring = np.flatnonzero(mark[self._asm.tets].any(axis=1))
+        if self._last is None or self._last[0] == "static":
+            x = self._x if self._last is None else self._last[1]
+            f, _ = self._asm.forces_and_stiffness(x, want_K=False, elements=ring)
+            g = f[nodes] - self._external(x)[nodes]
         else:
             _, x, x_n, x_pred, h = self._last
-            f, K = self._asm.forces_and_stiffness(x, want_K=self.damping[1] > 0)
-            g = self._dyn_residual(x, f, K, x_n, x_pred, h, self._external(x))
-        mine = owner[c.nodes] == k
-        out[mine] = g[c.nodes[mine]]
+            alpha, beta = self.damping
+            f, K = self._asm.forces_and_stiffness(x, want_K=beta > 0, elements=ring)
+            g = self._mass_rows(nodes, x - x_pred) / (h * h) + f[nodes] - self._external(x)[nodes]
+            if alpha > 0:
+                g += alpha * self._mass_rows(nodes, x - x_n) / h
+            if beta > 0:
+                g += beta * self._block_rows(K, nodes, (x - x_n) / h)
+        out[mine] = g
         return out
+
+    def _block_rows(self, data: np.ndarray, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Rows ``nodes`` (k,) of the block matrix with block data ``data`` times ``u`` (n, 3): (k, 3)."""
+        pat = self._asm.pattern
+        slot = np.full(pat.n, -1, dtype=np.int64)
+        slot[nodes] = np.arange(len(nodes))
+        blocks = np.flatnonzero(slot[pat.rows] >= 0)
+        prod = np.einsum("bij,bj->bi", data[blocks], u[pat.indices[blocks]])
+        out = np.zeros((len(nodes), 3))
+        np.add.at(out, slot[pat.rows[blocks]], prod)
+        return out
+
+    def _mass_rows(self, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Rows ``nodes`` of ``M u`` (k, 3) for a nodal field ``u`` (n, 3)."""
+        if self.mass_kind == "lumped":
+            return self._m[nodes, None] * u[nodes]
+        return self._block_rows(self._Mb, nodes, u)
 
     def strain_energy(self) -> float:
         """Elastic strain energy of the current state (J)."""

@@ -248,3 +248,21 @@ def test_rest_diagonal_blocks_match_the_full_rest_stiffness():
     full = asm.rest_stiffness()
     nodes = np.array([31, 0, 7, 20])
     assert np.allclose(asm.rest_diagonal_blocks(nodes), full[asm.pattern.diag[nodes]], rtol=1e-12, atol=0)
+
+
+def test_compiled_sub_pattern_matches_masking_the_parent():
+    mesh = _mesh((4, 3, 3))
+    pat = BlockPattern(mesh.tets, mesh.n_points)
+    free = np.sort(np.random.default_rng(5).choice(mesh.n_points, mesh.n_points - 9, replace=False))
+    sub = pat.sub(free)
+    newid = np.full(pat.n, -1)
+    newid[free] = np.arange(len(free))
+    r, c = newid[pat.rows], newid[pat.indices]
+    keep = (r >= 0) & (c >= 0)
+    assert np.array_equal(sub.blocks, np.flatnonzero(keep))
+    assert np.array_equal(sub.indices, c[keep]) and np.array_equal(sub.rows, r[keep])
+    assert np.array_equal(sub.indptr, np.concatenate([[0], np.cumsum(np.bincount(r[keep], minlength=len(free)))]))
+    data = np.random.default_rng(6).standard_normal((pat.nnzb, 3, 3))
+    dense = pat.matrix(data).toarray()
+    dofs = (3 * free[:, None] + np.arange(3)).ravel()
+    assert np.allclose(sub.matrix(data[sub.blocks]).toarray(), dense[np.ix_(dofs, dofs)])

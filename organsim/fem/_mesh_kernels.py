@@ -174,3 +174,37 @@ def rest_diagonal_blocks(tets, grads, vols, lam, mu, slot, k):
                         v += m * gg
                     out[s, i, j] += V * v
     return out
+
+
+@njit(cache=True)
+def sub_pattern(indptr, indices, newid, n_sub):
+    """The block pattern restricted to the nodes with ``newid >= 0`` (renumbered by ``newid``).
+
+    Returns ``blocks`` (k,) int64, the parent block of each kept block, and the
+    kept pattern's ``indptr`` (n_sub + 1,), ``indices`` (k,) and ``rows`` (k,),
+    all int32. Rows stay sorted because ``newid`` is increasing on the kept nodes.
+    """
+    n = indptr.shape[0] - 1
+    nnz = indptr[n]
+    blocks = np.empty(nnz, dtype=np.int64)
+    sub_ind = np.empty(nnz, dtype=np.int32)
+    sub_rows = np.empty(nnz, dtype=np.int32)
+    sub_ptr = np.zeros(n_sub + 1, dtype=np.int32)
+    k = 0
+    for i in range(n):
+        r = newid[i]
+        if r < 0:
+            continue
+        for b in range(indptr[i], indptr[i + 1]):
+            c = newid[indices[b]]
+            if c >= 0:
+                blocks[k] = b
+                sub_ind[k] = c
+                sub_rows[k] = r
+                k += 1
+        sub_ptr[r + 1] = k
+    # rows without kept blocks inherit the previous end
+    for r in range(n_sub):
+        if sub_ptr[r + 1] < sub_ptr[r]:
+            sub_ptr[r + 1] = sub_ptr[r]
+    return blocks[:k].copy(), sub_ptr, sub_ind[:k].copy(), sub_rows[:k].copy()

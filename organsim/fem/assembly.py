@@ -69,14 +69,9 @@ class SubPattern:
         free_nodes = np.asarray(free_nodes, dtype=np.int64)
         newid = np.full(parent.n, -1, dtype=np.int64)
         newid[free_nodes] = np.arange(len(free_nodes))
-        r = newid[parent.rows]
-        c = newid[parent.indices]
-        keep = (r >= 0) & (c >= 0)
-        self.blocks = np.flatnonzero(keep).astype(np.int64)
         self.n = len(free_nodes)
-        self.indices = c[keep].astype(np.int32)
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(r[keep], minlength=self.n))]).astype(np.int32)
-        self.rows = r[keep].astype(np.int32)
+        self.blocks, self.indptr, self.indices, self.rows = _mk.sub_pattern(parent.indptr, parent.indices, newid,
+                                                                            self.n)
         self.free_nodes = free_nodes
 
     def gather(self, K: np.ndarray, cK: float, M: np.ndarray | None = None, cM: float = 0.0,

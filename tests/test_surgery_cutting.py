@@ -487,3 +487,35 @@ def test_finish_rounds_the_crack_front_and_is_harmless_without_a_stroke():
         _check_invariants(mesh_before, res)
     with pytest.raises(MeshError, match="front_snap"):
         Cutter(BALL, front_snap=1.5)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blade_paths(), st.integers(2, 8))
+def test_block_pattern_updated_after_each_cut_increment_equals_a_rebuild(path, n_inc):
+    """The solver's pattern after a cut is updated around the change only; it must equal
+    the pattern built from scratch on the new mesh."""
+    from organsim.fem.assembly import BlockPattern
+    from organsim.fem.simulation import _row_argmax
+
+    t = np.linspace(0, 1, n_inc + 1)
+    fine = np.concatenate([path[i][None] + t[1:, None, None] * (path[i + 1] - path[i])[None]
+                           for i in range(len(path) - 1)])
+    c = Cutter(BALL)
+    pat = BlockPattern(BALL.tets, BALL.n_points)
+    mesh = BALL
+    c.advance(path[0])
+    for k in range(len(fine) + 1):
+        r = c.advance(fine[k]) if k < len(fine) else c.finish()
+        if not r.changed:
+            continue
+        T = r.transfer.tocsr()
+        parent = _row_argmax(T)
+        ncopies = np.bincount(T.indices, minlength=T.shape[1])
+        plain = (np.diff(T.indptr) == 1) & np.isclose(T.max(axis=1).toarray().ravel(), 1.0)
+        new2old = np.where(plain & (ncopies[parent] == 1), parent, -1)
+        assert np.all(np.diff(new2old[new2old >= 0]) > 0)
+        upd = pat.updated(mesh.tets, r.mesh.tets, r.mesh.n_points, r.tet_parent, new2old)
+        ref = BlockPattern(r.mesh.tets, r.mesh.n_points)
+        for name in ("indptr", "indices", "blockmap", "diag", "rows"):
+            assert np.array_equal(getattr(upd, name), getattr(ref, name)), name
+        pat, mesh = upd, r.mesh

@@ -208,3 +208,147 @@ def sub_pattern(indptr, indices, newid, n_sub):
         if sub_ptr[r + 1] < sub_ptr[r]:
             sub_ptr[r + 1] = sub_ptr[r]
     return blocks[:k].copy(), sub_ptr, sub_ind[:k].copy(), sub_rows[:k].copy()
+
+
+@njit(cache=True)
+def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, n, tet_parent, new2old):
+    """The block pattern of a mesh changed locally (a cut), from the pattern before the change.
+
+    Rows of nodes whose surrounding tets are all unchanged are copied (their
+    columns renumbered); only the rows around the change are rebuilt. Gives the
+    same result as :func:`block_pattern` on the new mesh.
+
+    Parameters
+    ----------
+    old_indptr, old_indices, old_blockmap : the pattern of the old mesh (int32).
+    old_tets : (m_old, 4) int64, the old mesh's tets.
+    tets : (m, 4) int64, the new mesh's tets. n : int, its number of nodes.
+    tet_parent : (m,) int64, the old tet each new tet comes from.
+    new2old : (n,) int64, the old node a new node is a plain copy of, -1 for
+        new or duplicated nodes. It must be increasing on the plain nodes.
+
+    Returns
+    -------
+    indptr, indices, blockmap, diag (int32), as :func:`block_pattern`.
+    """
+    m = tets.shape[0]
+    n_old = old_indptr.shape[0] - 1
+    # a tet is clean when it is its parent with every node a plain copy
+    dirty = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        if new2old[i] < 0:
+            dirty[i] = True
+    clean_deg = np.zeros(n, dtype=np.int32)
+    clean = np.zeros(m, dtype=np.bool_)
+    for e in range(m):
+        p = tet_parent[e]
+        ok = True
+        for a in range(4):
+            if new2old[tets[e, a]] != old_tets[p, a]:
+                ok = False
+                break
+        clean[e] = ok
+        if ok:
+            for a in range(4):
+                clean_deg[tets[e, a]] += 1
+        else:
+            for a in range(4):
+                dirty[tets[e, a]] = True
+    old_deg = np.zeros(n_old, dtype=np.int32)
+    for e in range(old_tets.shape[0]):
+        for a in range(4):
+            old_deg[old_tets[e, a]] += 1
+    for i in range(n):
+        if not dirty[i] and clean_deg[i] != old_deg[new2old[i]]:
+            dirty[i] = True  # it lost a tet of the old mesh
+    # incidences of the dirty nodes
+    ptr = np.zeros(n + 1, dtype=np.int32)
+    for e in range(m):
+        for a in range(4):
+            if dirty[tets[e, a]]:
+                ptr[tets[e, a] + 1] += 1
+    for i in range(n):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:-1].copy()
+    inc_tet = np.empty(ptr[n], dtype=np.int32)
+    inc_loc = np.empty(ptr[n], dtype=np.int32)
+    for e in range(m):
+        for a in range(4):
+            v = tets[e, a]
+            if dirty[v]:
+                inc_tet[fill[v]] = e
+                inc_loc[fill[v]] = a
+                fill[v] += 1
+    # columns of the dirty rows
+    mark = np.full(n, -1, dtype=np.int32)
+    dbuf = np.empty(16 * ptr[n] + 1, dtype=np.int32)
+    dstart = np.zeros(n + 1, dtype=np.int32)
+    rowlen = np.zeros(n, dtype=np.int32)
+    nd = 0
+    for i in range(n):
+        if dirty[i]:
+            dstart[i] = nd
+            start = nd
+            for k in range(ptr[i], ptr[i + 1]):
+                e = inc_tet[k]
+                for b in range(4):
+                    j = tets[e, b]
+                    if mark[j] != i:
+                        mark[j] = i
+                        dbuf[nd] = j
+                        nd += 1
+            for q in range(start + 1, nd):
+                v = dbuf[q]
+                r = q - 1
+                while r >= start and dbuf[r] > v:
+                    dbuf[r + 1] = dbuf[r]
+                    r -= 1
+                dbuf[r + 1] = v
+            rowlen[i] = nd - start
+        else:
+            j = new2old[i]
+            rowlen[i] = old_indptr[j + 1] - old_indptr[j]
+    indptr = np.zeros(n + 1, dtype=np.int32)
+    for i in range(n):
+        indptr[i + 1] = indptr[i] + rowlen[i]
+    old2new = np.full(n_old, -1, dtype=np.int32)
+    for i in range(n):
+        if new2old[i] >= 0:
+            old2new[new2old[i]] = i
+    indices = np.empty(indptr[n], dtype=np.int32)
+    diag = np.full(n, -1, dtype=np.int32)
+    pos = np.zeros(n, dtype=np.int32)
+    blockmap = np.empty((m, 4, 4), dtype=np.int32)
+    for i in range(n):
+        o = indptr[i]
+        if dirty[i]:
+            s0 = dstart[i]
+            for q in range(rowlen[i]):
+                indices[o + q] = dbuf[s0 + q]
+                pos[dbuf[s0 + q]] = o + q
+            for k in range(ptr[i], ptr[i + 1]):
+                e = inc_tet[k]
+                a = inc_loc[k]
+                for b in range(4):
+                    blockmap[e, a, b] = pos[tets[e, b]]
+        else:
+            j = new2old[i]
+            s0 = old_indptr[j]
+            for q in range(rowlen[i]):
+                indices[o + q] = old2new[old_indices[s0 + q]]
+        for q in range(rowlen[i]):
+            if indices[o + q] == i:
+                diag[i] = o + q
+    # clean tets: rows of clean nodes keep their block order, shifted to the new row start
+    for e in range(m):
+        if not clean[e]:
+            continue
+        p = tet_parent[e]
+        for a in range(4):
+            r = tets[e, a]
+            if dirty[r]:
+                continue
+            shift = indptr[r] - old_indptr[new2old[r]]
+            for b in range(4):
+                blockmap[e, a, b] = old_blockmap[p, a, b] + shift
+    return indptr, indices, blockmap, diag

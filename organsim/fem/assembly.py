@@ -48,10 +48,37 @@ class BlockPattern:
 
     def __init__(self, tets: np.ndarray, n: int):
         tets = np.ascontiguousarray(tets, dtype=np.int64)
-        self.n = int(n)
-        self.indptr, self.indices, self.blockmap, self.diag = _mk.block_pattern(tets, self.n)
+        self._set(int(n), *_mk.block_pattern(tets, int(n)))
+
+    def _set(self, n, indptr, indices, blockmap, diag) -> None:
+        self.n = n
+        self.indptr, self.indices, self.blockmap, self.diag = indptr, indices, blockmap, diag
         self.rows = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(self.indptr))
         self.nnzb = len(self.indices)
+
+    def updated(self, old_tets: np.ndarray, tets: np.ndarray, n: int, tet_parent: np.ndarray,
+                new2old: np.ndarray) -> "BlockPattern":
+        """The pattern of a locally changed mesh (after a cut), rebuilding only the rows around the change.
+
+        Parameters
+        ----------
+        old_tets : ndarray (m_old, 4), the tets this pattern was built for.
+        tets : ndarray (m, 4), the new tets; n : int, the new number of nodes.
+        tet_parent : ndarray (m,), the old tet each new tet comes from.
+        new2old : ndarray (n,), the old node each new node is a plain copy of (-1 if
+            none); increasing on the plain nodes.
+
+        Returns
+        -------
+        BlockPattern
+            Equal to ``BlockPattern(tets, n)``.
+        """
+        out = BlockPattern.__new__(BlockPattern)
+        out._set(int(n), *_mk.block_pattern_update(
+            self.indptr, self.indices, self.blockmap, np.ascontiguousarray(old_tets, dtype=np.int64),
+            np.ascontiguousarray(tets, dtype=np.int64), int(n), np.ascontiguousarray(tet_parent, dtype=np.int64),
+            np.ascontiguousarray(new2old, dtype=np.int64)))
+        return out
 
     def matrix(self, data: np.ndarray) -> sp.bsr_matrix:
         """The (3n, 3n) BSR matrix with block data ``data`` (nnzb, 3, 3)."""
@@ -142,6 +169,9 @@ class Assembler:
     element_rotations : ndarray, shape (m, 3, 3), optional
         Warm start of each tet's corotational rotation (identity by default;
         used to carry rotations over a cut).
+    pattern : BlockPattern, optional
+        The mesh's block pattern, when already known (e.g. updated after a cut
+        by :meth:`BlockPattern.updated`); built from the tets otherwise.
 
     Notes
     -----
@@ -153,12 +183,15 @@ class Assembler:
     """
 
     def __init__(self, mesh, groups: list[tuple[np.ndarray, Material]], *,
-                 element_rotations: np.ndarray | None = None):
+                 element_rotations: np.ndarray | None = None, pattern: BlockPattern | None = None):
         self.mesh = mesh
         self.tets = np.ascontiguousarray(mesh.tets, dtype=np.int64)
         self.n = mesh.n_points
         self.grads, self.vols = shape_gradients(mesh.points, self.tets)
-        self.pattern = BlockPattern(self.tets, self.n)
+        self.pattern = BlockPattern(self.tets, self.n) if pattern is None else pattern
+        if self.pattern.n != self.n or self.pattern.blockmap.shape != (len(self.tets), 4, 4):
+            raise MaterialError(f"the block pattern is for {self.pattern.n} nodes and"
+                                f" {len(self.pattern.blockmap)} tets, the mesh has {self.n} and {len(self.tets)}")
         self.groups = []
         seen = np.zeros(len(self.tets), dtype=np.int64)
         for elems, mat in groups:

@@ -293,14 +293,16 @@ class Simulation:
         return dt
 
     def _setup_body(self, body: Body, *, node_rotations: np.ndarray | None = None,
-                    element_rotations: np.ndarray | None = None) -> None:
+                    element_rotations: np.ndarray | None = None, pattern=None) -> None:
         """Build the per-mesh state (assembler, masses, caches) for ``body``.
 
         ``node_rotations`` (n, 3, 3) and ``element_rotations`` (m, 3, 3) carry the
-        last nodal and element rotations over a topology change (identity if omitted).
+        last nodal and element rotations over a topology change (identity if omitted);
+        ``pattern`` is the mesh's block pattern when already known.
         """
         self.body = body
-        self._asm = Assembler(body.mesh, body.material_groups(), element_rotations=element_rotations)
+        self._asm = Assembler(body.mesh, body.material_groups(), element_rotations=element_rotations,
+                              pattern=pattern)
         pat = self._asm.pattern
         dens = body.density_per_tet
         self._m = np.bincount(body.mesh.tets.ravel(), weights=np.repeat(dens * self._asm.vols / 4.0, 4),
@@ -1056,8 +1058,18 @@ class Simulation:
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
         Rcache_new = self._asm._Rcache[tet_parent] if tet_parent is not None else None
+        # nodes that are plain copies of one old node (not cut points, not split by the cut)
+        first = T.data[T.indptr[:-1].clip(max=max(T.nnz - 1, 0))] if T.nnz else np.zeros(n_new)
+        plain = (nparents == 1) & np.isclose(first, 1.0)
+        pattern = None
+        if tet_parent is not None:
+            new2old = np.where(plain & (ncopies[parent] == 1), parent, -1)
+            kept = new2old[new2old >= 0]
+            if np.all(np.diff(kept) > 0):   # the cut kept the order of the surviving nodes
+                pattern = self._asm.pattern.updated(self.mesh.tets, new_rest_mesh.tets, n_new, tet_parent,
+                                                    new2old)
         self._setup_body(self.body.with_mesh(new_rest_mesh), node_rotations=self._Rn[parent],
-                         element_rotations=Rcache_new)
+                         element_rotations=Rcache_new, pattern=pattern)
         self._x = np.asarray(x_new, dtype=np.float64)
         self._v = np.asarray(v_new, dtype=np.float64)
         self._constraints = new_cons
@@ -1067,8 +1079,6 @@ class Simulation:
         if carried is not None:
             # nodes the cut touched: a new node that is not a plain copy of one old node, or
             # a copy of an old node that now has several copies
-            first = T.data[T.indptr[:-1].clip(max=max(T.nnz - 1, 0))] if T.nnz else np.zeros(n_new)
-            plain = (nparents == 1) & np.isclose(first, 1.0)
             affected_all = ~plain | (ncopies[parent] > 1)
             self._carry_preconditioner(T, affected_all, *carried)
 

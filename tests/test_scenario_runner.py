@@ -113,6 +113,34 @@ def test_unknown_region_is_reported_before_running():
         proc_for(s)
 
 
+def test_settling_starts_the_clock_at_rest_under_gravity():
+    s = scenario([Action(t=0.0, action="grasp", at_mm=(0.0, 0.0, 0.0))], duration=0.12, settle_s=2.0)
+    p = proc_for(s)
+    assert p.time == 0.0 and 0 < p.settle_steps < 50 and p.settle_sag_m > 0
+    from organsim.scenario.runner import SETTLED_SPEED
+
+    assert np.abs(p.sim.velocities).max() < SETTLED_SPEED
+    assert p.recorder.times == [0.0]
+    run_all(p)
+    assert p.step_count == 3 and p.time == pytest.approx(0.12)
+    # no settling without gravity, nor with settle_s = 0
+    for kw in ({"settle_s": 2.0, "gravity": (0.0, 0.0, 0.0)}, {"settle_s": 0.0}):
+        s0 = scenario([], duration=0.12)
+        for k, v in kw.items():
+            setattr(s0, k, v)
+        p0 = proc_for(s0)
+        assert p0.settle_steps == 0 and p0.settle_sag_m == 0.0 and np.all(p0.sim.displacements == 0.0)
+
+
+def test_an_organ_its_fixations_cannot_hold_fails_to_settle_with_a_clear_message():
+    from organsim.errors import ConvergenceError
+
+    s = scenario([], settle_s=1.0)
+    s.materials = {"default": Material(tissue="liver", model="corotational", E_pa=1.0)}  # 1 Pa
+    with pytest.raises(ConvergenceError, match="could not settle under gravity.*settle_s = 0"):
+        proc_for(s)
+
+
 @pytest.mark.slow
 def test_run_writes_series_metrics_report_and_history(tmp_path):
     from organsim.io import read_series, write_mesh

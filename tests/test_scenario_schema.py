@@ -42,6 +42,11 @@ def test_good_scenario_loads():
     assert s.fixations == [Fixation(region="ligament")]
 
 
+def test_settle_s_defaults_to_starting_from_the_rest_mesh():
+    assert loads(GOOD).settle_s == 0.0
+    assert loads("settle_s = 0.5\n" + GOOD).settle_s == 0.5
+
+
 def _err(text: str) -> str:
     with pytest.raises(ScenarioError) as ei:
         loads(text)
@@ -63,6 +68,7 @@ def _err(text: str) -> str:
     # out of range
     ("dt_s = 5.0", "dt_s", ["out of range", "allowed: 1e-05 to 0.1"]),
     ('[materials.parenchyma]\nnu = 0.7', "materials.parenchyma.nu", ["out of range", "0 to 0.4999"]),
+    ("settle_s = -1.0", "settle_s", ["out of range", "allowed: 0 to 60"]),
     ('duration_s = 1.0\n[[timeline]]\nt = 2.0\naction = "release"', "timeline[0].t",
      ["after the end", "allowed: 0 to 1 s"]),
     # unknown tissue / model / action / shipped organ
@@ -172,7 +178,7 @@ def scenarios(draw):
         st.just(Fixation(box_min_mm=lo, box_max_mm=tuple(c + 1.0 for c in lo)))), max_size=3))
     return Scenario(
         name=draw(names), description=draw(names), organ=organ, materials=mats, fixations=fix,
-        gravity=draw(points), duration_s=duration,
+        gravity=draw(points), settle_s=draw(st.floats(min_value=0.0, max_value=60.0)), duration_s=duration,
         dt_s=draw(st.floats(min_value=1e-5, max_value=min(0.1, duration))),
         integrator=draw(st.sampled_from(["backward_euler", "realtime"])),
         damping_mass=draw(st.floats(min_value=0.0, max_value=10.0)),

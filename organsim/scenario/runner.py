@@ -16,6 +16,18 @@ procedure runs headless, in the interactive viewer, or into a video.
       final.png                              the final state, rendered off-screen
       <video>                                if recording was asked for
 
+Settling under gravity
+----------------------
+With gravity on and ``settle_s > 0``, :meth:`Procedure.reset` first lets the
+organ sag under its weight, held by its fixations, until it is at rest (no
+instrument acts and nothing is recorded); the procedure's clock starts at 0
+from that equilibrium. Without it the organ is dropped at ``t = 0``, and the
+first instrument actions meet an organ still falling. Tets already above the
+damage stress at rest (the stiff vessels and the tissue at the fixations' edges
+carry the organ's weight) are left out of the peak-stress and damage metrics,
+which score what the procedure does; their volume is reported as
+``loaded_at_rest_ml``.
+
 How instruments act
 -------------------
 Instrument points in a scenario (``at_mm``, cut ``path_mm``) are anchored to
@@ -68,6 +80,8 @@ __all__ = ["Procedure", "Results", "run", "load_organ", "build_simulation"]
 log = logging.getLogger(__name__)
 
 _MM = 1e-3
+#: Node speed (m/s) below which the organ counts as at rest when it settles under gravity.
+SETTLED_SPEED = 1e-3
 #: Gap (m) above the surface where the blade's back starts.
 _BLADE_LIFT = 0.002
 
@@ -246,6 +260,9 @@ class Procedure:
 
         s = self.scenario
         self.sim = build_simulation(s, self._organ)
+        self._t_origin = 0.0
+        self._settle()
+        self._rest_loaded = self._loaded_at_rest()
         self.cutter = Cutter(self._organ)
         self._surface = _Surface(self._organ)
         self.topology_version = getattr(self, "topology_version", 0) + 1
@@ -277,7 +294,64 @@ class Procedure:
 
     @property
     def time(self) -> float:
-        return float(self.sim.time)
+        """Procedure time (s): 0 when the timeline starts, after any settling."""
+        return float(self.sim.time) - self._t_origin
+
+    def _loaded_at_rest(self) -> np.ndarray | None:
+        """Tets (m,) bool that carry the organ's weight above the damage stress once settled.
+
+        The stiff vessels and the tissue at the fixations' edges carry the weight of
+        an organ at rest under gravity; that stress is not the trainee's doing, so
+        these tets are left out of the peak-stress and damage metrics.
+        """
+        if self.settle_steps == 0:
+            return None
+        vm = np.asarray(self.sim.fields()["von_mises"])
+        loaded = vm > self.scenario.scoring.damage_stress_pa
+        return loaded if loaded.any() else None
+
+    def _settle(self) -> None:
+        """Let the organ come to rest under gravity before ``t = 0`` (``scenario.settle_s``).
+
+        Steps the simulation with no instrument acting until no node moves faster
+        than :data:`SETTLED_SPEED` or ``settle_s`` of simulated time has passed; the
+        procedure's clock then starts at 0. Sets ``settle_steps``, ``settle_wall_s``
+        and ``settle_sag_m`` (largest downward displacement, m).
+
+        Raises
+        ------
+        ConvergenceError
+            If the organ cannot be brought to rest (an element inverts): the
+            fixations do not hold it against gravity.
+        """
+        from ..errors import ConvergenceError
+
+        s = self.scenario
+        self.settle_steps = 0
+        self.settle_wall_s = 0.0
+        self.settle_sag_m = 0.0
+        g = np.asarray(s.gravity, dtype=np.float64)
+        if s.settle_s <= 0.0 or not np.any(g):
+            return
+        t0 = _time.perf_counter()
+        n_max = max(1, int(round(s.settle_s / s.dt_s)))
+        for k in range(n_max):
+            try:
+                self.sim.step()
+            except ConvergenceError as exc:
+                raise ConvergenceError(
+                    f"the organ could not settle under gravity (step {k + 1} of the settling): {exc}."
+                    " Hold it with more fixations (e.g. a box over its attachment), give stiff"
+                    " structures (vessels) their own material, or set settle_s = 0") from exc
+            self.settle_steps = k + 1
+            if k >= 2 and float(np.abs(self.sim.velocities).max()) < SETTLED_SPEED:
+                break
+        down = g / np.linalg.norm(g)
+        self.settle_sag_m = float(max(0.0, (self.sim.displacements @ down).max()))
+        self.settle_wall_s = _time.perf_counter() - t0
+        self._t_origin = float(self.sim.time)
+        log.info("settled under gravity in %d steps (%.2f s simulated, %.2f s wall): largest sag %.1f mm",
+                 self.settle_steps, self._t_origin, self.settle_wall_s, self.settle_sag_m / _MM)
 
     @property
     def finished(self) -> bool:
@@ -308,6 +382,8 @@ class Procedure:
         if self.step_count % self.fields_every == 0:
             f = self._get_fields()
             vm, vol = f["von_mises"], self.mesh.volumes
+            if self._rest_loaded is not None:
+                vm = np.where(self._rest_loaded, 0.0, vm)
         self.recorder.record(self.time, instruments=views, tet_von_mises=vm, tet_volumes=vol)
 
     def _get_fields(self, max_age: int = 0) -> dict:
@@ -506,6 +582,8 @@ class Procedure:
             tool.held = new
             tool.start = (T @ full)[new]
         self.sim.change_topology(new_mesh, T, tet_parent)
+        if self._rest_loaded is not None:
+            self._rest_loaded = None if tet_parent is None else self._rest_loaded[np.asarray(tet_parent)]
         self._surface = _Surface(new_mesh)
         self.topology_version += 1
         self._fields = None
@@ -519,7 +597,9 @@ class Procedure:
         self.recorder.resected_volume_m3 += float(res.removed_volume_m3)
         self.resections.append({"region": a.region, **res.summary()})
         self.last_message = f"resected {res.removed_volume_m3 * 1e6:.1f} mL"
+        loaded = self._rest_loaded
         self._apply_topology(res.mesh, res.transfer)
+        self._rest_loaded = None if loaded is None else loaded[np.asarray(res.tet_parent)]
         # keep earlier cut faces and add the resection surface
         keys = face_keys(res.mesh.boundary_faces)
         mask = np.isin(keys, res.cut_face_keys)
@@ -604,6 +684,9 @@ class Procedure:
         m = rec.summary(planned_cut=planned, cut_tolerance_mm=self.scenario.scoring.cut_tolerance_mm)
         if self.resections:
             m["resections"] = self.resections
+        if self._rest_loaded is not None:
+            # left out of peak stress and damage: stressed by the organ's own weight at rest
+            m["loaded_at_rest_ml"] = float(self.mesh.volumes[self._rest_loaded].sum()) * 1e6
         frag = fragments(self.mesh)
         if len(frag) > 1:
             # pieces of tissue cut free of the organ (they fall under gravity)
@@ -803,6 +886,9 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
         "median_step_ms": float(np.median(proc.step_ms)) if proc.step_ms else None,
         "median_cut_increment_ms": float(np.median(proc.cut_ms)) if proc.cut_ms else None,
         "final_tets": proc.mesh.n_tets,
+        "settle_steps": proc.settle_steps,
+        "settle_wall_s": proc.settle_wall_s,
+        "settle_sag_mm": proc.settle_sag_m / _MM,
     }
     image_path = None
     png = None

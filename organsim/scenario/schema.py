@@ -72,7 +72,7 @@ _LIMITS = {
     "damage_stress_pa": (0.0, 1e9), "target_time_s": (0.0, 36000.0),
     "cut_tolerance_mm": (0.0, 100.0), "every": (1, 100000), "fps": (1, 120),
     "steps_per_frame": (1, 1000), "edge_length_mm": (0.5, 50.0),
-    "damping_mass": (0.0, 1e4), "damping_stiffness": (0.0, 10.0),
+    "damping_mass": (0.0, 1e4), "damping_stiffness": (0.0, 10.0), "settle_s": (0.0, 60.0),
 }
 
 
@@ -251,6 +251,13 @@ class Scenario:
     fixations : list[Fixation]
     gravity : (float, float, float)
         m/s^2.
+    settle_s : float
+        Before ``t = 0``, let the organ come to rest under gravity and its
+        fixations for at most this much simulated time (s; instruments idle,
+        nothing recorded), so the procedure starts from the sagged equilibrium
+        instead of dropping the organ at ``t = 0``. The settling stops early once
+        no node moves faster than 1 mm/s. ``0`` (the default) starts from the
+        rest mesh.
     duration_s, dt_s : float
         Simulated time and time step (s).
     integrator : str
@@ -268,6 +275,7 @@ class Scenario:
     materials: dict[str, Material] = field(default_factory=lambda: {"default": Material()})
     fixations: list[Fixation] = field(default_factory=list)
     gravity: Point = (0.0, 0.0, -9.81)
+    settle_s: float = 0.0
     duration_s: float = 1.0
     dt_s: float = 0.02
     integrator: str = "backward_euler"
@@ -493,7 +501,7 @@ def scenario_from_dict(d: Any) -> Scenario:
             s.integrator = _str(v, k, INTEGRATORS)
         elif k == "gravity":
             s.gravity = _point(v, k)
-        elif k in ("duration_s", "dt_s", "damping_mass", "damping_stiffness"):
+        elif k in ("duration_s", "dt_s", "damping_mass", "damping_stiffness", "settle_s"):
             setattr(s, k, _num(v, k))
         elif k == "organ":
             _check_keys(v, "organ", ["shipped", "path", "units"])
@@ -563,7 +571,7 @@ def scenario_to_dict(s: Scenario) -> dict:
     """The scenario as a TOML-ready dict (``None`` values left out)."""
     out = {k: _clean(getattr(s, k)) for k in ("name", "description", "duration_s", "dt_s",
                                               "integrator", "damping_mass", "damping_stiffness",
-                                              "gravity")}
+                                              "gravity", "settle_s")}
     out["organ"] = _dc(s.organ)
     out["materials"] = {r: _dc(m) for r, m in s.materials.items()}
     out["fixations"] = [_dc(f) for f in s.fixations]

@@ -22,22 +22,26 @@ def demo_scenario() -> Scenario:
     """
     return Scenario(
         name="liver demo: hold, incise, retract",
-        description=("The shipped liver is held by its ligament and its posterior bare area, in its "
-                     "imaged (in-body equilibrium) shape. A scalpel makes a "
-                     "6 cm incision, 20 mm deep, across the anterior surface of the right lobe; a "
-                     "grasper then takes the lower lip of the incision and retracts it, opening "
-                     "the cut (its faces are drawn in red)."),
+        description=("The shipped liver is held by its ligament and its posterior bare area and "
+                     "rests under gravity (it settles before the procedure starts). A scalpel "
+                     "makes a 6 cm incision, 20 mm deep, across the anterior surface of the right "
+                     "lobe; a grasper then takes the lower lip of the incision and retracts it, "
+                     "opening the cut (its faces are drawn in red)."),
         organ=Organ(shipped="liver"),
         materials={"default": Material(tissue="liver", model="corotational"),
                    "tumour": Material(tissue="tumour", model="corotational"),
                    "vessel": Material(tissue="vessel_wall", model="corotational")},
         # the ligament band plus the posterior "bare area" held against the diaphragm: hanging
-        # from the thin ligament alone, soft liver tissue inverts elements within 0.1 s
+        # from the thin ligament alone, soft liver tissue inverts elements within 0.1 s. The
+        # vessel tree (much stiffer than parenchyma) carries part of the organ's weight: with
+        # the vessels as soft as parenchyma, corotational elements at the ligament's edge
+        # collapse under gravity.
         fixations=[Fixation(region="ligament"),
                    Fixation(box_min_mm=(-200.0, 52.0, -100.0), box_max_mm=(100.0, 100.0, 200.0))],
-        # the segmented shape is the organ's in-body equilibrium (gravity already shaped it and
-        # the neighbouring organs, not modelled, carry it): gravity is not applied a second time
-        gravity=(0.0, 0.0, 0.0),
+        # the imaged shape is taken as unloaded; under gravity the right lobe's inferior edge
+        # sags about 2 cm. It settles before t = 0, so the procedure starts from rest.
+        gravity=(0.0, 0.0, -9.81),
+        settle_s=1.0,
         duration_s=2.4,
         dt_s=0.04,
         # a bounded number of Newton/CG iterations per step: the interactive mode
@@ -50,7 +54,10 @@ def demo_scenario() -> Scenario:
                    depth_mm=20.0, duration_s=1.0),
             Action(t=1.1, action="grasp", instrument="grasper", at_mm=(-92.0, -53.0, 33.0),
                    radius_mm=8.0),
-            Action(t=1.2, action="pull", instrument="grasper", path_mm=((-92.0, -68.0, 20.0),),
+            # the hand moves 15 mm anterior and 7 mm down from where it took the (sagged) lip (the
+            # lip's own weight already opens the cut; pulled further down, the tets at the
+            # bottom of the incision flatten)
+            Action(t=1.2, action="pull", instrument="grasper", path_mm=((-92.0, -65.0, 10.0),),
                    duration_s=0.8),
         ],
         scoring=Scoring(safe_force_n=3.0, damage_stress_pa=20e3, cut_tolerance_mm=2.0),

@@ -257,7 +257,7 @@ class PCGResult:
 
 
 def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float = 1e-8,
-        maxiter: int = 200, deadline: float | None = None) -> PCGResult:
+        maxiter: int = 200, deadline: float | None = None, atol: float = 0.0) -> PCGResult:
     """Preconditioned conjugate gradients for a symmetric positive definite ``A``.
 
     Parameters
@@ -269,7 +269,9 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     x0 : ndarray (n,), optional
         Warm start.
     rtol : float
-        Stop when ``||b - A x|| <= rtol ||b||``.
+        Stop when ``||b - A x|| <= rtol ||b||`` (or ``<= atol``).
+    atol : float
+        Absolute residual floor (same units as ``b``); 0 for none.
     maxiter : int
         Iteration cap.
     deadline : float, optional
@@ -281,6 +283,7 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     """
     b = np.ascontiguousarray(b, dtype=np.float64)
     bnorm = float(np.sqrt(kern.vdot(b, b)))
+    tol = max(rtol * bnorm, float(atol))
     if bnorm == 0.0:
         return PCGResult(np.zeros_like(b), 0, 0.0, True)
     if x0 is None:
@@ -290,7 +293,7 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
         x = np.array(x0, dtype=np.float64)
         r = b - A @ x
     rnorm = float(np.sqrt(kern.vdot(r, r)))
-    if rnorm <= rtol * bnorm:
+    if rnorm <= tol:
         return PCGResult(x, 0, rnorm / bnorm, True)
     z = precond(r)
     p = z.copy()
@@ -304,11 +307,11 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
         alpha = rz / pAp
         rnorm = float(np.sqrt(kern.cg_update_xr(x, r, p, Ap, alpha)))
         it += 1
-        if rnorm <= rtol * bnorm or (deadline is not None and time.perf_counter() > deadline):
+        if rnorm <= tol or (deadline is not None and time.perf_counter() > deadline):
             break
         z = precond(r)
         rz_new = kern.vdot(r, z)
         kern.cg_update_p(p, z, rz_new / rz)
         rz = rz_new
     rel = rnorm / bnorm
-    return PCGResult(x, it, rel, bool(rel <= rtol))
+    return PCGResult(x, it, rel, bool(rnorm <= tol))

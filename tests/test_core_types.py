@@ -83,3 +83,25 @@ def test_every_public_name_resolves():
 
     for name in organsim.__all__:
         assert getattr(organsim, name) is not None, name
+
+
+def test_linear_time_boundary_matches_sorting_all_faces():
+    """The boundary kernel (faces bucketed by smallest vertex) against sorting every face key,
+    on random sub-meshes of a box (holes, pockets, faces shared by two tets or one)."""
+    from organsim.mesh.generators import box_tet_mesh
+    from organsim.mesh.tetmesh import TET_FACES
+
+    rng = np.random.default_rng(7)
+    base = box_tet_mesh((6, 5, 4), 0.01)
+    for trial in range(12):
+        keep = rng.random(base.n_tets) < (0.3 + 0.06 * trial)
+        perm = rng.permutation(base.n_points)            # node numbering should not matter
+        m = TetMesh(base.points[np.argsort(perm)], perm[base.tets[keep]])
+        faces = m.tets[:, TET_FACES].reshape(-1, 3)
+        key = np.sort(faces, axis=1).astype(np.int64)
+        n = np.int64(m.n_points)
+        _, inv, counts = np.unique((key[:, 0] * n + key[:, 1]) * n + key[:, 2], return_inverse=True,
+                                   return_counts=True)
+        once = counts[inv.ravel()] == 1
+        assert np.array_equal(m.boundary_faces, faces[once])
+        assert np.array_equal(m.boundary_face_tets, np.repeat(np.arange(m.n_tets), 4)[once])

@@ -69,6 +69,9 @@ _SLOW_CG_ITERATIONS = 8
 #: hitch) instead of slow steps from then on. Carried-over factorizations (after cuts,
 #: grasps and releases) are kept as long as they do not make steps slow.
 _SLOW_STEPS_BEFORE_REFACTOR = 5
+#: A carried-over factorization is corrected by an exact solve on the nodes a cut, grasp or
+#: release affected when there are at most this many of them (block Jacobi beyond).
+_LOCAL_SOLVE_MAX_NODES = 3000
 
 __all__ = ["Simulation", "StepInfo", "StaticInfo"]
 
@@ -1153,11 +1156,20 @@ class Simulation:
         alpha, beta = self.damping
         cM = 1.0 / (h * h) + alpha / h
         cK = 1.0 + beta / h
-        # block Jacobi on the affected nodes only: their rest diagonal blocks in one pass
-        # over the tets (the full rest stiffness is not needed here)
         aff_nodes = free[affected]
-        D = cK * self._asm.rest_diagonal_blocks(aff_nodes) + cM * self._Mb[self._asm.pattern.diag[aff_nodes]]
-        self._prec = MappedPreconditioner(base, Tf, D, affected)
+        if 0 < len(aff_nodes) <= _LOCAL_SOLVE_MAX_NODES:
+            # an exact solve on the affected nodes: the reference matrix (rest stiffness of the
+            # tets around them, and mass) restricted to them, factored (a few hundred DOFs)
+            mark = np.zeros(self.mesh.n_points, dtype=bool)
+            mark[aff_nodes] = True
+            K_ring = self._asm.rest_stiffness(elements=np.flatnonzero(mark[self._asm.tets].any(axis=1)))
+            sub = self._asm.pattern.sub(aff_nodes)
+            local = make_preconditioner("cholesky", sub, sub.gather(K_ring, cK, self._Mb, cM), None)
+        else:
+            # block Jacobi on the affected nodes: their rest diagonal blocks in one pass over the tets
+            local = (cK * self._asm.rest_diagonal_blocks(aff_nodes)
+                     + cM * self._Mb[self._asm.pattern.diag[aff_nodes]])
+        self._prec = MappedPreconditioner(base, Tf, local, affected)
         self._prec_key = (id(self._cache_key), h)
         self._prec_free = free
         self._prec_is_ref = is_ref

@@ -184,20 +184,21 @@ class WarpedPreconditioner:
 
 
 class MappedPreconditioner:
-    """A factorization carried across a topology change (a cut), plus block Jacobi.
+    """A factorization carried across a topology change (a cut), plus a local correction.
 
-    Applies ``T F^-1 T^T r + D_S^-1 r`` where ``F`` is the factorization built for
-    an earlier mesh, ``T`` (3 n_free_new, 3 n_free_old) the nodal transfer between
-    the free DOFs of the two meshes, and ``D_S`` the 3x3 diagonal blocks of the
-    new reference matrix on the nodes the cut affected (``affected``), which act
-    on the new, separated modes along the cut. It
-    avoids refactoring after every cut increment; the simulation refactors once
-    conjugate gradients stop converging with it.
+    Applies ``T F^-1 T^T r + C r`` where ``F`` is the factorization built for an
+    earlier mesh, ``T`` (3 n_free_new, 3 n_free_old) the nodal transfer between the
+    free DOFs of the two meshes, and ``C`` a correction on the nodes the cut (or a
+    grasp, a release) affected (``affected``), which acts on the new, separated
+    modes there: the inverse of the new reference matrix restricted to those nodes
+    (a small sparse factorization, ``local``), or the inverse of its 3x3 diagonal
+    blocks. It avoids refactoring after every cut increment; the simulation
+    refactors once conjugate gradients keep needing many iterations with it.
     """
 
     kind = "mapped"
 
-    def __init__(self, base, Tnodes: sp.csr_matrix, diag_blocks: np.ndarray, affected: np.ndarray):
+    def __init__(self, base, Tnodes: sp.csr_matrix, local, affected: np.ndarray):
         """
         Parameters
         ----------
@@ -205,27 +206,40 @@ class MappedPreconditioner:
             The earlier preconditioner (applies ``F^-1`` on the old free DOFs).
         Tnodes : sparse (n_free_new, n_free_old)
             Nodal transfer (the same for each of the three displacement components).
-        diag_blocks : ndarray, shape (k, 3, 3)
-            Diagonal blocks of the new reference matrix at the ``k`` affected nodes.
+        local : callable or ndarray, shape (k, 3, 3)
+            The correction on the ``k`` affected nodes: a solver of the reference
+            matrix restricted to them (applied to a (3k,) vector ordered as the
+            affected nodes), or its diagonal blocks (block Jacobi).
         affected : ndarray of bool, shape (n_free_new,)
-            The nodes the cut touched (``k`` of them are True).
+            The nodes the change touched (``k`` of them are True).
         """
         self.base = base
         self.Tnodes = sp.csr_matrix(Tnodes)
         self._Tt = self.Tnodes.T.tocsr()
         self.affected = np.asarray(affected, dtype=bool)
-        diag_blocks = np.asarray(diag_blocks, dtype=np.float64)
-        if diag_blocks.shape != (int(self.affected.sum()), 3, 3):
-            raise ValueError(f"diag_blocks must have shape ({int(self.affected.sum())}, 3, 3) (one per affected"
-                             f" node), got {diag_blocks.shape}")
-        inv = np.zeros((len(self.affected), 3, 3))
-        inv[self.affected] = np.linalg.inv(diag_blocks)  # Jacobi only where the cut changed the mesh
-        self.inv = inv
+        k = int(self.affected.sum())
+        self._local = None
+        self.inv = None
+        if callable(local):
+            self._local = local
+        else:
+            diag_blocks = np.asarray(local, dtype=np.float64)
+            if diag_blocks.shape != (k, 3, 3):
+                raise ValueError(f"the diagonal blocks must have shape ({k}, 3, 3) (one per affected node),"
+                                 f" got {diag_blocks.shape}")
+            inv = np.zeros((len(self.affected), 3, 3))
+            inv[self.affected] = np.linalg.inv(diag_blocks)  # Jacobi only where the mesh changed
+            self.inv = inv
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.ascontiguousarray(b, dtype=np.float64)
-        out = np.empty(len(b))
-        kern.block_diag_solve(self.inv, b, out)
+        if self._local is not None:
+            out = np.zeros(len(b))
+            ra = np.ascontiguousarray(b.reshape(-1, 3)[self.affected]).ravel()
+            out.reshape(-1, 3)[self.affected] = np.asarray(self._local(ra)).reshape(-1, 3)
+        else:
+            out = np.empty(len(b))
+            kern.block_diag_solve(self.inv, b, out)
         coarse = np.ascontiguousarray(self._Tt @ b.reshape(-1, 3)).ravel()
         out += (self.Tnodes @ np.asarray(self.base(coarse)).reshape(-1, 3)).ravel()
         return out

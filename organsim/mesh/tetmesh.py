@@ -167,19 +167,10 @@ class TetMesh:
 
     @cached_property
     def _boundary(self) -> tuple[np.ndarray, np.ndarray]:
-        faces = self.tets[:, TET_FACES].reshape(-1, 3)
-        owner = np.repeat(np.arange(self.n_tets), 4)
-        key = np.sort(faces, axis=1).astype(np.int64)
-        n = np.int64(max(self.n_points, 1))
-        # one int64 key per face (exact while n_points < 2 million; fall back beyond)
-        if n < 2_000_000:
-            _, inv, counts = np.unique((key[:, 0] * n + key[:, 1]) * n + key[:, 2],
-                                       return_inverse=True, return_counts=True)
-        else:
-            _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-        once = counts[inv.ravel()] == 1
-        bf = np.ascontiguousarray(faces[once])
-        bt = owner[once]
+        from ._face_kernels import boundary_faces
+
+        # the faces of one tet only, in linear time (bucketed by smallest vertex, no sort)
+        bf, bt = boundary_faces(np.ascontiguousarray(self.tets, dtype=np.int64), max(self.n_points, 1))
         bf.setflags(write=False)
         bt.setflags(write=False)
         return bf, bt

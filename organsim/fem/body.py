@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cached_property
 
 import numpy as np
 
@@ -89,7 +90,7 @@ class Body:
         dens.setflags(write=False)
         self.density_per_tet = dens
 
-    @property
+    @cached_property
     def mass(self) -> float:
         """Total mass (kg)."""
         return float(self.density_per_tet @ np.abs(self.mesh.volumes))

@@ -12,6 +12,33 @@ from numba import njit
 
 
 @njit(cache=True)
+def _row_columns(i, ptr, inc_tet, tets, mark, buf, start):
+    """Write the sorted, distinct nodes of the tets around node ``i`` into ``buf[start:]``.
+
+    ``ptr``/``inc_tet`` list the tets around each node; ``mark`` (n,) remembers the
+    row that last saw each node. Returns the end of the written run.
+    """
+    end = start
+    for k in range(ptr[i], ptr[i + 1]):
+        e = inc_tet[k]
+        for b in range(4):
+            j = tets[e, b]
+            if mark[j] != i:
+                mark[j] = i
+                buf[end] = j
+                end += 1
+    # insertion sort of the (short) row
+    for q in range(start + 1, end):
+        v = buf[q]
+        r = q - 1
+        while r >= start and buf[r] > v:
+            buf[r + 1] = buf[r]
+            r -= 1
+        buf[r + 1] = v
+    return end
+
+
+@njit(cache=True)
 def block_pattern(tets, n):
     """Node-block CSR pattern of a P1 mesh and each tet's block map.
 
@@ -62,22 +89,7 @@ def block_pattern(tets, n):
     nnz = 0
     for i in range(n):
         start = nnz
-        for k in range(ptr[i], ptr[i + 1]):
-            e = inc_tet[k]
-            for b in range(4):
-                j = tets[e, b]
-                if mark[j] != i:
-                    mark[j] = i
-                    buf[nnz] = j
-                    nnz += 1
-        # insertion sort of the (short) row
-        for q in range(start + 1, nnz):
-            v = buf[q]
-            r = q - 1
-            while r >= start and buf[r] > v:
-                buf[r + 1] = buf[r]
-                r -= 1
-            buf[r + 1] = v
+        nnz = _row_columns(i, ptr, inc_tet, tets, mark, buf, start)
         for q in range(start, nnz):
             pos[buf[q]] = q
         indptr[i + 1] = nnz
@@ -289,21 +301,7 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, 
         if dirty[i]:
             dstart[i] = nd
             start = nd
-            for k in range(ptr[i], ptr[i + 1]):
-                e = inc_tet[k]
-                for b in range(4):
-                    j = tets[e, b]
-                    if mark[j] != i:
-                        mark[j] = i
-                        dbuf[nd] = j
-                        nd += 1
-            for q in range(start + 1, nd):
-                v = dbuf[q]
-                r = q - 1
-                while r >= start and dbuf[r] > v:
-                    dbuf[r + 1] = dbuf[r]
-                    r -= 1
-                dbuf[r + 1] = v
+            nd = _row_columns(i, ptr, inc_tet, tets, mark, dbuf, start)
             rowlen[i] = nd - start
         else:
             j = new2old[i]

@@ -454,7 +454,7 @@ class Cutter:
         cand = np.flatnonzero(keep)
         V = self.fam_verts[cand]
         ok, add = completion_vertices(np.ascontiguousarray(self.on_cut[V]), np.ascontiguousarray(self.fam_epid[cand]))
-        cand, V, add, EP = cand[ok], V[ok], add[ok], self.fam_epid[cand][ok]
+        cand, V, add = cand[ok], V[ok], add[ok]
         if len(cand) == 0:
             return empty, empty
         P = X[V]                                                            # (k, 4, 3)
@@ -463,15 +463,12 @@ class Cutter:
         far = np.zeros(len(cand), dtype=bool)
         d, _, _ = closest_on_triangles(np.ascontiguousarray(P[rows, cols]), np.concatenate(self._stroke))
         far[rows[d > self.front_snap * h[rows]]] = True
-        # a vertex put onto the cut must not end a crossed edge of any pending tet (that tet
-        # could never split consistently again), nor of another completed family
+        # a vertex put onto the cut must not end a crossed edge of any pending tet, these
+        # candidates included (that tet could never split consistently again)
         all_ends = self.fam_verts[:, TET_EDGES][self.fam_epid >= 0]                     # (c, 2)
-        nodes = np.unique(V[rows, cols][~far[rows]])
-        crossed_ends = V[:, TET_EDGES] * (EP >= 0)[:, :, None] - (EP < 0)[:, :, None]   # (k, 6, 2), -1 unused
-        clash = np.isin(crossed_ends.reshape(len(cand), -1), nodes).any(axis=1)
         blocked = np.zeros(len(cand), dtype=bool)
         blocked[rows[np.isin(V[rows, cols], all_ends)]] = True
-        use = ~far & ~clash & ~blocked
+        use = ~far & ~blocked
         return cand[use], np.unique(V[rows, cols][use[rows]])
 
     def _cut_with(self, tris: np.ndarray, X: np.ndarray, *, complete_all: bool = False) -> CutResult:

@@ -689,8 +689,11 @@ class Simulation:
             refac = refac or rf
         return tot_newton, tot_lin, res, conv, minJ, refac
 
-    def _be_substep(self, h, cons, ck):
-        owner, _, free = self._constraint_state()
+    def _substep_start(self, h, cons, ck):
+        """Common start of a dynamic substep of length ``h``: the free nodes, the mass and
+        stiffness coefficients of the system matrix (``cM M + cK K``), the current state,
+        the predictor ``x_n + h v`` with the constrained nodes at ``ck``, and the loads there."""
+        _, _, free = self._constraint_state()
         alpha, beta = self.damping
         cM = 1.0 / (h * h) + alpha / h
         cK = 1.0 + beta / h
@@ -698,7 +701,10 @@ class Simulation:
         x_pred = x_n + h * self._v
         x = x_pred.copy()
         x[cons] = ck
-        fext = self._external(x)
+        return free, cM, cK, x_n, x_pred, x, self._external(x)
+
+    def _be_substep(self, h, cons, ck):
+        free, cM, cK, x_n, x_pred, x, fext = self._substep_start(h, cons, ck)
         f, K = self._asm.forces_and_stiffness(x, exact=True)
         g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext)
         rnorm = float(np.linalg.norm(g[free]))
@@ -764,15 +770,7 @@ class Simulation:
         return best
 
     def _realtime_substep(self, h, cons, ck, deadline):
-        _, _, free = self._constraint_state()
-        alpha, beta = self.damping
-        cM = 1.0 / (h * h) + alpha / h
-        cK = 1.0 + beta / h
-        x_n = self._x
-        x_pred = x_n + h * self._v
-        x = x_pred.copy()
-        x[cons] = ck
-        fext = self._external(x)
+        free, cM, cK, x_n, x_pred, x, fext = self._substep_start(h, cons, ck)
         prec, refac = self._preconditioner(h)
         lin_total = 0
         rel = 0.0

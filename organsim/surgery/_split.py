@@ -760,3 +760,1011 @@ def closest_on_triangles(points, tris):
                 which[i] = k
         out[i] = np.sqrt(best)
     return out, near, which
+
+
+# ---------------------------------------------------------------------------
+# Per-increment stages of :meth:`organsim.surgery.cutting.Cutter.advance`, each
+# one compiled pass instead of a chain of NumPy calls (the increments that
+# change nothing, most of a stroke, cost little more than these calls).
+
+#: Base for encoding a sorted node pair or triple as one int64 (as in cutting.py).
+KEY_BASE = 1 << 21
+
+
+@njit(cache=True)
+def swept_quads(a, b, min_area):
+    """Triangles swept by a blade polyline between two poses, degenerate ones dropped.
+
+    Parameters
+    ----------
+    a, b : (s, 3) float64
+        The blade's points (m) at the previous and the current pose.
+    min_area : float
+        Triangles of area (m^2) not above this are dropped.
+
+    Returns
+    -------
+    (T, 3, 3) float64
+        The triangles ``(a_i, a_i+1, b_i+1)`` of every segment, then the
+        triangles ``(a_i, b_i+1, b_i)``, as
+        :func:`organsim.surgery.cutting.swept_triangles` orders them, less the
+        degenerate ones.
+    """
+    ns = a.shape[0] - 1
+    out = np.empty((2 * ns, 3, 3))
+    keep = 0
+    for h in range(2):
+        for i in range(ns):
+            for d in range(3):
+                out[keep, 0, d] = a[i, d]
+                if h == 0:
+                    out[keep, 1, d] = a[i + 1, d]
+                    out[keep, 2, d] = b[i + 1, d]
+                else:
+                    out[keep, 1, d] = b[i + 1, d]
+                    out[keep, 2, d] = b[i, d]
+            ux = out[keep, 1, 0] - out[keep, 0, 0]
+            uy = out[keep, 1, 1] - out[keep, 0, 1]
+            uz = out[keep, 1, 2] - out[keep, 0, 2]
+            vx = out[keep, 2, 0] - out[keep, 0, 0]
+            vy = out[keep, 2, 1] - out[keep, 0, 1]
+            vz = out[keep, 2, 2] - out[keep, 0, 2]
+            cx = uy * vz - uz * vy
+            cy = uz * vx - ux * vz
+            cz = ux * vy - uy * vx
+            if 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz) > min_area:
+                keep += 1
+    return out[:keep].copy()
+
+
+@njit(cache=True)
+def blade_candidates(X, tets, tet_family, n_fam, tris):
+    """Tets whose bounding box overlaps a swept triangle's, split into fresh tets and pending families.
+
+    Parameters
+    ----------
+    X : (n, 3) float64 current node positions (m). tets : (m, 4) int64.
+    tet_family : (m,) int64 pending family of each tet, -1 for none.
+    n_fam : int, number of pending families.
+    tris : (T, 3, 3) float64 swept triangles (m), ``T >= 1``.
+
+    Returns
+    -------
+    fresh : (f,) int64, candidate tets in no family, ascending.
+    fam : (g,) int64, families of the other candidates, ascending.
+    amax : float, the largest absolute coordinate of the triangles (m).
+    """
+    nt = tris.shape[0]
+    blo = np.empty((nt, 3))
+    bhi = np.empty((nt, 3))
+    amax = 0.0
+    for k in range(nt):
+        for d in range(3):
+            blo[k, d] = min(tris[k, 0, d], tris[k, 1, d], tris[k, 2, d])
+            bhi[k, d] = max(tris[k, 0, d], tris[k, 1, d], tris[k, 2, d])
+            amax = max(amax, abs(blo[k, d]), abs(bhi[k, d]))
+    mask = tets_near_boxes(X, tets, blo, bhi, 1e-9 * max(amax, 1e-3))
+    m = tets.shape[0]
+    fresh = np.empty(m, dtype=np.int64)
+    seen = np.zeros(n_fam, dtype=np.bool_)
+    nfresh = 0
+    nseen = 0
+    for t in range(m):
+        if mask[t]:
+            f = tet_family[t]
+            if f < 0:
+                fresh[nfresh] = t
+                nfresh += 1
+            elif not seen[f]:
+                seen[f] = True
+                nseen += 1
+    fam = np.empty(nseen, dtype=np.int64)
+    j = 0
+    for f in range(n_fam):
+        if seen[f]:
+            fam[j] = f
+            j += 1
+    return fresh[:nfresh].copy(), fam, amax
+
+
+@njit(cache=True)
+def crossed_edge_ends(n, fam_verts, fam_epid):
+    """Mask (n,) bool of the nodes ending a crossed edge of a pending family (``fam_epid >= 0``)."""
+    out = np.zeros(n, dtype=np.bool_)
+    for f in range(fam_verts.shape[0]):
+        for e in range(6):
+            if fam_epid[f, e] >= 0:
+                out[fam_verts[f, _EDGES[e, 0]]] = True
+                out[fam_verts[f, _EDGES[e, 1]]] = True
+    return out
+
+
+@njit(cache=True)
+def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_steiner):
+    """The tets one increment re-splits: fresh candidates, then the original tets of touched families.
+
+    Parameters
+    ----------
+    tets : (m, 4) int64. tet_family : (m,) int64 (-1: none).
+    fresh : (f,) int64 tets in no family. fam_touched : (g,) int64 families, ascending, unique.
+    fam_verts : (F, 4) int64, fam_epid : (F, 6) int64, fam_steiner : (F,) int64
+        Each family's original tet, the crossing node on each of its edges (-1: none)
+        and its centroid node.
+
+    Returns
+    -------
+    wg : (f + g, 4) int64 node ids.
+    w_src : (f + g,) int64 a tet of the current mesh each row stands for (a family: its first tet).
+    w_steiner : (f + g,) int64 centroid node (-1 for fresh tets).
+    w_forced : (f + g, 6) int64 crossing node of each edge (-1 for fresh tets).
+    removed : (m,) bool, the tets the working rows replace.
+    """
+    m = tets.shape[0]
+    nf = fresh.shape[0]
+    ng = fam_touched.shape[0]
+    w = nf + ng
+    wg = np.empty((w, 4), dtype=np.int64)
+    w_src = np.empty(w, dtype=np.int64)
+    w_steiner = np.full(w, -1, dtype=np.int64)
+    w_forced = np.full((w, 6), -1, dtype=np.int64)
+    removed = np.zeros(m, dtype=np.bool_)
+    for i in range(nf):
+        t = fresh[i]
+        removed[t] = True
+        for c in range(4):
+            wg[i, c] = tets[t, c]
+        w_src[i] = t
+    if ng > 0:
+        slot = np.full(fam_verts.shape[0], -1, dtype=np.int64)
+        for j in range(ng):
+            slot[fam_touched[j]] = j
+        first = np.full(ng, -1, dtype=np.int64)
+        for t in range(m):
+            f = tet_family[t]
+            if f >= 0 and slot[f] >= 0:
+                removed[t] = True
+                if first[slot[f]] < 0:
+                    first[slot[f]] = t
+        for j in range(ng):
+            f = fam_touched[j]
+            r = nf + j
+            for c in range(4):
+                wg[r, c] = fam_verts[f, c]
+            for e in range(6):
+                w_forced[r, e] = fam_epid[f, e]
+            w_src[r] = first[j]
+            w_steiner[r] = fam_steiner[f]
+    return wg, w_src, w_steiner, w_forced, removed
+
+
+@njit(cache=True)
+def sweep_edges(wg, w_forced, X, tris, tol, pad, on_cut, front_nodes, keeps_off, snap):
+    """Unique edges of the working tets, their crossings with the swept surface, and snapping.
+
+    Parameters
+    ----------
+    wg : (w, 4) int64 working tets. w_forced : (w, 6) int64 crossing node already on each edge (-1: none).
+    X : (n, 3) float64 current positions (m). tris : (T, 3, 3) float64 swept triangles.
+    tol, pad : float, the crossing tolerances of :func:`edge_hits`.
+    on_cut : (n,) bool, nodes already on the cut. front_nodes : (k,) int64, nodes put onto it now.
+    keeps_off : (n,) bool, nodes that must not be snapped onto the cut.
+    snap : float, edge-parameter snapping threshold.
+
+    Returns
+    -------
+    ue : (ne, 2) int64, the unique edges (smaller node first), ascending by key.
+    einv : (6 w,) int64, the unique edge of each working-tet edge (``TET_EDGES`` order).
+    forced : (ne,) int64, crossing node already on each edge (-1: none; the last row's wins).
+    tpar : (ne,) float64, edge parameter of the crossing (NaN: none).
+    new_pt : (ne,) bool, the edge gets a new crossing node.
+    on_cut_new : (n,) bool, ``on_cut`` with the front nodes and the snapped vertices.
+    n_newly : int, nodes in ``on_cut_new`` and not in ``on_cut``.
+    """
+    w = wg.shape[0]
+    n6 = 6 * w
+    keys = np.empty(n6, dtype=np.int64)
+    for t in range(w):
+        for e in range(6):
+            a = wg[t, _EDGES[e, 0]]
+            b = wg[t, _EDGES[e, 1]]
+            if a > b:
+                a, b = b, a
+            keys[6 * t + e] = a * KEY_BASE + b
+    order = np.argsort(keys)
+    einv = np.empty(n6, dtype=np.int64)
+    ukey = np.empty(n6, dtype=np.int64)
+    ne = 0
+    for q in range(n6):
+        k = keys[order[q]]
+        if ne == 0 or k != ukey[ne - 1]:
+            ukey[ne] = k
+            ne += 1
+        einv[order[q]] = ne - 1
+    ue = np.empty((ne, 2), dtype=np.int64)
+    p0 = np.empty((ne, 3))
+    p1 = np.empty((ne, 3))
+    for i in range(ne):
+        ue[i, 0] = ukey[i] // KEY_BASE
+        ue[i, 1] = ukey[i] % KEY_BASE
+        for d in range(3):
+            p0[i, d] = X[ue[i, 0], d]
+            p1[i, d] = X[ue[i, 1], d]
+    forced = np.full(ne, -1, dtype=np.int64)
+    for j in range(n6):
+        v = w_forced[j // 6, j % 6]
+        if v >= 0:
+            forced[einv[j]] = v
+    count, tpar = edge_hits(p0, p1, tris, tol, pad)
+    oc = on_cut.copy()
+    for i in range(front_nodes.shape[0]):
+        oc[front_nodes[i]] = True
+    odd = np.empty(ne, dtype=np.bool_)
+    for i in range(ne):
+        odd[i] = count[i] % 2 == 1 and forced[i] < 0
+        if odd[i]:
+            if tpar[i] < snap and not keeps_off[ue[i, 0]]:
+                oc[ue[i, 0]] = True
+            if tpar[i] > 1 - snap and not keeps_off[ue[i, 1]]:
+                oc[ue[i, 1]] = True
+    new_pt = np.empty(ne, dtype=np.bool_)
+    for i in range(ne):
+        new_pt[i] = odd[i] and not oc[ue[i, 0]] and not oc[ue[i, 1]]
+    n_newly = 0
+    for i in range(oc.shape[0]):
+        if oc[i] and not on_cut[i]:
+            n_newly += 1
+    return ue, einv, forced, tpar, new_pt, oc, n_newly
+
+
+@njit(cache=True)
+def _key3(a, b, c):
+    """Order-independent int64 key of a node triple (as ``cutting.face_keys``)."""
+    if a > b:
+        a, b = b, a
+    if b > c:
+        b, c = c, b
+    if a > b:
+        a, b = b, a
+    return a + KEY_BASE * (b + KEY_BASE * c)
+
+
+@njit(cache=True)
+def _in_sorted(keys, x):
+    """Whether ``x`` is in the ascending array ``keys``."""
+    i = np.searchsorted(keys, x)
+    return i < keys.shape[0] and keys[i] == x
+
+
+@njit(cache=True)
+def _sorted_unique(a):
+    """``np.unique(a)`` for a 1-D int64 array."""
+    s = np.sort(a)
+    n = 0
+    for i in range(s.shape[0]):
+        if n == 0 or s[i] != s[n - 1]:
+            s[n] = s[i]
+            n += 1
+    return s[:n].copy()
+
+
+@njit(cache=True)
+def merge_keys(keys, extra):
+    """``np.unique(np.concatenate([keys, extra]))`` for ``keys`` ascending and unique (int64)."""
+    e = _sorted_unique(extra)
+    out = np.empty(keys.shape[0] + e.shape[0], dtype=np.int64)
+    i = 0
+    j = 0
+    n = 0
+    while i < keys.shape[0] or j < e.shape[0]:
+        if j >= e.shape[0] or (i < keys.shape[0] and keys[i] < e[j]):
+            v = keys[i]
+            i += 1
+        elif i >= keys.shape[0] or e[j] < keys[i]:
+            v = e[j]
+            j += 1
+        else:
+            v = keys[i]
+            i += 1
+            j += 1
+        out[n] = v
+        n += 1
+    return out[:n].copy()
+
+
+@njit(cache=True)
+def isin_sorted(x, keys):
+    """``np.isin(x, keys)`` for ``keys`` ascending (int64)."""
+    out = np.empty(x.shape[0], dtype=np.bool_)
+    for i in range(x.shape[0]):
+        out[i] = _in_sorted(keys, x[i])
+    return out
+
+
+@njit(cache=True)
+def remap_keys(keys, renum):
+    """Face keys under a node renumbering, those with a dropped node (``renum`` -1) left out.
+
+    Parameters
+    ----------
+    keys : (k,) int64 face keys. renum : (n,) int64 new id of each node, -1 if dropped.
+
+    Returns
+    -------
+    (k',) int64, ascending, unique.
+    """
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    n = 0
+    for i in range(keys.shape[0]):
+        k = keys[i]
+        a = renum[k % KEY_BASE]
+        b = renum[(k // KEY_BASE) % KEY_BASE]
+        c = renum[k // (KEY_BASE * KEY_BASE)]
+        if a >= 0 and b >= 0 and c >= 0:
+            out[n] = _key3(a, b, c)
+            n += 1
+    return _sorted_unique(out[:n])
+
+
+@njit(cache=True)
+def remap_ids(a, renum):
+    """Node ids ``a`` (any shape, flattened) under ``renum``; -1 stays -1 (and dropped nodes become -1)."""
+    out = np.empty(a.shape[0], dtype=np.int64)
+    for i in range(a.shape[0]):
+        out[i] = renum[a[i]] if a[i] >= 0 else -1
+    return out
+
+
+@njit(cache=True)
+def new_nodes(Xr, ue, new_pt, tpar, forced, einv, wg, w_steiner, on_cut):
+    """Cut points on the crossed edges and centroids of the working tets that need one.
+
+    Parameters
+    ----------
+    Xr : (n, 3) float64 rest positions (m). ue, new_pt, tpar, forced, einv : as from :func:`sweep_edges`.
+    wg : (w, 4) int64 working tets. w_steiner : (w,) int64 their centroid node (-1: none yet).
+    on_cut : (n,) bool.
+
+    Returns
+    -------
+    pts_all : (n + c + s, 3) float64, rest positions of the old nodes, then of the c cut
+        points (``a + t (b - a)`` on their edge, ascending edge key), then of the s new centroids.
+    on_all : (n + c + s,) bool, on the cut (cut points are, centroids are not).
+    epid_w : (w, 6) int64, crossing node of each working-tet edge (-1: none).
+    w_steiner_new : (w,) int64, every row's centroid node.
+    ea, eb : (c,) int64, the edge of each cut point. tt : (c,) float64, its edge parameter.
+    st_rows : (s,) int64, the working row of each new centroid.
+    """
+    n0 = Xr.shape[0]
+    ne = ue.shape[0]
+    w = wg.shape[0]
+    nc = 0
+    for i in range(ne):
+        if new_pt[i]:
+            nc += 1
+    ns = 0
+    for r in range(w):
+        if w_steiner[r] < 0:
+            ns += 1
+    pts = np.empty((n0 + nc + ns, 3))
+    on_all = np.zeros(n0 + nc + ns, dtype=np.bool_)
+    for i in range(n0):
+        on_all[i] = on_cut[i]
+        for d in range(3):
+            pts[i, d] = Xr[i, d]
+    epid_u = forced.copy()
+    ea = np.empty(nc, dtype=np.int64)
+    eb = np.empty(nc, dtype=np.int64)
+    tt = np.empty(nc)
+    k = 0
+    for i in range(ne):
+        if new_pt[i]:
+            epid_u[i] = n0 + k
+            a = ue[i, 0]
+            b = ue[i, 1]
+            t = tpar[i]
+            ea[k] = a
+            eb[k] = b
+            tt[k] = t
+            for d in range(3):
+                pts[n0 + k, d] = Xr[a, d] + t * (Xr[b, d] - Xr[a, d])
+            on_all[n0 + k] = True
+            k += 1
+    w_st = w_steiner.copy()
+    st_rows = np.empty(ns, dtype=np.int64)
+    k = 0
+    for r in range(w):
+        if w_steiner[r] < 0:
+            q = n0 + nc + k
+            w_st[r] = q
+            st_rows[k] = r
+            for d in range(3):
+                pts[q, d] = (((Xr[wg[r, 0], d] + Xr[wg[r, 1], d]) + Xr[wg[r, 2], d]) + Xr[wg[r, 3], d]) / 4
+            k += 1
+    epid_w = np.empty((w, 6), dtype=np.int64)
+    for r in range(w):
+        for e in range(6):
+            epid_w[r, e] = epid_u[einv[6 * r + e]]
+    return pts, on_all, epid_w, w_st, ea, eb, tt, st_rows
+
+
+@njit(cache=True)
+def split_tags(wg, cut, piece, piece_parent, on_all, keys):
+    """Face keys a split makes or carries: cut polygons, pieces of tagged faces, faces lying on the cut.
+
+    Parameters
+    ----------
+    wg : (w, 4) int64 working tets. cut : (k, 3) int64 cut triangles.
+    piece : (p, 3) int64 face pieces, piece_parent : (p, 2) int64 their (row, local face).
+    on_all : (N,) bool nodes on the cut. keys : (K,) int64 tagged keys so far, ascending.
+
+    Returns
+    -------
+    new_keys : (k + p',) int64, the cut triangles' keys, then those of the pieces of tagged faces.
+    flat_keys : (q,) int64, keys of the working tets' faces with all three nodes on the cut
+        (row-major over (row, local face)).
+    """
+    nk = cut.shape[0]
+    out = np.empty(nk + piece.shape[0], dtype=np.int64)
+    for i in range(nk):
+        out[i] = _key3(cut[i, 0], cut[i, 1], cut[i, 2])
+    n = nk
+    for i in range(piece.shape[0]):
+        r = piece_parent[i, 0]
+        f = piece_parent[i, 1]
+        k = _key3(wg[r, _FACES[f, 0]], wg[r, _FACES[f, 1]], wg[r, _FACES[f, 2]])
+        if _in_sorted(keys, k):
+            out[n] = _key3(piece[i, 0], piece[i, 1], piece[i, 2])
+            n += 1
+    w = wg.shape[0]
+    flat = np.empty(4 * w, dtype=np.int64)
+    q = 0
+    for r in range(w):
+        for f in range(4):
+            a = wg[r, _FACES[f, 0]]
+            b = wg[r, _FACES[f, 1]]
+            c = wg[r, _FACES[f, 2]]
+            if on_all[a] and on_all[b] and on_all[c]:
+                flat[q] = _key3(a, b, c)
+                q += 1
+    return out[:n].copy(), flat[:q].copy()
+
+
+@njit(cache=True)
+def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, mode, wg, epid_w, w_steiner,
+                    stroke_no):
+    """Pending families after a split: the untouched ones, then the working rows split without separating.
+
+    Returns
+    -------
+    fam_verts (F', 4), fam_epid (F', 6), fam_steiner (F',), fam_stroke (F',) : int64
+    fam_renum : (F + 1,) int64, new id of each old family (-1: restored), and -1 at [F].
+    w_fam : (w,) int64, the new family of each working row (-1: none).
+    """
+    nf = fam_verts.shape[0]
+    keep = np.ones(nf, dtype=np.bool_)
+    for j in range(fam_touched.shape[0]):
+        keep[fam_touched[j]] = False
+    fam_renum = np.full(nf + 1, -1, dtype=np.int64)
+    n_old = 0
+    for f in range(nf):
+        if keep[f]:
+            fam_renum[f] = n_old
+            n_old += 1
+    w = wg.shape[0]
+    n_new = 0
+    for r in range(w):
+        if mode[r] == 2:
+            n_new += 1
+    F = n_old + n_new
+    fv = np.empty((F, 4), dtype=np.int64)
+    fe = np.empty((F, 6), dtype=np.int64)
+    fs = np.empty(F, dtype=np.int64)
+    fk = np.empty(F, dtype=np.int64)
+    w_fam = np.full(w, -1, dtype=np.int64)
+    for f in range(nf):
+        g = fam_renum[f]
+        if g >= 0:
+            fv[g] = fam_verts[f]
+            fe[g] = fam_epid[f]
+            fs[g] = fam_steiner[f]
+            fk[g] = fam_stroke[f]
+    g = n_old
+    for r in range(w):
+        if mode[r] == 2:
+            fv[g] = wg[r]
+            fe[g] = epid_w[r]
+            fs[g] = w_steiner[r]
+            fk[g] = stroke_no
+            w_fam[r] = g
+            g += 1
+    return fv, fe, fs, fk, fam_renum, w_fam
+
+
+@njit(cache=True)
+def assemble(tets, removed, kids, kpar, w_src, region_ids, tet_family, fam_renum, w_fam, pts_all, on_all):
+    """The new tets (kept ones in order, then the children), with the nodes no tet uses dropped.
+
+    Parameters
+    ----------
+    tets : (m, 4) int64. removed : (m,) bool, tets replaced by children.
+    kids : (c, 4) int64 children, kpar : (c,) int64 their working row.
+    w_src : (w,) int64 a current tet of each working row. region_ids : (m,) region of each tet.
+    tet_family : (m,) int64. fam_renum : (F + 1,) int64 and w_fam : (w,) int64 from :func:`update_families`.
+    pts_all : (N, 3) float64 rest positions of all nodes, on_all : (N,) bool.
+
+    Returns
+    -------
+    new_tets : (m', 4) int64 in the compacted numbering. rid : (m',) region ids.
+    tet_parent : (m',) int64 current tet each comes from. tet_family : (m',) int64.
+    renum : (N,) int64 compacted id of each node (-1: dropped). src : (N',) int64 the node each keeps.
+    pts : (N', 3) float64. on_cut : (N',) bool.
+    """
+    m = tets.shape[0]
+    nk = kids.shape[0]
+    nkeep = 0
+    for t in range(m):
+        if not removed[t]:
+            nkeep += 1
+    M = nkeep + nk
+    new_tets = np.empty((M, 4), dtype=np.int64)
+    rid = np.empty(M, dtype=region_ids.dtype)
+    parent = np.empty(M, dtype=np.int64)
+    fam = np.empty(M, dtype=np.int64)
+    j = 0
+    for t in range(m):
+        if not removed[t]:
+            for c in range(4):
+                new_tets[j, c] = tets[t, c]
+            rid[j] = region_ids[t]
+            parent[j] = t
+            f = tet_family[t]
+            fam[j] = fam_renum[f] if f >= 0 else fam_renum[fam_renum.shape[0] - 1]
+            j += 1
+    for k in range(nk):
+        r = kpar[k]
+        for c in range(4):
+            new_tets[j, c] = kids[k, c]
+        rid[j] = region_ids[w_src[r]]
+        parent[j] = w_src[r]
+        fam[j] = w_fam[r]
+        j += 1
+    N = pts_all.shape[0]
+    used = np.zeros(N, dtype=np.bool_)
+    for t in range(M):
+        for c in range(4):
+            used[new_tets[t, c]] = True
+    renum = np.full(N, -1, dtype=np.int64)
+    n = 0
+    for i in range(N):
+        if used[i]:
+            renum[i] = n
+            n += 1
+    src = np.empty(n, dtype=np.int64)
+    pts = np.empty((n, 3))
+    on = np.empty(n, dtype=np.bool_)
+    for i in range(N):
+        q = renum[i]
+        if q >= 0:
+            src[q] = i
+            on[q] = on_all[i]
+            for d in range(3):
+                pts[q, d] = pts_all[i, d]
+    for t in range(M):
+        for c in range(4):
+            new_tets[t, c] = renum[new_tets[t, c]]
+    return new_tets, rid, parent, fam, renum, src, pts, on
+
+
+@njit(cache=True)
+def transfer_rows(src, n0, ea, eb, tt, st_nodes):
+    """CSR arrays of the transfer matrix (new nodal field = T @ old) for new nodes ``src``.
+
+    Parameters
+    ----------
+    src : (N',) int64, the pre-compaction node each new node is (old nodes < n0, then the
+        cut points, then the centroids, numbered as in :func:`new_nodes`).
+    n0 : int, old nodes. ea, eb : (c,) int64, tt : (c,) float64, the cut points' edges.
+    st_nodes : (s, 4) int64, the old nodes each centroid averages.
+
+    Returns
+    -------
+    indptr (N' + 1,), indices (nnz,) int64 and data (nnz,) float64: a unit row per old
+    node, ``(1 - t, t)`` on the edge's ends per cut point, 0.25 on each corner per centroid.
+    """
+    nc = ea.shape[0]
+    nr = src.shape[0]
+    indptr = np.empty(nr + 1, dtype=np.int64)
+    indptr[0] = 0
+    for r in range(nr):
+        s = src[r]
+        indptr[r + 1] = indptr[r] + (1 if s < n0 else (2 if s < n0 + nc else 4))
+    nnz = indptr[nr]
+    ind = np.empty(nnz, dtype=np.int64)
+    val = np.empty(nnz)
+    for r in range(nr):
+        s = src[r]
+        p = indptr[r]
+        if s < n0:
+            ind[p] = s
+            val[p] = 1.0
+        elif s < n0 + nc:
+            k = s - n0
+            ind[p] = ea[k]
+            ind[p + 1] = eb[k]
+            val[p] = 1 - tt[k]
+            val[p + 1] = tt[k]
+        else:
+            k = s - n0 - nc
+            for c in range(4):
+                ind[p + c] = st_nodes[k, c]
+                val[p + c] = 0.25
+    return indptr, ind, val
+
+
+@njit(cache=True)
+def tets_with_marked(tets, mask, k):
+    """Ids (ascending) of the tets with at least ``k`` nodes in ``mask`` (n,) bool."""
+    m = tets.shape[0]
+    out = np.empty(m, dtype=np.int64)
+    c = 0
+    for e in range(m):
+        s = 0
+        for j in range(4):
+            if mask[tets[e, j]]:
+                s += 1
+        if s >= k:
+            out[c] = e
+            c += 1
+    return out[:c].copy()
+
+
+@njit(cache=True)
+def separate_sides(tets, keys_all, seed_keys, n_points):
+    """Duplicate nodes so that the tets on either side of tagged faces no longer share them.
+
+    Parameters
+    ----------
+    tets : (m, 4) int64. keys_all : (K,) int64 tagged face keys, ascending, unique.
+    seed_keys : (k,) int64 keys of tagged faces that may still be interior (new or pending).
+    n_points : int, number of nodes.
+
+    Returns
+    -------
+    tets : (m, 4) int64, the input, with the duplicated nodes renumbered in place.
+    dup_src : (d,) int64, source node of each new node (new ids ``n_points + arange(d)``).
+    keys_all : (K',) int64, updated tagged keys (both sides of every separated face), ascending.
+    pending : (p,) int64, keys of tagged faces still interior (crack front), ascending.
+    changed : bool, False when nothing was separated (``tets`` and ``keys_all`` are the inputs).
+
+    Notes
+    -----
+    The tets around the nodes of the seed faces are gathered (grown to all tets around
+    every node of an interior tagged face among them). At each such node, the tet
+    corners connected through faces that are not tagged form groups; the group with the
+    smallest corner keeps the node, every other group gets a copy (numbered by node,
+    then group).
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    node_mask = np.zeros(n_points, dtype=np.bool_)
+    for i in range(seed_keys.shape[0]):
+        k = seed_keys[i]
+        for v in (k % KEY_BASE, (k // KEY_BASE) % KEY_BASE, k // (KEY_BASE * KEY_BASE)):
+            if v < n_points:
+                node_mask[v] = True
+    active = np.zeros(n_points, dtype=np.bool_)
+    for it in range(20):
+        lt = tets_touching(tets, node_mask)
+        nl = lt.shape[0]
+        if nl == 0:
+            return tets, empty, keys_all, empty, False
+        fk = np.empty(4 * nl, dtype=np.int64)
+        for i in range(nl):
+            t = lt[i]
+            for f in range(4):
+                fk[4 * i + f] = _key3(tets[t, _FACES[f, 0]], tets[t, _FACES[f, 1]], tets[t, _FACES[f, 2]])
+        order = np.argsort(fk, kind="mergesort")
+        npair = 0
+        for q in range(4 * nl - 1):
+            if fk[order[q + 1]] == fk[order[q]]:
+                npair += 1
+        sa = np.empty(npair, dtype=np.int64)
+        sb = np.empty(npair, dtype=np.int64)
+        tagged = np.empty(npair, dtype=np.bool_)
+        j = 0
+        for q in range(4 * nl - 1):
+            if fk[order[q + 1]] == fk[order[q]]:
+                sa[j] = order[q]
+                sb[j] = order[q + 1]
+                tagged[j] = _in_sorted(keys_all, fk[order[q]])
+                j += 1
+        active[:] = False
+        n_tag = 0
+        grows = False
+        for j in range(npair):
+            if tagged[j]:
+                t = lt[sa[j] // 4]
+                f = sa[j] % 4
+                for c in range(3):
+                    v = tets[t, _FACES[f, c]]
+                    if not active[v]:
+                        active[v] = True
+                        n_tag += 1
+                        if not node_mask[v]:
+                            grows = True
+        if n_tag == 0:
+            return tets, empty, keys_all, empty, False
+        if not grows or it == 19:
+            break
+        for v in range(n_points):
+            if active[v]:
+                node_mask[v] = True
+    # connect corners of active nodes across untagged shared faces
+    nc = 4 * nl
+    rows = np.empty(3 * npair, dtype=np.int64)
+    cols = np.empty(3 * npair, dtype=np.int64)
+    ne = 0
+    for j in range(npair):
+        if tagged[j]:
+            continue
+        ta = sa[j] // 4
+        fa = sa[j] % 4
+        tb = sb[j] // 4
+        for c in range(3):
+            lv_a = _FACES[fa, c]
+            node = tets[lt[ta], lv_a]
+            if active[node]:
+                lv_b = 0
+                for q in range(4):
+                    if tets[lt[tb], q] == node:
+                        lv_b = q
+                        break
+                rows[ne] = 4 * ta + lv_a
+                cols[ne] = 4 * tb + lv_b
+                ne += 1
+    comp = component_labels(nc, rows[:ne], cols[:ne])
+    # one id per (node, group): the first group of a node keeps it, the others get copies
+    n_act = 0
+    for c in range(nc):
+        if active[tets[lt[c // 4], c % 4]]:
+            n_act += 1
+    act_c = np.empty(n_act, dtype=np.int64)
+    pair_key = np.empty(n_act, dtype=np.int64)
+    q = 0
+    for c in range(nc):
+        v = tets[lt[c // 4], c % 4]
+        if active[v]:
+            act_c[q] = c
+            pair_key[q] = v * nc + comp[c]
+            q += 1
+    ukey = _sorted_unique(pair_key)
+    nu = ukey.shape[0]
+    new_id = np.empty(nu, dtype=np.int64)
+    n_dup = 0
+    for i in range(nu):
+        if i > 0 and ukey[i] // nc == ukey[i - 1] // nc:
+            n_dup += 1
+    dup_src = np.empty(n_dup, dtype=np.int64)
+    d = 0
+    for i in range(nu):
+        u = ukey[i] // nc
+        if i > 0 and u == ukey[i - 1] // nc:
+            new_id[i] = n_points + d
+            dup_src[d] = u
+            d += 1
+        else:
+            new_id[i] = u
+    T_old = np.empty((nl, 4), dtype=np.int64)
+    for i in range(nl):
+        for c in range(4):
+            T_old[i, c] = tets[lt[i], c]
+    out = tets
+    for q in range(n_act):
+        c = act_c[q]
+        out[lt[c // 4], c % 4] = new_id[np.searchsorted(ukey, pair_key[q])]
+    # both sides of each tagged interior face are tagged; faces still shared stay pending
+    extra = np.empty(2 * npair + 4 * nl, dtype=np.int64)
+    pend = np.empty(npair, dtype=np.int64)
+    ne = 0
+    npd = 0
+    for j in range(npair):
+        if tagged[j]:
+            ta = lt[sa[j] // 4]
+            fa = sa[j] % 4
+            tb = lt[sb[j] // 4]
+            fb = sb[j] % 4
+            ka = _key3(out[ta, _FACES[fa, 0]], out[ta, _FACES[fa, 1]], out[ta, _FACES[fa, 2]])
+            kb = _key3(out[tb, _FACES[fb, 0]], out[tb, _FACES[fb, 1]], out[tb, _FACES[fb, 2]])
+            extra[ne] = ka
+            extra[ne + 1] = kb
+            ne += 2
+            if ka == kb:
+                pend[npd] = ka
+                npd += 1
+    # every face whose old key was tagged keeps its tag under its new node ids
+    # (this also re-tags faces separated earlier whose nodes were split now)
+    for i in range(nl):
+        t = lt[i]
+        diff = False
+        for c in range(4):
+            if out[t, c] != T_old[i, c]:
+                diff = True
+        if diff:
+            for f in range(4):
+                ko = _key3(T_old[i, _FACES[f, 0]], T_old[i, _FACES[f, 1]], T_old[i, _FACES[f, 2]])
+                if _in_sorted(keys_all, ko):
+                    extra[ne] = _key3(out[t, _FACES[f, 0]], out[t, _FACES[f, 1]], out[t, _FACES[f, 2]])
+                    ne += 1
+    keys_new = merge_keys(keys_all, extra[:ne])
+    return out, dup_src, keys_new, _sorted_unique(pend[:npd]), True
+
+
+@njit(cache=True)
+def remap_families(tets, tet_family, fam_verts, fam_epid, dup_src, n_before):
+    """Point family records at the copies of duplicated nodes their own children use.
+
+    Parameters
+    ----------
+    tets : (m, 4) int64 (after separation). tet_family : (m,) int64.
+    fam_verts : (F, 4) int64, fam_epid : (F, 6) int64 node ids (-1: none).
+    dup_src : (d,) int64 source of each copy ``n_before + i``.
+
+    Returns
+    -------
+    fam_verts, fam_epid : updated copies. A reference to a duplicated node becomes the
+    first of (the node, its copies in order) that a tet of the family uses.
+    """
+    nf = fam_verts.shape[0]
+    refs = np.empty((nf, 10), dtype=np.int64)
+    for f in range(nf):
+        for j in range(4):
+            refs[f, j] = fam_verts[f, j]
+        for j in range(6):
+            refs[f, 4 + j] = fam_epid[f, j]
+    is_src = np.zeros(n_before, dtype=np.bool_)
+    for i in range(dup_src.shape[0]):
+        is_src[dup_src[i]] = True
+    hit = np.zeros(nf, dtype=np.bool_)
+    for f in range(nf):
+        for j in range(10):
+            v = refs[f, j]
+            if v >= 0 and v < n_before and is_src[v]:
+                hit[f] = True
+    # tets of the hit families, grouped by family
+    cnt = np.zeros(nf + 1, dtype=np.int64)
+    m = tets.shape[0]
+    for t in range(m):
+        f = tet_family[t]
+        if f >= 0 and hit[f]:
+            cnt[f + 1] += 1
+    for f in range(nf):
+        cnt[f + 1] += cnt[f]
+    ft = np.empty(cnt[nf], dtype=np.int64)
+    pos = cnt[:nf].copy()
+    for t in range(m):
+        f = tet_family[t]
+        if f >= 0 and hit[f]:
+            ft[pos[f]] = t
+            pos[f] += 1
+    for f in range(nf):
+        if not hit[f]:
+            continue
+        for j in range(10):
+            s = refs[f, j]
+            if s < 0 or s >= n_before or not is_src[s]:
+                continue
+            # candidates in order: the node itself, then its copies
+            for i in range(-1, dup_src.shape[0]):
+                if i >= 0 and dup_src[i] != s:
+                    continue
+                cand = s if i < 0 else n_before + i
+                found = False
+                for q in range(cnt[f], cnt[f + 1]):
+                    t = ft[q]
+                    for c in range(4):
+                        if tets[t, c] == cand:
+                            found = True
+                if found:
+                    refs[f, j] = cand
+                    break
+    return refs[:, :4].copy(), refs[:, 4:].copy()
+
+
+@njit(cache=True)
+def front_completions(fam_verts, fam_epid, cand_mask, on_cut, X, tris, front_snap, keeps_off):
+    """Pending families whose crack front can be rounded onto nearby vertices.
+
+    Parameters
+    ----------
+    fam_verts : (F, 4) int64, fam_epid : (F, 6) int64, the families' original tets and crossings.
+    cand_mask : (F,) bool, the families to consider.
+    on_cut : (n,) bool. X : (n, 3) float64 current positions (m).
+    tris : (T, 3, 3) float64 the stroke's swept triangles (m).
+    front_snap : float, largest distance of a vertex to put onto the cut from the swept
+        surface, as a fraction of its tet's mean edge length.
+    keeps_off : (n,) bool, nodes that must stay off the cut (they end a crossed edge of a
+        pending tet, which could then never split consistently).
+
+    Returns
+    -------
+    fams : (g,) int64, the families to restore, ascending.
+    nodes : (k,) int64, the vertices to put onto the cut, ascending, unique.
+
+    Notes
+    -----
+    A candidate qualifies when :func:`completion_vertices` completes it and each added
+    vertex is within ``front_snap`` times the tet's mean edge length (in ``X``) of ``tris``
+    and not in ``keeps_off``.
+    """
+    nf = fam_verts.shape[0]
+    nc = 0
+    for f in range(nf):
+        if cand_mask[f]:
+            nc += 1
+    cand = np.empty(nc, dtype=np.int64)
+    oc = np.empty((nc, 4), dtype=np.bool_)
+    ep = np.empty((nc, 6), dtype=np.int64)
+    j = 0
+    for f in range(nf):
+        if cand_mask[f]:
+            cand[j] = f
+            for c in range(4):
+                oc[j, c] = on_cut[fam_verts[f, c]]
+            for e in range(6):
+                ep[j, e] = fam_epid[f, e]
+            j += 1
+    ok, add = completion_vertices(oc, ep)
+    # the added vertices, row-major over (candidate, corner)
+    na = 0
+    for j in range(nc):
+        if ok[j]:
+            for c in range(4):
+                if add[j, c]:
+                    na += 1
+    arow = np.empty(na, dtype=np.int64)
+    anode = np.empty(na, dtype=np.int64)
+    pts = np.empty((na, 3))
+    h = np.zeros(nc)
+    q = 0
+    for j in range(nc):
+        if not ok[j]:
+            continue
+        V = fam_verts[cand[j]]
+        s = 0.0
+        for e in range(6):
+            a = V[_EDGES[e, 0]]
+            b = V[_EDGES[e, 1]]
+            dx = X[a, 0] - X[b, 0]
+            dy = X[a, 1] - X[b, 1]
+            dz = X[a, 2] - X[b, 2]
+            s += np.sqrt(dx * dx + dy * dy + dz * dz)
+        h[j] = s / 6
+        for c in range(4):
+            if add[j, c]:
+                arow[q] = j
+                anode[q] = V[c]
+                for d in range(3):
+                    pts[q, d] = X[V[c], d]
+                q += 1
+    dist, _, _ = closest_on_triangles(pts, tris)
+    use = ok.copy()
+    for q in range(na):
+        j = arow[q]
+        if dist[q] > front_snap * h[j] or keeps_off[anode[q]]:
+            use[j] = False
+    ng = 0
+    for j in range(nc):
+        if use[j]:
+            ng += 1
+    fams = np.empty(ng, dtype=np.int64)
+    g = 0
+    for j in range(nc):
+        if use[j]:
+            fams[g] = cand[j]
+            g += 1
+    nodes = np.empty(na, dtype=np.int64)
+    k = 0
+    for q in range(na):
+        if use[arow[q]]:
+            nodes[k] = anode[q]
+            k += 1
+    return fams, _sorted_unique(nodes[:k])

@@ -59,9 +59,10 @@ import scipy.sparse as sp
 
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
-from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
-from ._split import (closest_on_triangles, component_labels, completion_vertices, edge_hits, run_split, tets_near_boxes,
-                     tets_touching)
+from ..mesh.tetmesh import TET_FACES, TetMesh
+from ._split import (assemble, blade_candidates, crossed_edge_ends, edge_hits, front_completions, merge_keys,
+                     new_nodes, remap_families, remap_ids, remap_keys, run_split, separate_sides, split_tags,
+                     swept_quads, sweep_edges, tets_with_marked, transfer_rows, update_families, working_set)
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
@@ -264,10 +265,32 @@ class CutResult:
         return surface_with_cut_tags(self.mesh, self.cut_face_keys, positions=positions)
 
 
+class _UnchangedResult(CutResult):
+    """A :class:`CutResult` for an increment that changed nothing.
+
+    Its identity ``transfer`` (shape (n, n)) and ``tet_parent`` (``arange(m)``)
+    are built on first access only: most increments of a stroke change
+    nothing, and their callers look only at ``changed``.
+    """
+
+    def __init__(self, mesh: TetMesh, cut_face_keys: np.ndarray) -> None:
+        object.__setattr__(self, "mesh", mesh)
+        object.__setattr__(self, "cut_face_keys", cut_face_keys)
+        object.__setattr__(self, "old_n_tets", mesh.n_tets)
+
+    @cached_property
+    def transfer(self) -> sp.csr_matrix:
+        """Identity, shape (n, n)."""
+        return sp.identity(self.mesh.n_points, format="csr")
+
+    @cached_property
+    def tet_parent(self) -> np.ndarray:
+        """``arange(m)``, shape (m,)."""
+        return np.arange(self.mesh.n_tets)
+
+
 def _identity_result(mesh: TetMesh, keys: np.ndarray) -> CutResult:
-    n = mesh.n_points
-    return CutResult(mesh, sp.identity(n, format="csr"), np.arange(mesh.n_tets), keys,
-                     old_n_tets=mesh.n_tets)
+    return _UnchangedResult(mesh, keys)
 
 
 class Cutter:
@@ -348,9 +371,9 @@ class Cutter:
         self.blade: np.ndarray | None = None
         self.front_snap = float(front_snap)
         self._stroke: list[np.ndarray] = []  # swept triangles of the current stroke
-        #: wall time (s) spent in each section of the cut increments so far (s0 candidates, s1
-        #: families, s2 crossings, s3 new nodes, s4 split, s5 tags, s6 families, s7 assembly,
-        #: s8 compaction, s9 separation and the new mesh)
+        #: wall time (s) spent in each section of the cut increments so far (s1 candidates, s2
+        #: working set, s3 crossings, s4 new nodes, s5 split, s6 tags, s7 families, s8 assembly
+        #: and compaction, s9 tags renumbered, s10 separation and the new mesh)
         self.timings: dict[str, float] = {}
 
     # ----------------------------------------------------------------- public
@@ -431,45 +454,31 @@ class Cutter:
         X = self.mesh.points if positions is None else np.asarray(positions, dtype=np.float64)
         if X.shape != self.mesh.points.shape:
             raise MeshError(f"positions must have shape {self.mesh.points.shape}, got {X.shape}")
-        tris = swept_triangles(prev, blade)
-        area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)
-        tris = tris[area > 1e-16]
+        tris = swept_quads(prev, self.blade, 1e-16)     # as swept_triangles, degenerate ones dropped
         if len(tris) == 0:
             return _identity_result(self.mesh, self.cut_face_keys)
         self._stroke.append(tris)
         return self._cut_with(tris, X)
 
     # --------------------------------------------------------------- internal
-    def _front_completions(self, exclude: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _front_completions(self, exclude: np.ndarray, X: np.ndarray,
+                           keeps_off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pending families (not in ``exclude``) whose crack front can be rounded onto nearby vertices.
 
-        Returns the family ids and the node ids to put onto the cut (see :meth:`finish`).
+        ``keeps_off`` (n,) bool marks the nodes ending a crossed edge of a pending tet
+        (:func:`~organsim.surgery._split.crossed_edge_ends`). Returns the family ids and the
+        node ids to put onto the cut (see :meth:`finish`).
         """
         empty = np.zeros(0, dtype=np.int64)
         nf = len(self.fam_verts)
         if nf == 0 or not self._stroke or self.front_snap <= 0:
             return empty, empty
-        keep = self.fam_stroke == self._stroke_no   # families of earlier strokes wait to be crossed again
-        keep[exclude] = False
-        cand = np.flatnonzero(keep)
-        V = self.fam_verts[cand]
-        ok, add = completion_vertices(np.ascontiguousarray(self.on_cut[V]), np.ascontiguousarray(self.fam_epid[cand]))
-        cand, V, add = cand[ok], V[ok], add[ok]
-        if len(cand) == 0:
-            return empty, empty
-        P = X[V]                                                            # (k, 4, 3)
-        h = np.linalg.norm(P[:, TET_EDGES[:, 0]] - P[:, TET_EDGES[:, 1]], axis=2).mean(axis=1)
-        rows, cols = np.nonzero(add)
-        far = np.zeros(len(cand), dtype=bool)
-        d, _, _ = closest_on_triangles(np.ascontiguousarray(P[rows, cols]), np.concatenate(self._stroke))
-        far[rows[d > self.front_snap * h[rows]]] = True
+        cand = self.fam_stroke == self._stroke_no   # families of earlier strokes wait to be crossed again
+        cand[exclude] = False
         # a vertex put onto the cut must not end a crossed edge of any pending tet, these
         # candidates included (that tet could never split consistently again)
-        all_ends = self.fam_verts[:, TET_EDGES][self.fam_epid >= 0]                     # (c, 2)
-        blocked = np.zeros(len(cand), dtype=bool)
-        blocked[rows[np.isin(V[rows, cols], all_ends)]] = True
-        use = ~far & ~blocked
-        return cand[use], np.unique(V[rows, cols][use[rows]])
+        return front_completions(self.fam_verts, self.fam_epid, cand, self.on_cut, X, np.concatenate(self._stroke),
+                                 self.front_snap, keeps_off)
 
     def _cut_with(self, tris: np.ndarray, X: np.ndarray, *, complete_all: bool = False) -> CutResult:
         mesh = self.mesh
@@ -477,25 +486,21 @@ class Cutter:
         n0, m0 = mesh.n_points, mesh.n_tets
         _tick = _Ticker(self.timings)
         # 1. candidate tets: bounding boxes in the current configuration
+        n_fam = len(self.fam_verts)
+        empty = np.zeros(0, dtype=np.int64)
         if len(tris):
-            tlo, thi = tris.min(axis=1), tris.max(axis=1)
-            pad = 1e-9 * max(float(np.abs(tlo).max()), float(np.abs(thi).max()), 1e-3)
-            idx = np.flatnonzero(tets_near_boxes(X, tets, tlo, thi, pad))
+            fresh, fam_blade, amax = blade_candidates(X, tets, self.tet_family, n_fam, tris)
+            pad = 1e-12 + 1e-9 * amax                   # the crossings' box pre-filter (see _edge_hits)
         else:
-            idx = np.zeros(0, dtype=np.int64)
-        fam_blade = np.unique(self.tet_family[idx])
-        fam_blade = fam_blade[fam_blade >= 0]
-        if len(idx) == 0 and not complete_all:
+            fresh, fam_blade, pad = empty, empty, 0.0
+        if len(fresh) == 0 and len(fam_blade) == 0 and not complete_all:
             return _identity_result(mesh, self.cut_face_keys)
         _tick("s1")
-        snap = self.snap
         # vertices ending a crossed edge of a pending tet are not snapped onto the cut: that
         # tet could then never split consistently (its crossing point and the vertex would
         # both be on the cut), so the edge gets its own crossing point instead
-        keeps_off = np.zeros(n0, dtype=bool)
-        keeps_off[self.fam_verts[:, TET_EDGES][self.fam_epid >= 0]] = True
-        fresh = idx[self.tet_family[idx] < 0]
-        done_fams = front_nodes = np.zeros(0, dtype=np.int64)
+        keeps_off = crossed_edge_ends(n0, self.fam_verts, self.fam_epid)
+        done_fams = front_nodes = empty
         for attempt in range(2):
             # 2. restore pending families touched by the sweep; in an increment that changes the
             # mesh anyway (and when the stroke ends), also those the blade has left whose crack
@@ -503,156 +508,93 @@ class Cutter:
             # the blade went), and those sharing a vertex just put onto the cut
             fam_touched = fam_blade
             if len(done_fams):
-                sharing = np.flatnonzero(np.isin(self.fam_verts, front_nodes).any(axis=1))
-                fam_touched = np.union1d(fam_blade, np.union1d(done_fams, sharing))
-            removed = np.zeros(m0, dtype=bool)
-            removed[fresh] = True
-            if len(fam_touched):
-                in_fam = np.isin(self.tet_family, fam_touched)
-                removed |= in_fam
-                fam_first = np.full(len(self.fam_verts), -1, dtype=np.int64)
-                fam_rows = np.nonzero(in_fam)[0]
-                fam_first[self.tet_family[fam_rows][::-1]] = fam_rows[::-1]
-            wg = np.concatenate([tets[fresh], self.fam_verts[fam_touched]])
-            w_src = np.concatenate([fresh, fam_first[fam_touched] if len(fam_touched) else np.zeros(0, np.int64)])
-            w_steiner = np.concatenate([np.full(len(fresh), -1, np.int64), self.fam_steiner[fam_touched]])
-            w_forced = np.concatenate([np.full((len(fresh), 6), -1, np.int64), self.fam_epid[fam_touched]])
+                on_front = np.zeros(n0, dtype=bool)
+                on_front[front_nodes] = True
+                sharing = np.flatnonzero(on_front[self.fam_verts].any(axis=1))
+                fam_touched = np.unique(np.concatenate([fam_blade, done_fams, sharing]))
+            wg, w_src, w_steiner, w_forced, removed = working_set(
+                tets, self.tet_family, fresh, fam_touched, self.fam_verts, self.fam_epid, self.fam_steiner)
             w = len(wg)
             _tick("s2")
-            # 3. edges of the working tets and their crossings
-            we = np.sort(wg[:, TET_EDGES], axis=2).reshape(-1, 2)           # (6w, 2)
-            ekey = we[:, 0] * _KEY_BASE + we[:, 1]
-            ukey, einv = np.unique(ekey, return_inverse=True)
-            ue = np.column_stack([ukey // _KEY_BASE, ukey % _KEY_BASE])
-            ne = len(ue)
-            forced = np.full(ne, -1, dtype=np.int64)
-            fmask = w_forced.ravel() >= 0
-            forced[einv[fmask]] = w_forced.ravel()[fmask]
-            count, tpar = _edge_hits(X[ue[:, 0]], X[ue[:, 1]], tris)
-            odd = (count % 2 == 1) & (forced < 0)
-            on_cut = self.on_cut.copy()
-            on_cut[front_nodes] = True
-            near0 = odd & (tpar < snap) & ~keeps_off[ue[:, 0]]
-            near1 = odd & (tpar > 1 - snap) & ~keeps_off[ue[:, 1]]
-            on_cut[ue[near0, 0]] = True
-            on_cut[ue[near1, 1]] = True
-            new_pt = odd & ~on_cut[ue[:, 0]] & ~on_cut[ue[:, 1]]
-            n_newpt = int(new_pt.sum())
-            if attempt == 0 and (complete_all or n_newpt > 0 or (on_cut & ~self.on_cut).any()):
-                done_fams, front_nodes = self._front_completions(
-                    np.zeros(0, np.int64) if complete_all else fam_blade, X)
+            # 3. edges of the working tets, their crossings, vertices snapped onto the cut
+            ue, einv, forced, tpar, new_pt, on_cut, n_newly = sweep_edges(
+                wg, w_forced, X, tris, 1e-9, pad, self.on_cut, front_nodes, keeps_off, self.snap)
+            n_newpt = int(np.count_nonzero(new_pt))
+            if attempt == 0 and (complete_all or n_newpt > 0 or n_newly > 0):
+                done_fams, front_nodes = self._front_completions(empty if complete_all else fam_blade, X,
+                                                                 keeps_off)
                 if len(done_fams):
                     continue
             break
+        nf = len(fresh)
+        if n_newpt == 0 and n_newly == 0:
+            # nothing crossed in the interior of an edge and nothing snapped: the mesh is unchanged
+            # unless a touched family now splits differently (a crossing node already on an edge of
+            # a fresh tet, or a family whose vertices were put onto the cut since it was split)
+            if len(fam_touched) == 0:
+                return _identity_result(mesh, self.cut_face_keys)
+            epid_w = forced[einv].reshape(w, 6)
+            if not (epid_w[:nf] >= 0).any():
+                wf = wg[nf:]
+                fm = run_split(wf, on_cut[wf], epid_w[nf:], np.zeros((len(wf), 4), np.int8), w_steiner[nf:],
+                               mesh.points, self.min_volume_frac)["mode"]
+                if np.all(fm == 2):
+                    # the sweep only re-crossed pending tets, which split exactly as before
+                    return _identity_result(mesh, self.cut_face_keys)
         if n_newpt == 0 and len(fam_touched) == 0:
-            # nothing crossed in the interior of an edge; vertices may have been snapped onto the cut
+            # nothing crossed in the interior of an edge; vertices were snapped onto the cut
             newly_on = on_cut & ~self.on_cut
             self.on_cut = on_cut
-            if newly_on.any():
-                return self._separate_only(newly_on, tris, X)
-            return _identity_result(mesh, self.cut_face_keys)
+            return self._separate_only(newly_on, tris, X)
         _tick("s3")
         # 4. new nodes: cut points (rest position from the edge parameter), centroids
-        Xr = mesh.points
-        epid_u = forced.copy()
-        epid_u[new_pt] = n0 + np.arange(n_newpt)
-        tt = tpar[new_pt]
-        ea, eb = ue[new_pt, 0], ue[new_pt, 1]
-        cut_pts = Xr[ea] + tt[:, None] * (Xr[eb] - Xr[ea])
-        need_st = w_steiner < 0
-        n_st = int(need_st.sum())
-        w_steiner = w_steiner.copy()
-        w_steiner[need_st] = n0 + n_newpt + np.arange(n_st)
-        st_pts = Xr[wg[need_st]].mean(axis=1)
-        pts_all = np.concatenate([Xr, cut_pts, st_pts])
-        on_all = np.concatenate([on_cut, np.ones(n_newpt, bool), np.zeros(n_st, bool)])
-        # transfer rows of the new nodes (in terms of old node ids)
-        # (CSR rows: one per old node, two per cut point, four per centroid)
-        r_ptr = np.concatenate([[0], np.cumsum(np.concatenate([np.ones(n0, np.int64), np.full(n_newpt, 2),
-                                                               np.full(n_st, 4)]))])
-        r_cols = np.concatenate([np.arange(n0), np.column_stack([ea, eb]).ravel(), wg[need_st].ravel()])
-        r_vals = np.concatenate([np.ones(n0), np.column_stack([1 - tt, tt]).ravel(), np.full(4 * n_st, 0.25)])
+        pts_all, on_all, epid_w, w_steiner, ea, eb, tt, st_rows = new_nodes(
+            mesh.points, ue, new_pt, tpar, forced, einv, wg, w_steiner, on_cut)
         _tick("s4")
         # 5. split
-        epid_w = epid_u[einv].reshape(w, 6)
-        oncut_w = on_all[wg]
-        res = run_split(wg, oncut_w, epid_w, np.zeros((w, 4), np.int8), w_steiner, pts_all,
+        res = run_split(wg, on_all[wg], epid_w, np.zeros((w, 4), np.int8), w_steiner, pts_all,
                         self.min_volume_frac)
         mode = res["mode"]
-        nf = len(fresh)
-        if (n_newpt == 0 and not (on_cut & ~self.on_cut).any() and np.all(mode[:nf] == 0)
-                and np.all(mode[nf:] == 2)):
-            # the sweep only re-crossed pending tets, which split exactly as before: nothing changes
-            return _identity_result(mesh, self.cut_face_keys)
         _tick("s5")
         # 6. cut-face tags: cut polygons, pieces of tagged faces, whole faces lying on the cut
-        wf = wg[:, TET_FACES]                                               # (w, 4, 3)
-        wf_keys = face_keys(wf.reshape(-1, 3)).reshape(w, 4)
-        new_keys = [face_keys(res["cut"])]
-        pp = res["piece_parent"]
-        if len(pp):
-            tagged = np.isin(wf_keys[pp[:, 0], pp[:, 1]], self.cut_face_keys)
-            new_keys.append(face_keys(res["piece"][tagged]))
-        flat = on_all[wf].all(axis=2)
-        flat_keys = wf_keys[flat]
+        new_keys, flat_keys = split_tags(wg, res["cut"], res["piece"], res["piece_parent"], on_all,
+                                         self.cut_face_keys)
         _tick("s6")
         # 7. new families: the working tets split without separation
-        fam_new = np.nonzero(mode == 2)[0]
-        keep_fam = np.ones(len(self.fam_verts), dtype=bool)
-        keep_fam[fam_touched] = False
-        old_fam_ids = np.nonzero(keep_fam)[0]
-        fam_renum = np.full(len(self.fam_verts) + 1, -1, dtype=np.int64)   # [-1] maps -1 to -1
-        fam_renum[old_fam_ids] = np.arange(len(old_fam_ids))
-        fam_verts = np.concatenate([self.fam_verts[old_fam_ids], wg[fam_new]])
-        fam_epid = np.concatenate([self.fam_epid[old_fam_ids], epid_w[fam_new]])
-        fam_steiner = np.concatenate([self.fam_steiner[old_fam_ids], w_steiner[fam_new]])
-        fam_stroke = np.concatenate([self.fam_stroke[old_fam_ids], np.full(len(fam_new), self._stroke_no)])
-        w_fam = np.full(w, -1, dtype=np.int64)
-        w_fam[fam_new] = len(old_fam_ids) + np.arange(len(fam_new))
+        fam_verts, fam_epid, fam_steiner, fam_stroke, fam_renum, w_fam = update_families(
+            self.fam_verts, self.fam_epid, self.fam_steiner, self.fam_stroke, fam_touched, mode, wg, epid_w,
+            w_steiner, self._stroke_no)
         _tick("s7")
-        # 8. assemble the new tets
-        keep = ~removed
-        kids = res["tets"]
-        kpar = res["parent"]
-        new_tets = np.concatenate([tets[keep], kids])
-        rid = np.concatenate([mesh.region_ids[keep], mesh.region_ids[w_src[kpar]]])
-        tet_parent = np.concatenate([np.nonzero(keep)[0], w_src[kpar]])
-        old_tf = self.tet_family[keep]
-        old_tf = fam_renum[old_tf] if len(fam_renum) else old_tf
-        tet_family = np.concatenate([old_tf, w_fam[kpar]])
+        # 8. assemble the new tets; 9. drop nodes no tet uses any more (centroids of families
+        # that separated)
+        new_tets, rid, tet_parent, tet_family, renum, src, pts_new, on_new = assemble(
+            tets, removed, res["tets"], res["parent"], w_src, mesh.region_ids, self.tet_family, fam_renum, w_fam,
+            pts_all, on_all)
         _tick("s8")
-        # 9. drop nodes no tet uses any more (centroids of families that separated)
-        n_pre = len(pts_all)
-        used = np.zeros(n_pre, dtype=bool)
-        used[new_tets.ravel()] = True
-        renum = np.cumsum(used) - 1
-        renum[~used] = -1
-        new_tets = renum[new_tets]
-        pts_new = pts_all[used]
-        src = np.nonzero(used)[0]
-        on_new = on_all[used]
         if len(flat_keys):
-            Xc = np.concatenate([X, X[ea] + tt[:, None] * (X[eb] - X[ea]), X[wg[need_st]].mean(axis=1)])
-            pre_tets = np.concatenate([tets[keep], kids])
-            new_keys.append(_flat_faces_between_sides(pre_tets, flat_keys, Xc, on_all, np.concatenate(self._stroke)))
-        keys_all = np.unique(np.concatenate([self.cut_face_keys, *new_keys]))
-        keys_all = _remap_keys(keys_all, renum)
-        pend = _remap_keys(self._pending_keys, renum)
-        new_keys_r = _remap_keys(np.concatenate(new_keys), renum)
-        fam_verts, fam_epid, fam_steiner = (np.where(a >= 0, renum[np.maximum(a, 0)], -1)
+            st_w = wg[st_rows]
+            Xc = np.concatenate([X, X[ea] + tt[:, None] * (X[eb] - X[ea]), X[st_w].mean(axis=1)])
+            flat_sep = _flat_faces_between_sides(src[new_tets], flat_keys, Xc, on_all, np.concatenate(self._stroke))
+            new_keys = np.concatenate([new_keys, flat_sep])
+        keys_all = remap_keys(merge_keys(self.cut_face_keys, new_keys), renum)
+        pend = remap_keys(self._pending_keys, renum)
+        new_keys_r = remap_keys(new_keys, renum)
+        fam_verts, fam_epid, fam_steiner = (remap_ids(a.ravel(), renum).reshape(a.shape)
                                             for a in (fam_verts, fam_epid, fam_steiner))
         _tick("s9")
         # 10. separate the sides along the cut faces
-        new_tets, dup_src, keys_all, pend = _separate(new_tets, keys_all,
-                                                      np.concatenate([new_keys_r, pend]), len(pts_new))
+        new_tets, dup_src, keys_all, pend = _separate(new_tets, keys_all, np.concatenate([new_keys_r, pend]),
+                                                      len(pts_new), inplace=True)
         n_dup = len(dup_src)
         if n_dup:
             src = np.concatenate([src, src[dup_src]])
             pts_new = np.concatenate([pts_new, pts_new[dup_src]])
             on_new = np.concatenate([on_new, on_new[dup_src]])
-            fam_verts, fam_epid = _remap_families(new_tets, tet_family, fam_verts, fam_epid, dup_src,
-                                                  len(pts_new) - n_dup)
-        transfer = _csr_rows(r_ptr, r_cols, r_vals, src, n0)
+            if len(fam_verts):
+                fam_verts, fam_epid = remap_families(new_tets, tet_family, fam_verts, fam_epid, dup_src,
+                                                     len(pts_new) - n_dup)
+        indptr, indices, data = transfer_rows(src, n0, ea, eb, tt, wg[st_rows])
+        transfer = sp.csr_matrix((data, indices, indptr), shape=(len(src), n0))
         new_mesh = TetMesh(pts_new, new_tets, rid, mesh.region_names)
         # commit the state
         self.mesh = new_mesh
@@ -663,9 +605,9 @@ class Cutter:
         self.fam_stroke = fam_stroke
         self.tet_family = tet_family
         log.debug("cut increment: %d tets split (%d pending), %d cut points, %d nodes duplicated",
-                  w, len(fam_new), n_newpt, n_dup)
+                  w, int(np.count_nonzero(mode == 2)), n_newpt, n_dup)
         _tick("s10")
-        return CutResult(new_mesh, transfer.tocsr(), tet_parent, keys_all,
+        return CutResult(new_mesh, transfer, tet_parent, keys_all,
                          n_tets_split=int(np.count_nonzero(mode)), n_nodes_added=len(pts_new) - n0,
                          n_nodes_duplicated=n_dup, changed=True, old_n_tets=m0)
 
@@ -685,9 +627,9 @@ class Cutter:
                                                       mesh.n_points)
         n = mesh.n_points
         src = np.concatenate([np.arange(n), dup_src])
-        if len(dup_src):
-            self.fam_verts, self.fam_epid = _remap_families(new_tets, self.tet_family, self.fam_verts,
-                                                            self.fam_epid, dup_src, n)
+        if len(dup_src) and len(self.fam_verts):
+            self.fam_verts, self.fam_epid = remap_families(new_tets, self.tet_family, self.fam_verts,
+                                                           self.fam_epid, dup_src, n)
         new_mesh = TetMesh(mesh.points[src], new_tets, mesh.region_ids, mesh.region_names)
         transfer = sp.csr_matrix((np.ones(len(src)), (np.arange(len(src)), src)), shape=(len(src), n))
         self.mesh = new_mesh
@@ -731,7 +673,7 @@ def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.nda
     nodes = np.unique(_decode_keys(cand_keys))
     mask = np.zeros(len(X), dtype=bool)
     mask[nodes] = True
-    lt = np.flatnonzero(mask[tets].sum(axis=1) >= 3)
+    lt = tets_with_marked(tets, mask, 3)
     T = tets[lt]
     fk = face_keys(T[:, TET_FACES].reshape(-1, 3))
     hit = np.flatnonzero(np.isin(fk, cand_keys))
@@ -759,145 +701,42 @@ def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.nda
     return fs[same[ok]]
 
 
-def _csr_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, rows: np.ndarray,
-              n_cols: int) -> sp.csr_matrix:
-    """The CSR matrix made of rows ``rows`` of the CSR arrays (indptr, cols, vals), in that order."""
-    counts = indptr[rows + 1] - indptr[rows]
-    ptr = np.concatenate([[0], np.cumsum(counts)])
-    take = np.repeat(indptr[rows] - ptr[:-1], counts) + np.arange(ptr[-1])
-    return sp.csr_matrix((vals[take], cols[take], ptr), shape=(len(rows), n_cols))
-
-
-def _remap_keys(keys: np.ndarray, renum: np.ndarray) -> np.ndarray:
-    if len(keys) == 0:
-        return keys
-    f = _decode_keys(keys)
-    f = renum[f]
-    f = f[(f >= 0).all(axis=1)]
-    return np.unique(face_keys(f))
-
-
-def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_points: int):
+def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_points: int, *,
+              inplace: bool = False):
     """Duplicate nodes so that tets on either side of tagged faces no longer share them.
 
     Parameters
     ----------
-    tets : (m, 4) node ids.
-    keys_all : tagged face keys (all cuts so far).
-    seed_keys : keys of tagged faces that may still be interior (new, or pending).
-    n_points : number of nodes.
+    tets : ndarray, shape (m, 4)
+        Node ids.
+    keys_all : ndarray, shape (K,), int64
+        Tagged face keys (all cuts so far), ascending and unique.
+    seed_keys : ndarray, shape (k,), int64
+        Keys of tagged faces that may still be interior (new, or pending).
+    n_points : int
+        Number of nodes.
+    inplace : bool
+        Write the renumbered nodes into ``tets`` instead of a copy.
 
     Returns
     -------
-    tets : (m, 4) with duplicated nodes renumbered
-    dup_src : (d,) source node of each new node (new ids n_points + arange(d))
-    keys_all : updated tagged keys (both sides of every separated face)
-    pending : keys of tagged faces still interior (crack front)
+    tets : ndarray, shape (m, 4)
+        With duplicated nodes renumbered (``tets`` itself when nothing was separated).
+    dup_src : ndarray, shape (d,)
+        Source node of each new node (new ids ``n_points + arange(d)``).
+    keys_all : ndarray, shape (K',), int64
+        Updated tagged keys (both sides of every separated face), ascending.
+    pending : ndarray, shape (p,), int64
+        Keys of tagged faces still interior (crack front).
+
+    See :func:`organsim.surgery._split.separate_sides` for the rule.
     """
-    empty = np.zeros(0, dtype=np.int64)
-    if len(seed_keys) == 0:
-        return tets, empty, keys_all, empty
-    seed_nodes = np.unique(_decode_keys(seed_keys))
-    node_mask = np.zeros(n_points, dtype=bool)
-    node_mask[seed_nodes[seed_nodes < n_points]] = True
-    # grow the set of active nodes (on an interior tagged face) until every tet
-    # around an active node is in the local set
-    for _ in range(20):
-        lt = tets_touching(tets, node_mask)
-        if len(lt) == 0:
-            return tets, empty, keys_all, empty
-        T = tets[lt].copy()
-        nl = len(lt)
-        fk = face_keys(T[:, TET_FACES].reshape(-1, 3))                     # (4 nl,)
-        order = np.argsort(fk, kind="stable")
-        fs = fk[order]
-        same = np.nonzero(fs[1:] == fs[:-1])[0]
-        sa, sb = order[same], order[same + 1]                               # face slots sharing a face
-        tagged = np.isin(fs[same], keys_all)
-        ta, fa = sa // 4, sa % 4
-        tb = sb // 4
-        tag_nodes = np.unique(T[ta[tagged]][np.arange(tagged.sum())[:, None], TET_FACES[fa[tagged]]]) \
-            if tagged.any() else empty
-        if len(tag_nodes) == 0:
-            return tets, empty, keys_all, empty
-        grown = node_mask.copy()
-        grown[tag_nodes] = True
-        if np.array_equal(grown, node_mask) or _ == 19:
-            break
-        node_mask = grown
-    active = np.zeros(n_points, dtype=bool)
-    active[tag_nodes] = True
-    # connect corners of active nodes across untagged shared faces
-    ua, ufa, ub = ta[~tagged], fa[~tagged], tb[~tagged]
-    rows, cols = [], []
-    for k in range(3):
-        lv_a = TET_FACES[ufa, k]
-        node = T[ua, lv_a]
-        lv_b = np.argmax(T[ub] == node[:, None], axis=1)
-        act = active[node]
-        rows.append(4 * ua[act] + lv_a[act])
-        cols.append(4 * ub[act] + lv_b[act])
-    rows = np.concatenate(rows)
-    cols = np.concatenate(cols)
-    nc = 4 * nl
-    comp = component_labels(nc, rows.astype(np.int64), cols.astype(np.int64))
-    corner_node = T.ravel()
-    act_c = np.nonzero(active[corner_node])[0]
-    pair_key = corner_node[act_c].astype(np.int64) * np.int64(nc) + comp[act_c]
-    ukey, pinv = np.unique(pair_key, return_inverse=True)
-    pinv = pinv.ravel()
-    unode = ukey // np.int64(nc)
-    first = np.ones(len(ukey), dtype=bool)
-    first[1:] = unode[1:] != unode[:-1]
-    new_id = np.where(first, unode, -1)
-    n_dup = int(np.count_nonzero(~first))
-    new_id[~first] = n_points + np.arange(n_dup)
-    dup_src = unode[~first]
-    flatT = T.ravel()
-    flatT[act_c] = new_id[pinv]
-    T = flatT.reshape(nl, 4)
-    tets_in = tets
-    tets = tets.copy()
-    tets[lt] = T
-    # both sides of each tagged interior face are tagged; faces still shared stay pending
-    fa_nodes = T[ta[tagged]][np.arange(tagged.sum())[:, None], TET_FACES[fa[tagged]]]
-    fb_keys_tet = T[tb[tagged]]
-    ka = face_keys(fa_nodes)
-    # the face in tb: the three nodes of tb other than the one opposite the shared face
-    fb = sb[tagged] % 4
-    kb = face_keys(fb_keys_tet[np.arange(tagged.sum())[:, None], TET_FACES[fb]])
-    # every face whose old key was tagged keeps its tag under its new node ids
-    # (this also re-tags faces separated earlier whose nodes were split now)
-    T_old = tets_in[lt]
-    changed_t = np.nonzero((T_old != T).any(axis=1))[0]
-    k_old = face_keys(T_old[changed_t][:, TET_FACES].reshape(-1, 3))
-    k_new = face_keys(T[changed_t][:, TET_FACES].reshape(-1, 3))
-    keys_all = np.unique(np.concatenate([keys_all, ka, kb, k_new[np.isin(k_old, keys_all)]]))
-    pending = np.unique(ka[ka == kb])
-    return tets, dup_src, keys_all, pending
-
-
-def _remap_families(tets, tet_family, fam_verts, fam_epid, dup_src, n_before):
-    """Point family records at the copies of duplicated nodes their own children use."""
-    if len(fam_verts) == 0 or len(dup_src) == 0:
-        return fam_verts, fam_epid
-    refs = np.concatenate([fam_verts, fam_epid], axis=1)
-    hit = np.isin(refs, dup_src)
-    fams = np.nonzero(hit.any(axis=1))[0]
-    if len(fams) == 0:
-        return fam_verts, fam_epid
-    copies: dict[int, list[int]] = {}
-    for i, s in enumerate(dup_src):
-        copies.setdefault(int(s), [int(s)]).append(n_before + i)
-    refs = refs.copy()
-    for f in fams:  # few: only families touching a newly separated node
-        nodes = set(np.unique(tets[tet_family == f]).tolist())
-        for j in np.nonzero(hit[f])[0]:
-            for c in copies[int(refs[f, j])]:
-                if c in nodes:
-                    refs[f, j] = c
-                    break
-    return refs[:, :4], refs[:, 4:]
+    work = tets if inplace else np.array(tets, dtype=np.int64)
+    out, dup_src, keys_new, pending, changed = separate_sides(work, keys_all, np.asarray(seed_keys, dtype=np.int64),
+                                                              int(n_points))
+    if not changed:
+        return tets, dup_src, keys_all, pending
+    return out, dup_src, keys_new, pending
 
 
 def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None = None,

@@ -266,3 +266,61 @@ def test_compiled_sub_pattern_matches_masking_the_parent():
     dense = pat.matrix(data).toarray()
     dofs = (3 * free[:, None] + np.arange(3)).ravel()
     assert np.allclose(sub.matrix(data[sub.blocks]).toarray(), dense[np.ix_(dofs, dofs)])
+
+
+def test_rest_sub_stiffness_equals_the_full_rest_stiffness_restricted():
+    """The local assembly around selected nodes equals the full rest stiffness on their sub-pattern."""
+    mesh = _mesh((5, 4, 3))
+    asm = Assembler(mesh, [(np.arange(0, mesh.n_tets, 2), Corotational(E, NU)),
+                           (np.arange(1, mesh.n_tets, 2), MooneyRivlin(2e3, 1e3, 5e4))])
+    full = asm.rest_stiffness()
+    rng = np.random.default_rng(1)
+    for k in (1, 7, 30, mesh.n_points):
+        nodes = np.sort(rng.choice(mesh.n_points, k, replace=False))
+        sub = asm.pattern.sub(nodes)
+        assert np.allclose(asm.rest_sub_stiffness(sub), sub.gather(full, 1.0), rtol=1e-12, atol=1e-12 * np.abs(full).max())
+
+
+def test_sub_gather_of_lumped_masses_equals_the_block_mass():
+    mesh = _mesh((4, 3, 3))
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), LinearElastic(E, NU))])
+    m = lumped_mass(mesh.points, mesh.tets, np.full(mesh.n_tets, 1000.0))
+    Mb = np.zeros((asm.pattern.nnzb, 3, 3))
+    for i in range(3):
+        Mb[asm.pattern.diag, i, i] = m
+    K = asm.rest_stiffness()
+    sub = asm.pattern.sub(np.arange(3, mesh.n_points, 2))
+    assert np.allclose(sub.gather(K, 1.5, m, 40.0), sub.gather(K, 1.5, Mb, 40.0), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(12, 2, 2), (5, 4, 3)])
+def test_local_factor_solves_the_reference_matrix(shape):
+    """Band Cholesky (narrow strips) or sparse Cholesky (wider sets) both solve the local system exactly."""
+    from organsim.fem.solvers import BandedCholesky, CholeskyFactor, local_factor
+
+    mesh = _mesh(shape)
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), LinearElastic(E, NU))])
+    nodes = np.arange(4, mesh.n_points)
+    sub = asm.pattern.sub(nodes)
+    data = asm.rest_sub_stiffness(sub) + 1e4 * np.eye(3) * (sub.rows == sub.indices)[:, None, None]
+    f = local_factor(sub, data)
+    assert isinstance(f, (BandedCholesky, CholeskyFactor))
+    b = np.random.default_rng(0).standard_normal(3 * sub.n)
+    A = sub.matrix(data).toarray()
+    assert np.allclose(A @ f(b), b, rtol=0, atol=1e-9 * np.abs(b).max())
+    banded = BandedCholesky(sub, data)
+    assert np.allclose(A @ banded(b), b, rtol=0, atol=1e-9 * np.abs(b).max())
+
+
+def test_banded_cholesky_rejects_an_indefinite_matrix_and_local_factor_falls_back():
+    from organsim.fem.solvers import BandedCholesky, local_factor
+
+    mesh = _mesh((6, 2, 2))
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), LinearElastic(E, NU))])
+    sub = asm.pattern.sub(np.arange(mesh.n_points))
+    data = asm.rest_sub_stiffness(sub) - 1e3 * np.eye(3) * (sub.rows == sub.indices)[:, None, None]
+    with pytest.raises(ConvergenceError, match="not positive definite"):
+        BandedCholesky(sub, data)
+    f = local_factor(sub, data)      # the sparse path (LU for an indefinite matrix) still solves it
+    b = np.random.default_rng(2).standard_normal(3 * sub.n)
+    assert np.allclose(sub.matrix(data).toarray() @ f(b), b, atol=1e-8 * np.abs(b).max())

@@ -290,14 +290,30 @@ def test_row_argmax_matches_scipy_on_transfer_like_matrices():
         assert np.array_equal(_row_argmax(T), np.asarray(T.argmax(axis=1)).ravel())
 
 
-def test_restrict_matches_scipy_fancy_indexing():
-    from organsim.fem.simulation import _restrict
+def test_restrict_compose_matches_scipy():
+    """The compiled restriction (and composition) of a transfer equals scipy's fancy indexing and product."""
+    from organsim.fem._mesh_kernels import restrict_compose
 
     rng = np.random.default_rng(3)
-    T = sp.random(60, 45, density=0.08, random_state=4, format="csr")
-    rows = np.sort(rng.choice(60, 33, replace=False))
-    cols = np.sort(rng.choice(45, 20, replace=False))
-    assert np.array_equal(_restrict(T, rows, cols).toarray(), T[rows][:, cols].toarray())
+    for seed in range(5):
+        T = sp.random(60, 45, density=0.08, random_state=seed, format="csr")
+        C = sp.random(20, 17, density=0.2, random_state=seed + 10, format="csr")
+        rows = np.sort(rng.choice(60, 33, replace=False))
+        cols = np.sort(rng.choice(45, 20, replace=False))
+        col_new = np.full(45, -1)
+        col_new[cols] = np.arange(20)
+        i64 = [a.astype(np.int64) for a in (T.indptr, T.indices)]
+        e = np.zeros(0, np.int64)
+        ptr, ind, val = restrict_compose(*i64, T.data, rows, col_new, e, e, np.zeros(0), 20)
+        R = sp.csr_matrix((val, ind, ptr), shape=(33, 20))
+        assert np.allclose(R.toarray(), T[rows][:, cols].toarray(), rtol=0, atol=1e-15)
+        ptr, ind, val = restrict_compose(*i64, T.data, rows, col_new, C.indptr.astype(np.int64),
+                                         C.indices.astype(np.int64), C.data, 17)
+        R = sp.csr_matrix((val, ind, ptr), shape=(33, 17))
+        assert np.allclose(R.toarray(), (T[rows][:, cols] @ C).toarray(), rtol=0, atol=1e-14)
+        # each column appears once per row (duplicates summed)
+        for i in range(33):
+            assert len(set(ind[ptr[i]:ptr[i + 1]].tolist())) == ptr[i + 1] - ptr[i]
 
 
 def test_change_topology_carries_element_rotations_with_tet_parent():

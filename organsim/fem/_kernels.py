@@ -430,6 +430,28 @@ def bsr_matvec(indptr, indices, data, x, y):
 
 
 @njit(cache=True)
+def csr_rmatvec3(ptr, ind, val, y, out):
+    """``out += T^T y`` for a CSR matrix T (rows, cols) and y (rows, 3); out (cols, 3)."""
+    for i in range(ptr.shape[0] - 1):
+        for q in range(ptr[i], ptr[i + 1]):
+            c = ind[q]
+            v = val[q]
+            for d in range(3):
+                out[c, d] += v * y[i, d]
+
+
+@njit(cache=True)
+def csr_matvec3_add(ptr, ind, val, x, out):
+    """``out += T x`` for a CSR matrix T (rows, cols) and x (cols, 3); out (rows, 3)."""
+    for i in range(ptr.shape[0] - 1):
+        for q in range(ptr[i], ptr[i + 1]):
+            c = ind[q]
+            v = val[q]
+            for d in range(3):
+                out[i, d] += v * x[c, d]
+
+
+@njit(cache=True)
 def block_diag_solve(inv, b, out):
     """``out_n = inv_n b_n`` for 3x3 blocks (block Jacobi)."""
     for n in range(inv.shape[0]):

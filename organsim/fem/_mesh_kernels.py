@@ -350,3 +350,163 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, 
             for b in range(4):
                 blockmap[e, a, b] = old_blockmap[p, a, b] + shift
     return indptr, indices, blockmap, diag
+
+
+@njit(cache=True)
+def rest_sub_blocks(tets, grads, vols, lam, mu, slot, indptr, indices):
+    """Small-strain (rest) stiffness of the tets around selected nodes, on their sub-pattern.
+
+    ``K_ab = V (lam g_a g_b^T + mu g_b g_a^T + mu (g_a . g_b) I)`` for every node
+    pair (a, b) of a tet with both nodes selected; a block of a node is complete
+    when it and its neighbour are both selected (every tet around it is visited).
+
+    Parameters
+    ----------
+    tets : (m, 4) int64. grads : (m, 4, 3) 1/m. vols : (m,) m^3.
+    lam, mu : (m,) Pa, the small-strain Lame parameters of each tet.
+    slot : (n,) int64, the sub-pattern row of each node, -1 for nodes not selected.
+    indptr, indices : the sub-pattern (rows and sorted block columns in slot numbering).
+
+    Returns
+    -------
+    ndarray, shape (len(indices), 3, 3), N/m
+    """
+    out = np.zeros((indices.shape[0], 3, 3))
+    for e in range(tets.shape[0]):
+        hit = False
+        for a in range(4):
+            if slot[tets[e, a]] >= 0:
+                hit = True
+        if not hit:
+            continue
+        V = vols[e]
+        la = lam[e]
+        m = mu[e]
+        for a in range(4):
+            ra = slot[tets[e, a]]
+            if ra < 0:
+                continue
+            for b in range(4):
+                cb = slot[tets[e, b]]
+                if cb < 0:
+                    continue
+                q = indptr[ra]
+                while q < indptr[ra + 1] and indices[q] != cb:
+                    q += 1
+                if q == indptr[ra + 1]:
+                    continue
+                gab = 0.0
+                for d in range(3):
+                    gab += grads[e, a, d] * grads[e, b, d]
+                for i in range(3):
+                    for j in range(3):
+                        v = la * grads[e, a, i] * grads[e, b, j] + m * grads[e, a, j] * grads[e, b, i]
+                        if i == j:
+                            v += m * gab
+                        out[q, i, j] += V * v
+    return out
+
+
+@njit(cache=True)
+def banded_lower(indptr, indices, data, pos, kd):
+    """LAPACK lower band storage (kd + 1, 3 n) of a symmetric block matrix, nodes renumbered by ``pos``.
+
+    ``data`` (nnz, 3, 3) holds the blocks of a symmetric matrix on the block CSR
+    pattern ``indptr``/``indices``; entry (I, J), I >= J, of the permuted scalar
+    matrix goes to ``ab[I - J, J]``. ``kd`` must cover the permuted bandwidth.
+    """
+    n = indptr.shape[0] - 1
+    ab = np.zeros((kd + 1, 3 * n))
+    for r in range(n):
+        pr = pos[r]
+        for q in range(indptr[r], indptr[r + 1]):
+            pc = pos[indices[q]]
+            if pr < pc:
+                continue
+            for i in range(3):
+                for j in range(3):
+                    I = 3 * pr + i
+                    J = 3 * pc + j
+                    if I >= J:
+                        ab[I - J, J] = data[q, i, j]
+    return ab
+
+
+@njit(cache=True)
+def restrict_compose(t_ptr, t_ind, t_val, row_keep, col_new, c_ptr, c_ind, c_val, n_cols):
+    """Rows ``row_keep`` and mapped columns of a sparse transfer, optionally composed with a second one.
+
+    Computes ``T[row_keep][:, cols] @ C`` in CSR form, where ``col_new`` (T's
+    columns) gives the row of ``C`` for each column of ``T`` (-1: dropped). With
+    an empty ``c_ptr`` (length 0), ``C`` is the identity (``n_cols`` columns).
+    Entries with the same column in a row are summed; columns are unsorted.
+
+    Returns
+    -------
+    indptr (k + 1,) int64, indices int64, data float64
+    """
+    k = row_keep.shape[0]
+    compose = c_ptr.shape[0] > 0
+    cap = 0
+    for r in range(k):
+        i = row_keep[r]
+        for q in range(t_ptr[i], t_ptr[i + 1]):
+            c = col_new[t_ind[q]]
+            if c >= 0:
+                cap += (c_ptr[c + 1] - c_ptr[c]) if compose else 1
+    ptr = np.zeros(k + 1, dtype=np.int64)
+    ind = np.empty(cap, dtype=np.int64)
+    val = np.empty(cap)
+    where = np.full(n_cols, -1, dtype=np.int64)
+    nz = 0
+    for r in range(k):
+        start = nz
+        i = row_keep[r]
+        for q in range(t_ptr[i], t_ptr[i + 1]):
+            c = col_new[t_ind[q]]
+            if c < 0:
+                continue
+            if compose:
+                lo = c_ptr[c]
+                hi = c_ptr[c + 1]
+            else:
+                lo = 0
+                hi = 1
+            for s in range(lo, hi):
+                col = c_ind[s] if compose else c
+                v = t_val[q] * c_val[s] if compose else t_val[q]
+                w = where[col]
+                if w >= start:
+                    val[w] += v
+                else:
+                    where[col] = nz
+                    ind[nz] = col
+                    val[nz] = v
+                    nz += 1
+        ptr[r + 1] = nz
+    return ptr, ind[:nz].copy(), val[:nz].copy()
+
+
+@njit(cache=True)
+def lumped_masses(tets, vols, density, n):
+    """Row-sum lumped mass per node (n,) kg: a quarter of each tet's mass ``rho V`` to each of its nodes."""
+    m = np.zeros(n)
+    for e in range(tets.shape[0]):
+        w = 0.25 * density[e] * vols[e]
+        for a in range(4):
+            m[tets[e, a]] += w
+    return m
+
+
+@njit(cache=True)
+def row_argmax(indptr, indices, data):
+    """Column of the largest stored entry of each CSR row (the first of equal ones), 0 for an empty row."""
+    n = indptr.shape[0] - 1
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        best = -np.inf
+        for q in range(indptr[i], indptr[i + 1]):
+            if data[q] > best:
+                best = data[q]
+                out[i] = indices[q]
+    return out

@@ -100,14 +100,33 @@ class SubPattern:
         self.blocks, self.indptr, self.indices, self.rows = _mk.sub_pattern(parent.indptr, parent.indices, newid,
                                                                             self.n)
         self.free_nodes = free_nodes
+        self._diag = None
 
     def gather(self, K: np.ndarray, cK: float, M: np.ndarray | None = None, cM: float = 0.0,
                out: np.ndarray | None = None) -> np.ndarray:
-        """Block data ``cK K + cM M`` restricted to the free pattern."""
+        """Block data ``cK K + cM M`` restricted to the free pattern.
+
+        ``K`` is block data on the parent pattern (nnzb, 3, 3); ``M`` is block data
+        too (a consistent mass) or nodal masses (n,) of a lumped mass, which only
+        add to the diagonal blocks.
+        """
         if out is None:
             out = np.empty((len(self.blocks), 3, 3))
+        if M is not None and M.ndim == 1:
+            kern.bsr_gather(K, self.blocks, float(cK), K, 0.0, out)
+            rows_of_diag, diag = self.diagonal_blocks
+            kern.lumped_diag_add(out, diag, np.ascontiguousarray(M[self.free_nodes[rows_of_diag]]), float(cM))
+            return out
         kern.bsr_gather(K, self.blocks, float(cK), K if M is None else M, float(cM) if M is not None else 0.0, out)
         return out
+
+    @property
+    def diagonal_blocks(self) -> tuple[np.ndarray, np.ndarray]:
+        """(sub rows that have a diagonal block, the index of that block), cached."""
+        if self._diag is None:
+            d = np.flatnonzero(self.rows == self.indices)
+            self._diag = (self.rows[d].astype(np.int64), d)
+        return self._diag
 
     def matrix(self, data: np.ndarray) -> sp.bsr_matrix:
         return sp.bsr_matrix((data, self.indices, self.indptr), shape=(3 * self.n, 3 * self.n))
@@ -199,7 +218,7 @@ class Assembler:
                 raise MaterialError(f"expected an organsim.fem.materials.Material, got {type(mat).__name__};"
                                     " build one with e.g. NeoHookean(E, nu)")
             elems = np.ascontiguousarray(elems, dtype=np.int64)
-            seen[elems] += 1
+            seen += np.bincount(elems, minlength=len(self.tets)) if len(elems) else 0
             if mat.kind in ("linear", "corotational", "neo_hookean"):
                 lam = np.full(len(elems), mat.lam)
                 mu = np.full(len(elems), mat.mu)
@@ -330,9 +349,8 @@ class Assembler:
                               lam_, mu_, elems, self.pattern.blockmap, f, K, True, False, self._Rcache)
         return K
 
-    def rest_diagonal_blocks(self, nodes: np.ndarray) -> np.ndarray:
-        """Diagonal blocks (k, 3, 3) of :meth:`rest_stiffness` at ``nodes`` (k,), N/m, in one pass over the tets."""
-        nodes = np.asarray(nodes, dtype=np.int64)
+    def _rest_lame_per_tet(self) -> tuple[np.ndarray, np.ndarray]:
+        """Small-strain Lame parameters (lam, mu) of each tet, (m,) Pa each (cached)."""
         if self._rest_lame is None:
             lam = np.empty(len(self.tets))
             mu = np.empty(len(self.tets))
@@ -343,9 +361,25 @@ class Assembler:
                 else:
                     lam[elems], mu[elems] = l_, m_
             self._rest_lame = (lam, mu)
+        return self._rest_lame
+
+    def rest_diagonal_blocks(self, nodes: np.ndarray) -> np.ndarray:
+        """Diagonal blocks (k, 3, 3) of :meth:`rest_stiffness` at ``nodes`` (k,), N/m, in one pass over the tets."""
+        nodes = np.asarray(nodes, dtype=np.int64)
         slot = np.full(self.n, -1, dtype=np.int64)
         slot[nodes] = np.arange(len(nodes))
-        return _mk.rest_diagonal_blocks(self.tets, self.grads, self.vols, *self._rest_lame, slot, len(nodes))
+        return _mk.rest_diagonal_blocks(self.tets, self.grads, self.vols, *self._rest_lame_per_tet(), slot, len(nodes))
+
+    def rest_sub_stiffness(self, sub: SubPattern) -> np.ndarray:
+        """:meth:`rest_stiffness` restricted to the nodes of ``sub``, as block data on it (k, 3, 3), N/m.
+
+        One pass over the tets, assembling only those around the sub-pattern's nodes
+        (the local solve around a cut), without the full (nnzb, 3, 3) array.
+        """
+        slot = np.full(self.n, -1, dtype=np.int64)
+        slot[sub.free_nodes] = np.arange(sub.n)
+        return _mk.rest_sub_blocks(self.tets, self.grads, self.vols, *self._rest_lame_per_tet(), slot,
+                                   sub.indptr, sub.indices)
 
     def min_jacobian(self, x: np.ndarray) -> float:
         """Smallest ``det F`` over all tets (<= 0: some element inverted; NaN: non-finite state)."""

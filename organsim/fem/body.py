@@ -14,6 +14,13 @@ from .materials import Material
 __all__ = ["Body"]
 
 
+def _present_ids(region_ids: np.ndarray) -> set[int]:
+    """The distinct region ids of a (m,) array (a count, not a sort, for the usual small ids)."""
+    if len(region_ids) and 0 <= region_ids.min() and region_ids.max() < 1 << 16:
+        return set(np.flatnonzero(np.bincount(region_ids)).tolist())
+    return set(np.unique(region_ids).tolist())
+
+
 def _region_id(mesh: TetMesh, key) -> int:
     if isinstance(key, (int, np.integer)):
         if int(key) not in mesh.region_names:
@@ -69,20 +76,23 @@ class Body:
         else:
             raise MaterialError(f"materials must be a Material or a dict region -> Material,"
                                 f" got {type(materials).__name__}")
-        present = set(np.unique(rids).tolist())
+        present = _present_ids(rids)
         missing = present - set(self._mat_per_region)
         if missing:
             names = [mesh.region_names.get(r, r) for r in sorted(missing)]
             raise MaterialError(f"no material given for region(s) {names}; give one Material for the"
                                 " whole mesh or one per region")
         dens = np.empty(mesh.n_tets)
+        self._density_per_region: dict[int, float] = {}
         if isinstance(density, Mapping):
             per = {_region_id(mesh, k): float(v) for k, v in density.items()}
+            self._density_per_region = per
             miss = present - set(per)
             if miss:
                 raise MaterialError(f"no density given for region(s) {sorted(miss)}")
-            for r, v in per.items():
-                dens[rids == r] = v
+            ids = np.array(sorted(per), dtype=np.int64)
+            vals = np.array([per[r] for r in ids.tolist()])
+            dens[:] = vals[np.searchsorted(ids, rids)]
         else:
             dens[:] = float(density)
         if not np.all(np.isfinite(dens)) or np.any(dens < 0):
@@ -103,6 +113,9 @@ class Body:
             key = id(mat)
             groups.setdefault(key, ([], mat))[0].append(rid)
         out = []
+        if len(groups) == 1:  # one material everywhere (the usual case): no search
+            (_, mat), = groups.values()
+            return [(np.arange(len(rids)), mat)] if len(rids) else []
         for rid_list, mat in groups.values():
             elems = np.flatnonzero(np.isin(rids, rid_list))
             if len(elems):
@@ -113,8 +126,7 @@ class Body:
         """The same materials and densities on another mesh with the same region ids (after a cut)."""
         mats = {rid: m for rid, m in self._mat_per_region.items() if rid in mesh.region_names}
         if isinstance(self.density, Mapping):
-            dens = {rid: float(self.density_per_tet[self.mesh.region_ids == rid][0])
-                    for rid in np.unique(self.mesh.region_ids).tolist() if rid in mesh.region_names}
+            dens = {rid: d for rid, d in self._density_per_region.items() if rid in mesh.region_names}
         else:
             dens = self.density
         return Body(mesh, mats, density=dens)

@@ -57,7 +57,8 @@ from ..mesh.tetmesh import TetMesh
 from .assembly import Assembler, consistent_mass_blocks
 from .body import Body
 from . import _kernels as kern
-from .solvers import CholeskyFactor, MappedPreconditioner, WarpedPreconditioner, make_preconditioner, pcg
+from . import _mesh_kernels as _mk
+from .solvers import CholeskyFactor, MappedPreconditioner, WarpedPreconditioner, local_factor, make_preconditioner, pcg
 
 log = logging.getLogger(__name__)
 
@@ -153,33 +154,12 @@ def _per_node_vectors(values, k: int, what: str) -> np.ndarray:
     return np.array(v)
 
 
-def _restrict(T: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray) -> sp.csr_matrix:
-    """``T[rows][:, cols]`` for sorted unique index arrays (vectorized; scipy's fancy indexing is slower)."""
-    T = sp.csr_matrix(T)
-    row_new = np.full(T.shape[0], -1, dtype=np.int64)
-    row_new[rows] = np.arange(len(rows))
-    col_new = np.full(T.shape[1], -1, dtype=np.int64)
-    col_new[cols] = np.arange(len(cols))
-    r = row_new[np.repeat(np.arange(T.shape[0]), np.diff(T.indptr))]
-    c = col_new[T.indices]
-    keep = (r >= 0) & (c >= 0)
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    np.cumsum(np.bincount(r[keep], minlength=len(rows)), out=indptr[1:])
-    return sp.csr_matrix((T.data[keep], c[keep], indptr), shape=(len(rows), len(cols)))
-
-
 def _row_argmax(T) -> np.ndarray:
     """Column of the largest entry of each row of a sparse matrix with nonnegative entries
-    (a transfer matrix), shape (rows,), 0 for an empty row. Vectorized: scipy's
-    ``argmax(axis=1)`` loops over the rows in Python (half of a cut's topology update)."""
+    (a transfer matrix), shape (rows,), 0 for an empty row; the first of equal entries.
+    Compiled: scipy's ``argmax(axis=1)`` loops over the rows in Python."""
     T = sp.csr_matrix(T)
-    counts = np.diff(T.indptr)
-    rows = np.repeat(np.arange(T.shape[0]), counts)
-    order = np.lexsort((-T.data, rows))
-    out = np.zeros(T.shape[0], dtype=np.int64)
-    has = counts > 0
-    out[has] = T.indices[order[T.indptr[:-1][has]]]
-    return out
+    return _mk.row_argmax(T.indptr, T.indices, T.data)
 
 
 def _node_ids(node_ids, n: int, what: str) -> np.ndarray:
@@ -317,14 +297,9 @@ class Simulation:
                               pattern=pattern)
         pat = self._asm.pattern
         dens = body.density_per_tet
-        self._m = np.bincount(body.mesh.tets.ravel(), weights=np.repeat(dens * self._asm.vols / 4.0, 4),
-                              minlength=body.mesh.n_points)
-        if self.mass_kind == "consistent":
-            self._Mb = consistent_mass_blocks(pat, self._asm.vols, dens)
-        else:
-            self._Mb = np.zeros((pat.nnzb, 3, 3))
-            for i in range(3):
-                self._Mb[pat.diag, i, i] = self._m
+        self._m = _mk.lumped_masses(body.mesh.tets, self._asm.vols, dens, body.mesh.n_points)
+        # the mass as the sub-pattern gathers it: block data (consistent) or nodal masses (lumped)
+        self._Mb = consistent_mass_blocks(pat, self._asm.vols, dens) if self.mass_kind == "consistent" else self._m
         self._K0 = None  # rest stiffness block data, built lazily
         self._floor = None  # absolute residual scale (N), built lazily
         self._components = None
@@ -1114,10 +1089,10 @@ class Simulation:
         carried = None
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
-        Rcache_new = self._asm._Rcache[tet_parent] if tet_parent is not None else None
+        Rcache_new = np.take(self._asm._Rcache, tet_parent, axis=0) if tet_parent is not None else None
         # nodes that are plain copies of one old node (not cut points, not split by the cut)
         first = T.data[T.indptr[:-1].clip(max=max(T.nnz - 1, 0))] if T.nnz else np.zeros(n_new)
-        plain = (nparents == 1) & np.isclose(first, 1.0)
+        plain = (nparents == 1) & (np.abs(first - 1.0) <= 1e-5)
         pattern = None
         if tet_parent is not None:
             new2old = np.where(plain & (ncopies[parent] == 1), parent, -1)
@@ -1142,15 +1117,25 @@ class Simulation:
     def _carry_preconditioner(self, T, affected_all, prec, h, old_free, is_ref, count) -> None:
         """Keep the old factorization as a preconditioner on the new mesh (see MappedPreconditioner)."""
         _, _, free = self._constraint_state()
-        Tf = _restrict(T, free, old_free)
+        col_new = np.full(T.shape[1], -1, dtype=np.int64)
+        col_new[old_free] = np.arange(len(old_free))
         affected = affected_all[free]
         base = prec
+        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
+        chain = (empty_i, empty_i, empty_f, len(old_free))
         if isinstance(prec, MappedPreconditioner):
             base = prec.base
             old_aff = np.zeros(T.shape[1])
             old_aff[old_free] = prec.affected
             affected = affected | ((T @ old_aff)[free] > 0)
-            Tf = (Tf @ prec.Tnodes).tocsr()
+            t_ptr, t_ind, t_val, t_shape = prec.Tnodes
+            chain = (t_ptr, t_ind, t_val, t_shape[1])
+        # the new free rows of T, its columns renumbered to the old free nodes, composed with
+        # the transfer the old preconditioner already carried
+        ptr, ind, val = _mk.restrict_compose(T.indptr.astype(np.int64, copy=False),
+                                             T.indices.astype(np.int64, copy=False), T.data,
+                                             np.ascontiguousarray(free, dtype=np.int64), col_new, *chain)
+        Tf = (ptr, ind, val, (len(free), chain[3]))
         alpha, beta = self.damping
         cM = 1.0 / (h * h) + alpha / h
         cK = 1.0 + beta / h
@@ -1158,15 +1143,19 @@ class Simulation:
         if 0 < len(aff_nodes) <= _LOCAL_SOLVE_MAX_NODES:
             # an exact solve on the affected nodes: the reference matrix (rest stiffness of the
             # tets around them, and mass) restricted to them, factored (a few hundred DOFs)
-            mark = np.zeros(self.mesh.n_points, dtype=bool)
-            mark[aff_nodes] = True
-            K_ring = self._asm.rest_stiffness(elements=np.flatnonzero(mark[self._asm.tets].any(axis=1)))
             sub = self._asm.pattern.sub(aff_nodes)
-            local = make_preconditioner("cholesky", sub, sub.gather(K_ring, cK, self._Mb, cM), None)
+            data = cK * self._asm.rest_sub_stiffness(sub)
+            if self._Mb.ndim == 1:   # lumped: nodal masses on the diagonal blocks
+                rows, diag = sub.diagonal_blocks
+                kern.lumped_diag_add(data, diag, np.ascontiguousarray(self._m[sub.free_nodes[rows]]), cM)
+            else:
+                data += cM * self._Mb[sub.blocks]
+            local = local_factor(sub, data)
         else:
             # block Jacobi on the affected nodes: their rest diagonal blocks in one pass over the tets
             local = (cK * self._asm.rest_diagonal_blocks(aff_nodes)
-                     + cM * self._Mb[self._asm.pattern.diag[aff_nodes]])
+                     + cM * (self._m[aff_nodes, None, None] * np.eye(3) if self._Mb.ndim == 1
+                             else self._Mb[self._asm.pattern.diag[aff_nodes]]))
         self._prec = MappedPreconditioner(base, Tf, local, affected)
         self._prec_key = (id(self._cache_key), h)
         self._prec_free = free

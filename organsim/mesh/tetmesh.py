@@ -124,7 +124,11 @@ class TetMesh:
             if rid.shape != (len(tets),):
                 raise MeshError(f"region_ids must have shape ({len(tets)},), got {rid.shape}")
         names = {int(k): str(v) for k, v in dict(self.region_names).items()}
-        for r in np.unique(rid):
+        if len(rid) and 0 <= rid.min() and rid.max() < 1 << 16:
+            present = np.flatnonzero(np.bincount(rid))  # sorted distinct ids, by counting
+        else:
+            present = np.unique(rid)
+        for r in present.tolist():
             names.setdefault(int(r), "tissue" if r == 1 and not names else f"region_{r}")
         pts.setflags(write=False)
         tets.setflags(write=False)

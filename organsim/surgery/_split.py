@@ -431,72 +431,6 @@ def run_split(gid, oncut, epid, vsign, steiner, pts, min_frac):
 
 
 @njit(cache=True)
-def tets_near_boxes(X, tets, blo, bhi, pad):
-    """Mask of tets whose bounding box (from positions ``X``) overlaps any box ``[blo_i, bhi_i]``.
-
-    Parameters
-    ----------
-    X : (n, 3) float64 node positions. tets : (m, 4) int64.
-    blo, bhi : (b, 3) box corners. pad : float, box inflation (m).
-
-    Notes
-    -----
-    Each node first gets an out-code against the union box of all boxes (a bit
-    per side it lies beyond); a tet whose four nodes share a bit lies wholly
-    beyond one side and is skipped with one AND, so the per-tet work is four
-    byte loads for the (many) tets far from the blade.
-    """
-    m = tets.shape[0]
-    n = X.shape[0]
-    nb = blo.shape[0]
-    out = np.zeros(m, dtype=np.bool_)
-    glo = np.empty(3)
-    ghi = np.empty(3)
-    for d in range(3):
-        glo[d] = blo[0, d]
-        ghi[d] = bhi[0, d]
-        for b in range(1, nb):
-            glo[d] = min(glo[d], blo[b, d])
-            ghi[d] = max(ghi[d], bhi[b, d])
-        glo[d] -= pad
-        ghi[d] += pad
-    code = np.empty(n, dtype=np.uint8)
-    for i in range(n):
-        c = 0
-        for d in range(3):
-            if X[i, d] < glo[d]:
-                c |= 1 << (2 * d)
-            elif X[i, d] > ghi[d]:
-                c |= 2 << (2 * d)
-        code[i] = c
-    lo = np.empty(3)
-    hi = np.empty(3)
-    for t in range(m):
-        if code[tets[t, 0]] & code[tets[t, 1]] & code[tets[t, 2]] & code[tets[t, 3]]:
-            continue
-        for d in range(3):
-            lo[d] = X[tets[t, 0], d]
-            hi[d] = lo[d]
-        for k in range(1, 4):
-            for d in range(3):
-                v = X[tets[t, k], d]
-                if v < lo[d]:
-                    lo[d] = v
-                if v > hi[d]:
-                    hi[d] = v
-        for b in range(nb):
-            ok = True
-            for d in range(3):
-                if lo[d] > bhi[b, d] + pad or hi[d] < blo[b, d] - pad:
-                    ok = False
-                    break
-            if ok:
-                out[t] = True
-                break
-    return out
-
-
-@njit(cache=True)
 def edge_hits(p0, p1, tris, tol, pad):
     """Crossings of segments ``p0 -> p1`` (e, 3) with triangles (T, 3, 3) (Moller-Trumbore).
 
@@ -833,6 +767,13 @@ def blade_candidates(X, tets, tet_family, n_fam, tris):
     fresh : (f,) int64, candidate tets in no family, ascending.
     fam : (g,) int64, families of the other candidates, ascending.
     amax : float, the largest absolute coordinate of the triangles (m).
+
+    Notes
+    -----
+    The triangles' boxes are inflated by ``1e-9 max(amax, 1e-3)``. Each node first gets an
+    out-code against the union of the boxes (a bit per side it lies beyond); a tet whose
+    four nodes share a bit lies wholly beyond one side and is skipped with one AND, so the
+    per-tet work is four byte loads for the (many) tets far from the blade.
     """
     nt = tris.shape[0]
     blo = np.empty((nt, 3))
@@ -843,14 +784,59 @@ def blade_candidates(X, tets, tet_family, n_fam, tris):
             blo[k, d] = min(tris[k, 0, d], tris[k, 1, d], tris[k, 2, d])
             bhi[k, d] = max(tris[k, 0, d], tris[k, 1, d], tris[k, 2, d])
             amax = max(amax, abs(blo[k, d]), abs(bhi[k, d]))
-    mask = tets_near_boxes(X, tets, blo, bhi, 1e-9 * max(amax, 1e-3))
+    pad = 1e-9 * max(amax, 1e-3)
+    # out-code of each node against the union of the boxes
+    glo = np.empty(3)
+    ghi = np.empty(3)
+    for d in range(3):
+        glo[d] = blo[0, d]
+        ghi[d] = bhi[0, d]
+        for k in range(1, nt):
+            glo[d] = min(glo[d], blo[k, d])
+            ghi[d] = max(ghi[d], bhi[k, d])
+        glo[d] -= pad
+        ghi[d] += pad
+    n = X.shape[0]
+    code = np.empty(n, dtype=np.uint8)
+    for i in range(n):
+        c = 0
+        for d in range(3):
+            if X[i, d] < glo[d]:
+                c |= 1 << (2 * d)
+            elif X[i, d] > ghi[d]:
+                c |= 2 << (2 * d)
+        code[i] = c
     m = tets.shape[0]
     fresh = np.empty(m, dtype=np.int64)
     seen = np.zeros(n_fam, dtype=np.bool_)
     nfresh = 0
     nseen = 0
+    lo = np.empty(3)
+    hi = np.empty(3)
     for t in range(m):
-        if mask[t]:
+        if code[tets[t, 0]] & code[tets[t, 1]] & code[tets[t, 2]] & code[tets[t, 3]]:
+            continue
+        for d in range(3):
+            lo[d] = X[tets[t, 0], d]
+            hi[d] = lo[d]
+        for k in range(1, 4):
+            for d in range(3):
+                v = X[tets[t, k], d]
+                if v < lo[d]:
+                    lo[d] = v
+                if v > hi[d]:
+                    hi[d] = v
+        near = False
+        for b in range(nt):
+            ok = True
+            for d in range(3):
+                if lo[d] > bhi[b, d] + pad or hi[d] < blo[b, d] - pad:
+                    ok = False
+                    break
+            if ok:
+                near = True
+                break
+        if near:
             f = tet_family[t]
             if f < 0:
                 fresh[nfresh] = t
@@ -1281,7 +1267,8 @@ def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, m
 
 
 @njit(cache=True)
-def assemble(tets, removed, kids, kpar, w_src, region_ids, tet_family, fam_renum, w_fam, pts_all, on_all):
+def assemble(tets, removed, kids, kpar, w_src, region_ids, tet_family, fam_renum, w_fam, pts_all, on_all, seed_keys,
+             valence):
     """The new tets (kept ones in order, then the children), with the nodes no tet uses dropped.
 
     Parameters
@@ -1290,69 +1277,111 @@ def assemble(tets, removed, kids, kpar, w_src, region_ids, tet_family, fam_renum
     kids : (c, 4) int64 children, kpar : (c,) int64 their working row.
     w_src : (w,) int64 a current tet of each working row. region_ids : (m,) region of each tet.
     tet_family : (m,) int64. fam_renum : (F + 1,) int64 and w_fam : (w,) int64 from :func:`update_families`.
-    pts_all : (N, 3) float64 rest positions of all nodes, on_all : (N,) bool.
+    pts_all : (N, 3) float64 rest positions of all nodes (the n current ones first), on_all : (N,) bool.
+    seed_keys : (k,) int64 face keys (numbered as ``pts_all``) the separation starts from.
+    valence : (n,) int64 number of tets of ``tets`` at each current node.
 
     Returns
     -------
     new_tets : (m', 4) int64 in the compacted numbering. rid : (m',) region ids.
     tet_parent : (m',) int64 current tet each comes from. tet_family : (m',) int64.
     renum : (N,) int64 compacted id of each node (-1: dropped). src : (N',) int64 the node each keeps.
-    pts : (N', 3) float64. on_cut : (N',) bool.
+    pts : (N', 3) float64. on_cut : (N',) bool. valence_new : (N',) int64.
+    near_seeds : (q,) int64, ascending, the new tets with a node of a seed face that keeps
+        all three nodes (what :func:`tets_touching` gives for those nodes).
+
+    Notes
+    -----
+    A node is dropped when no tet uses it any more; the valences (updated by the removed
+    tets and the children only) tell which, so the kept tets are copied in one pass and
+    renumbered only if a current node was dropped.
     """
     m = tets.shape[0]
     nk = kids.shape[0]
-    nkeep = 0
-    for t in range(m):
-        if not removed[t]:
-            nkeep += 1
-    M = nkeep + nk
-    new_tets = np.empty((M, 4), dtype=np.int64)
-    rid = np.empty(M, dtype=region_ids.dtype)
-    parent = np.empty(M, dtype=np.int64)
-    fam = np.empty(M, dtype=np.int64)
-    j = 0
-    for t in range(m):
-        if not removed[t]:
-            for c in range(4):
-                new_tets[j, c] = tets[t, c]
-            rid[j] = region_ids[t]
-            parent[j] = t
-            f = tet_family[t]
-            fam[j] = fam_renum[f] if f >= 0 else fam_renum[fam_renum.shape[0] - 1]
-            j += 1
-    for k in range(nk):
-        r = kpar[k]
-        for c in range(4):
-            new_tets[j, c] = kids[k, c]
-        rid[j] = region_ids[w_src[r]]
-        parent[j] = w_src[r]
-        fam[j] = w_fam[r]
-        j += 1
     N = pts_all.shape[0]
-    used = np.zeros(N, dtype=np.bool_)
-    for t in range(M):
+    n0 = valence.shape[0]
+    val = np.zeros(N, dtype=np.int64)
+    val[:n0] = valence
+    nkeep = m
+    for t in range(m):
+        if removed[t]:
+            nkeep -= 1
+            for c in range(4):
+                val[tets[t, c]] -= 1
+    for k in range(nk):
         for c in range(4):
-            used[new_tets[t, c]] = True
+            val[kids[k, c]] += 1
     renum = np.full(N, -1, dtype=np.int64)
     n = 0
+    first_drop = N
     for i in range(N):
-        if used[i]:
+        if val[i] > 0:
             renum[i] = n
             n += 1
+        elif first_drop == N:
+            first_drop = i
     src = np.empty(n, dtype=np.int64)
     pts = np.empty((n, 3))
     on = np.empty(n, dtype=np.bool_)
+    val_new = np.empty(n, dtype=np.int64)
     for i in range(N):
         q = renum[i]
         if q >= 0:
             src[q] = i
             on[q] = on_all[i]
+            val_new[q] = val[i]
             for d in range(3):
                 pts[q, d] = pts_all[i, d]
-    for t in range(M):
+    seed = np.zeros(N, dtype=np.bool_)
+    for i in range(seed_keys.shape[0]):
+        k = seed_keys[i]
+        a = k % KEY_BASE
+        b = (k // KEY_BASE) % KEY_BASE
+        c = k // (KEY_BASE * KEY_BASE)
+        if c < N and renum[a] >= 0 and renum[b] >= 0 and renum[c] >= 0:
+            seed[a] = True
+            seed[b] = True
+            seed[c] = True
+    M = nkeep + nk
+    new_tets = np.empty((M, 4), dtype=np.int64)
+    rid = np.empty(M, dtype=region_ids.dtype)
+    parent = np.empty(M, dtype=np.int64)
+    fam = np.empty(M, dtype=np.int64)
+    near = np.empty(M, dtype=np.int64)
+    nfam = fam_renum.shape[0] - 1
+    q = 0
+    j = 0
+    for t in range(m):
+        if removed[t]:
+            continue
+        hit = False
         for c in range(4):
-            new_tets[t, c] = renum[new_tets[t, c]]
-    return new_tets, rid, parent, fam, renum, src, pts, on
+            v = tets[t, c]
+            hit = hit or seed[v]
+            new_tets[j, c] = v if v < first_drop else renum[v]
+        if hit:
+            near[q] = j
+            q += 1
+        rid[j] = region_ids[t]
+        parent[j] = t
+        f = tet_family[t]
+        fam[j] = fam_renum[f] if f >= 0 else fam_renum[nfam]
+        j += 1
+    for k in range(nk):
+        r = kpar[k]
+        hit = False
+        for c in range(4):
+            v = kids[k, c]
+            hit = hit or seed[v]
+            new_tets[j, c] = renum[v]
+        if hit:
+            near[q] = j
+            q += 1
+        rid[j] = region_ids[w_src[r]]
+        parent[j] = w_src[r]
+        fam[j] = w_fam[r]
+        j += 1
+    return new_tets, rid, parent, fam, renum, src, pts, on, val_new, near[:q].copy()
 
 
 @njit(cache=True)
@@ -1368,18 +1397,19 @@ def transfer_rows(src, n0, ea, eb, tt, st_nodes):
 
     Returns
     -------
-    indptr (N' + 1,), indices (nnz,) int64 and data (nnz,) float64: a unit row per old
-    node, ``(1 - t, t)`` on the edge's ends per cut point, 0.25 on each corner per centroid.
+    indptr (N' + 1,), indices (nnz,) int32 and data (nnz,) float64: a unit row per old
+    node, ``(1 - t, t)`` on the edge's ends per cut point, 0.25 on each corner per centroid
+    (int32, as ``scipy.sparse`` stores them anyway for fewer than 2**31 entries).
     """
     nc = ea.shape[0]
     nr = src.shape[0]
-    indptr = np.empty(nr + 1, dtype=np.int64)
+    indptr = np.empty(nr + 1, dtype=np.int32)
     indptr[0] = 0
     for r in range(nr):
         s = src[r]
         indptr[r + 1] = indptr[r] + (1 if s < n0 else (2 if s < n0 + nc else 4))
     nnz = indptr[nr]
-    ind = np.empty(nnz, dtype=np.int64)
+    ind = np.empty(nnz, dtype=np.int32)
     val = np.empty(nnz)
     for r in range(nr):
         s = src[r]
@@ -1419,7 +1449,7 @@ def tets_with_marked(tets, mask, k):
 
 
 @njit(cache=True)
-def separate_sides(tets, keys_all, seed_keys, n_points):
+def separate_sides(tets, keys_all, seed_keys, n_points, near_seeds, valence):
     """Duplicate nodes so that the tets on either side of tagged faces no longer share them.
 
     Parameters
@@ -1427,6 +1457,9 @@ def separate_sides(tets, keys_all, seed_keys, n_points):
     tets : (m, 4) int64. keys_all : (K,) int64 tagged face keys, ascending, unique.
     seed_keys : (k,) int64 keys of tagged faces that may still be interior (new or pending).
     n_points : int, number of nodes.
+    near_seeds : (q,) int64 or None, the tets touching a node of a seed face, ascending,
+        when the caller knows them (computed here otherwise).
+    valence : (n_points,) int64, number of tets at each node, or (0,) when not kept.
 
     Returns
     -------
@@ -1435,6 +1468,8 @@ def separate_sides(tets, keys_all, seed_keys, n_points):
     keys_all : (K',) int64, updated tagged keys (both sides of every separated face), ascending.
     pending : (p,) int64, keys of tagged faces still interior (crack front), ascending.
     changed : bool, False when nothing was separated (``tets`` and ``keys_all`` are the inputs).
+    valence : (n_points + d,) int64, the valences after the separation (the input when
+        nothing was separated; (0,) when not kept).
 
     Notes
     -----
@@ -1453,10 +1488,13 @@ def separate_sides(tets, keys_all, seed_keys, n_points):
                 node_mask[v] = True
     active = np.zeros(n_points, dtype=np.bool_)
     for it in range(20):
-        lt = tets_touching(tets, node_mask)
+        if it == 0 and near_seeds is not None:
+            lt = near_seeds
+        else:
+            lt = tets_touching(tets, node_mask)
         nl = lt.shape[0]
         if nl == 0:
-            return tets, empty, keys_all, empty, False
+            return tets, empty, keys_all, empty, False, valence
         fk = np.empty(4 * nl, dtype=np.int64)
         for i in range(nl):
             t = lt[i]
@@ -1492,7 +1530,7 @@ def separate_sides(tets, keys_all, seed_keys, n_points):
                         if not node_mask[v]:
                             grows = True
         if n_tag == 0:
-            return tets, empty, keys_all, empty, False
+            return tets, empty, keys_all, empty, False, valence
         if not grows or it == 19:
             break
         for v in range(n_points):
@@ -1558,9 +1596,17 @@ def separate_sides(tets, keys_all, seed_keys, n_points):
         for c in range(4):
             T_old[i, c] = tets[lt[i], c]
     out = tets
+    track = valence.shape[0] > 0
+    val = np.zeros(n_points + n_dup if track else 0, dtype=np.int64)
+    if track:
+        val[:n_points] = valence
     for q in range(n_act):
         c = act_c[q]
-        out[lt[c // 4], c % 4] = new_id[np.searchsorted(ukey, pair_key[q])]
+        v_new = new_id[np.searchsorted(ukey, pair_key[q])]
+        if track and v_new != out[lt[c // 4], c % 4]:
+            val[out[lt[c // 4], c % 4]] -= 1
+            val[v_new] += 1
+        out[lt[c // 4], c % 4] = v_new
     # both sides of each tagged interior face are tagged; faces still shared stay pending
     extra = np.empty(2 * npair + 4 * nl, dtype=np.int64)
     pend = np.empty(npair, dtype=np.int64)
@@ -1595,7 +1641,7 @@ def separate_sides(tets, keys_all, seed_keys, n_points):
                     extra[ne] = _key3(out[t, _FACES[f, 0]], out[t, _FACES[f, 1]], out[t, _FACES[f, 2]])
                     ne += 1
     keys_new = merge_keys(keys_all, extra[:ne])
-    return out, dup_src, keys_new, _sorted_unique(pend[:npd]), True
+    return out, dup_src, keys_new, _sorted_unique(pend[:npd]), True, val
 
 
 @njit(cache=True)

@@ -368,6 +368,7 @@ class Cutter:
         self.fam_stroke = np.zeros(0, dtype=np.int64)  # the stroke that last split each family
         self._stroke_no = 0
         self.tet_family = np.full(mesh.n_tets, -1, dtype=np.int64)
+        self._valence: tuple[TetMesh, np.ndarray] | None = None  # (mesh, tets at each of its nodes)
         self.blade: np.ndarray | None = None
         self.front_snap = float(front_snap)
         self._stroke: list[np.ndarray] = []  # swept triangles of the current stroke
@@ -480,6 +481,12 @@ class Cutter:
         return front_completions(self.fam_verts, self.fam_epid, cand, self.on_cut, X, np.concatenate(self._stroke),
                                  self.front_snap, keeps_off)
 
+    def _valence_of(self, mesh: TetMesh) -> np.ndarray:
+        """Number of tets at each node of ``mesh``, shape (n,), int64 (kept across increments)."""
+        if self._valence is None or self._valence[0] is not mesh:
+            self._valence = (mesh, np.bincount(mesh.tets.ravel(), minlength=mesh.n_points).astype(np.int64))
+        return self._valence[1]
+
     def _cut_with(self, tris: np.ndarray, X: np.ndarray, *, complete_all: bool = False) -> CutResult:
         mesh = self.mesh
         tets = mesh.tets
@@ -567,15 +574,18 @@ class Cutter:
         _tick("s7")
         # 8. assemble the new tets; 9. drop nodes no tet uses any more (centroids of families
         # that separated)
-        new_tets, rid, tet_parent, tet_family, renum, src, pts_new, on_new = assemble(
+        # (and the tets around the faces the separation starts from)
+        new_tets, rid, tet_parent, tet_family, renum, src, pts_new, on_new, valence, near_seeds = assemble(
             tets, removed, res["tets"], res["parent"], w_src, mesh.region_ids, self.tet_family, fam_renum, w_fam,
-            pts_all, on_all)
+            pts_all, on_all, np.concatenate([new_keys, self._pending_keys]), self._valence_of(mesh))
         _tick("s8")
         if len(flat_keys):
             st_w = wg[st_rows]
             Xc = np.concatenate([X, X[ea] + tt[:, None] * (X[eb] - X[ea]), X[st_w].mean(axis=1)])
             flat_sep = _flat_faces_between_sides(src[new_tets], flat_keys, Xc, on_all, np.concatenate(self._stroke))
-            new_keys = np.concatenate([new_keys, flat_sep])
+            if len(flat_sep):
+                new_keys = np.concatenate([new_keys, flat_sep])
+                near_seeds = None                   # more seeds: separate_sides finds their tets
         keys_all = remap_keys(merge_keys(self.cut_face_keys, new_keys), renum)
         pend = remap_keys(self._pending_keys, renum)
         new_keys_r = remap_keys(new_keys, renum)
@@ -583,8 +593,9 @@ class Cutter:
                                             for a in (fam_verts, fam_epid, fam_steiner))
         _tick("s9")
         # 10. separate the sides along the cut faces
-        new_tets, dup_src, keys_all, pend = _separate(new_tets, keys_all, np.concatenate([new_keys_r, pend]),
-                                                      len(pts_new), inplace=True)
+        new_tets, dup_src, keys_all, pend, valence = _separate(
+            new_tets, keys_all, np.concatenate([new_keys_r, pend]), len(pts_new), inplace=True,
+            near_seeds=near_seeds, valence=valence)
         n_dup = len(dup_src)
         if n_dup:
             src = np.concatenate([src, src[dup_src]])
@@ -598,6 +609,7 @@ class Cutter:
         new_mesh = TetMesh(pts_new, new_tets, rid, mesh.region_names)
         # commit the state
         self.mesh = new_mesh
+        self._valence = (new_mesh, valence)
         self.on_cut = on_new
         self.cut_face_keys = keys_all
         self._pending_keys = pend
@@ -622,9 +634,9 @@ class Cutter:
         if len(new_keys) == 0:
             return _identity_result(mesh, self.cut_face_keys)
         keys_all = np.unique(np.concatenate([self.cut_face_keys, new_keys]))
-        new_tets, dup_src, keys_all, pend = _separate(mesh.tets, keys_all,
-                                                      np.concatenate([new_keys, self._pending_keys]),
-                                                      mesh.n_points)
+        new_tets, dup_src, keys_all, pend, _ = _separate(mesh.tets, keys_all,
+                                                         np.concatenate([new_keys, self._pending_keys]),
+                                                         mesh.n_points)
         n = mesh.n_points
         src = np.concatenate([np.arange(n), dup_src])
         if len(dup_src) and len(self.fam_verts):
@@ -702,7 +714,7 @@ def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.nda
 
 
 def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_points: int, *,
-              inplace: bool = False):
+              inplace: bool = False, near_seeds: np.ndarray | None = None, valence: np.ndarray | None = None):
     """Duplicate nodes so that tets on either side of tagged faces no longer share them.
 
     Parameters
@@ -717,6 +729,10 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
         Number of nodes.
     inplace : bool
         Write the renumbered nodes into ``tets`` instead of a copy.
+    near_seeds : ndarray, shape (q,), int64, optional
+        The tets with a node of a seed face, ascending, when the caller knows them.
+    valence : ndarray, shape (n_points,), int64, optional
+        Number of tets at each node, to be kept up to date.
 
     Returns
     -------
@@ -728,15 +744,19 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
         Updated tagged keys (both sides of every separated face), ascending.
     pending : ndarray, shape (p,), int64
         Keys of tagged faces still interior (crack front).
+    valence : ndarray, shape (n_points + d,), int64, or None
+        The valences after the separation (None if not given).
 
     See :func:`organsim.surgery._split.separate_sides` for the rule.
     """
     work = tets if inplace else np.array(tets, dtype=np.int64)
-    out, dup_src, keys_new, pending, changed = separate_sides(work, keys_all, np.asarray(seed_keys, dtype=np.int64),
-                                                              int(n_points))
+    out, dup_src, keys_new, pending, changed, val = separate_sides(
+        work, keys_all, np.asarray(seed_keys, dtype=np.int64), int(n_points), near_seeds,
+        np.zeros(0, dtype=np.int64) if valence is None else valence)
+    val = None if valence is None else val
     if not changed:
-        return tets, dup_src, keys_all, pending
-    return out, dup_src, keys_new, pending
+        return tets, dup_src, keys_all, pending, val
+    return out, dup_src, keys_new, pending, val
 
 
 def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None = None,

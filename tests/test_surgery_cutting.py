@@ -516,6 +516,6 @@ def test_block_pattern_updated_after_each_cut_increment_equals_a_rebuild(path, n
         assert np.all(np.diff(new2old[new2old >= 0]) > 0)
         upd = pat.updated(mesh.tets, r.mesh.tets, r.mesh.n_points, r.tet_parent, new2old)
         ref = BlockPattern(r.mesh.tets, r.mesh.n_points)
-        for name in ("indptr", "indices", "blockmap", "diag", "rows"):
+        for name in ("indptr", "indices", "blockmap", "diag", "rows", "tet_degree"):
             assert np.array_equal(getattr(upd, name), getattr(ref, name)), name
         pat, mesh = upd, r.mesh

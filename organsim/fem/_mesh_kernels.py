@@ -57,6 +57,8 @@ def block_pattern(tets, n):
         Block index of the node pair (a, b) of each tet.
     diag : ndarray (n,) int32
         Block index of each node's diagonal block (-1 for a node no tet uses).
+    deg : ndarray (n,) int32
+        Number of tets around each node.
 
     Notes
     -----
@@ -100,7 +102,10 @@ def block_pattern(tets, n):
             a = inc_loc[k]
             for b in range(4):
                 blockmap[e, a, b] = pos[tets[e, b]]
-    return indptr, buf[:nnz].copy(), blockmap, diag
+    deg = np.empty(n, dtype=np.int32)
+    for i in range(n):
+        deg[i] = ptr[i + 1] - ptr[i]
+    return indptr, buf[:nnz].copy(), blockmap, diag, deg
 
 
 @njit(cache=True)
@@ -189,24 +194,25 @@ def rest_diagonal_blocks(tets, grads, vols, lam, mu, slot, k):
 
 
 @njit(cache=True)
-def sub_pattern(indptr, indices, newid, n_sub):
-    """The block pattern restricted to the nodes with ``newid >= 0`` (renumbered by ``newid``).
+def sub_pattern(indptr, indices, nodes, newid):
+    """The block pattern restricted to ``nodes`` (sorted), renumbered by ``newid`` (``newid[nodes[r]] = r``, -1 elsewhere).
 
     Returns ``blocks`` (k,) int64, the parent block of each kept block, and the
-    kept pattern's ``indptr`` (n_sub + 1,), ``indices`` (k,) and ``rows`` (k,),
-    all int32. Rows stay sorted because ``newid`` is increasing on the kept nodes.
+    kept pattern's ``indptr`` (len(nodes) + 1,), ``indices`` (k,) and ``rows`` (k,),
+    all int32. Visits only the kept rows; they stay sorted because ``newid``
+    is increasing on the kept nodes.
     """
-    n = indptr.shape[0] - 1
-    nnz = indptr[n]
-    blocks = np.empty(nnz, dtype=np.int64)
-    sub_ind = np.empty(nnz, dtype=np.int32)
-    sub_rows = np.empty(nnz, dtype=np.int32)
+    n_sub = nodes.shape[0]
+    cap = 0
+    for r in range(n_sub):
+        cap += indptr[nodes[r] + 1] - indptr[nodes[r]]
+    blocks = np.empty(cap, dtype=np.int64)
+    sub_ind = np.empty(cap, dtype=np.int32)
+    sub_rows = np.empty(cap, dtype=np.int32)
     sub_ptr = np.zeros(n_sub + 1, dtype=np.int32)
     k = 0
-    for i in range(n):
-        r = newid[i]
-        if r < 0:
-            continue
+    for r in range(n_sub):
+        i = nodes[r]
         for b in range(indptr[i], indptr[i + 1]):
             c = newid[indices[b]]
             if c >= 0:
@@ -215,15 +221,11 @@ def sub_pattern(indptr, indices, newid, n_sub):
                 sub_rows[k] = r
                 k += 1
         sub_ptr[r + 1] = k
-    # rows without kept blocks inherit the previous end
-    for r in range(n_sub):
-        if sub_ptr[r + 1] < sub_ptr[r]:
-            sub_ptr[r + 1] = sub_ptr[r]
     return blocks[:k].copy(), sub_ptr, sub_ind[:k].copy(), sub_rows[:k].copy()
 
 
 @njit(cache=True)
-def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, n, tet_parent, new2old):
+def block_pattern_update(old_indptr, old_indices, old_blockmap, old_deg, old_tets, tets, n, tet_parent, new2old):
     """The block pattern of a mesh changed locally (a cut), from the pattern before the change.
 
     Rows of nodes whose surrounding tets are all unchanged are copied (their
@@ -232,7 +234,8 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, 
 
     Parameters
     ----------
-    old_indptr, old_indices, old_blockmap : the pattern of the old mesh (int32).
+    old_indptr, old_indices, old_blockmap, old_deg : the pattern of the old mesh (int32)
+        and its number of tets around each node.
     old_tets : (m_old, 4) int64, the old mesh's tets.
     tets : (m, 4) int64, the new mesh's tets. n : int, its number of nodes.
     tet_parent : (m,) int64, the old tet each new tet comes from.
@@ -241,7 +244,7 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, 
 
     Returns
     -------
-    indptr, indices, blockmap, diag (int32), as :func:`block_pattern`.
+    indptr, indices, blockmap, diag, deg (int32), as :func:`block_pattern`.
     """
     m = tets.shape[0]
     n_old = old_indptr.shape[0] - 1
@@ -266,10 +269,6 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, 
         else:
             for a in range(4):
                 dirty[tets[e, a]] = True
-    old_deg = np.zeros(n_old, dtype=np.int32)
-    for e in range(old_tets.shape[0]):
-        for a in range(4):
-            old_deg[old_tets[e, a]] += 1
     for i in range(n):
         if not dirty[i] and clean_deg[i] != old_deg[new2old[i]]:
             dirty[i] = True  # it lost a tet of the old mesh
@@ -349,7 +348,11 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_tets, tets, 
             shift = indptr[r] - old_indptr[new2old[r]]
             for b in range(4):
                 blockmap[e, a, b] = old_blockmap[p, a, b] + shift
-    return indptr, indices, blockmap, diag
+    deg = clean_deg
+    for i in range(n):
+        if dirty[i]:
+            deg[i] = ptr[i + 1] - ptr[i]
+    return indptr, indices, blockmap, diag, deg
 
 
 @njit(cache=True)

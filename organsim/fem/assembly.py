@@ -44,17 +44,27 @@ class BlockPattern:
         Block index of the (a, b) node pair of each tet.
     diag : ndarray, shape (n,), int32
         Block index of each node's diagonal block (-1 for a node no tet uses).
+    tet_degree : ndarray, shape (n,), int32
+        Number of tets around each node (what a local update after a cut starts from).
     """
 
     def __init__(self, tets: np.ndarray, n: int):
         tets = np.ascontiguousarray(tets, dtype=np.int64)
         self._set(int(n), *_mk.block_pattern(tets, int(n)))
 
-    def _set(self, n, indptr, indices, blockmap, diag) -> None:
+    def _set(self, n, indptr, indices, blockmap, diag, deg) -> None:
         self.n = n
         self.indptr, self.indices, self.blockmap, self.diag = indptr, indices, blockmap, diag
-        self.rows = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(self.indptr))
+        self.tet_degree = deg
+        self._rows = None
         self.nnzb = len(self.indices)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Block row of each stored block (nnzb,) int32 (built when first asked for)."""
+        if self._rows is None:
+            self._rows = np.repeat(np.arange(self.n, dtype=np.int32), np.diff(self.indptr))
+        return self._rows
 
     def updated(self, old_tets: np.ndarray, tets: np.ndarray, n: int, tet_parent: np.ndarray,
                 new2old: np.ndarray) -> "BlockPattern":
@@ -75,7 +85,7 @@ class BlockPattern:
         """
         out = BlockPattern.__new__(BlockPattern)
         out._set(int(n), *_mk.block_pattern_update(
-            self.indptr, self.indices, self.blockmap, np.ascontiguousarray(old_tets, dtype=np.int64),
+            self.indptr, self.indices, self.blockmap, self.tet_degree, np.ascontiguousarray(old_tets, dtype=np.int64),
             np.ascontiguousarray(tets, dtype=np.int64), int(n), np.ascontiguousarray(tet_parent, dtype=np.int64),
             np.ascontiguousarray(new2old, dtype=np.int64)))
         return out
@@ -97,8 +107,8 @@ class SubPattern:
         newid = np.full(parent.n, -1, dtype=np.int64)
         newid[free_nodes] = np.arange(len(free_nodes))
         self.n = len(free_nodes)
-        self.blocks, self.indptr, self.indices, self.rows = _mk.sub_pattern(parent.indptr, parent.indices, newid,
-                                                                            self.n)
+        self.blocks, self.indptr, self.indices, self.rows = _mk.sub_pattern(parent.indptr, parent.indices,
+                                                                            free_nodes, newid)
         self.free_nodes = free_nodes
         self._diag = None
 

@@ -1814,3 +1814,131 @@ def front_completions(fam_verts, fam_epid, cand_mask, on_cut, X, tris, front_sna
             nodes[k] = anode[q]
             k += 1
     return fams, _sorted_unique(nodes[:k])
+
+
+@njit(cache=True)
+def flat_faces_between_sides(tets, cand_keys, X, on_cut, tris):
+    """Of the faces lying wholly on the cut, those with the blade between their two tets.
+
+    Parameters
+    ----------
+    tets : (m, 4) int64. cand_keys : (k,) int64 keys of faces with all three nodes on the cut.
+    X : (n, 3) float64 current positions (m). on_cut : (n,) bool.
+    tris : (T, 3, 3) float64 the stroke's swept triangles (m).
+
+    Returns
+    -------
+    (q,) int64, ascending: the keys of the candidate faces shared by two tets that lie on
+    opposite sides of the plane of the swept triangle nearest each tet (judged at the tet's
+    off-cut vertices, summed, or at its centroid when all four are on the cut).
+
+    Notes
+    -----
+    Dot products of three terms are summed as ``(x0 y0 + x2 y2) + x1 y1`` and means of k
+    terms left to right, then divided by k: the order NumPy's ``einsum`` and ``mean`` use,
+    so the signs agree with the NumPy formulation to the last bit.
+    """
+    empty = np.zeros(0, dtype=np.int64)
+    cand = _sorted_unique(cand_keys)
+    if cand.shape[0] == 0:
+        return empty
+    n = X.shape[0]
+    mask = np.zeros(n, dtype=np.bool_)
+    for i in range(cand.shape[0]):
+        k = cand[i]
+        mask[k % KEY_BASE] = True
+        mask[(k // KEY_BASE) % KEY_BASE] = True
+        mask[k // (KEY_BASE * KEY_BASE)] = True
+    lt = tets_with_marked(tets, mask, 3)
+    nl = lt.shape[0]
+    fk = np.empty(4 * nl, dtype=np.int64)
+    nh = 0
+    hit = np.empty(4 * nl, dtype=np.int64)
+    for i in range(nl):
+        t = lt[i]
+        for f in range(4):
+            q = 4 * i + f
+            fk[q] = _key3(tets[t, _FACES[f, 0]], tets[t, _FACES[f, 1]], tets[t, _FACES[f, 2]])
+            if _in_sorted(cand, fk[q]):
+                hit[nh] = q
+                nh += 1
+    hk = np.empty(nh, dtype=np.int64)
+    for j in range(nh):
+        hk[j] = fk[hit[j]]
+    order = hit[:nh][np.argsort(hk, kind="mergesort")]
+    npair = 0
+    for j in range(nh - 1):
+        if fk[order[j + 1]] == fk[order[j]]:
+            npair += 1
+    if npair == 0:
+        return empty
+    pa = np.empty(npair, dtype=np.int64)
+    pb = np.empty(npair, dtype=np.int64)
+    pk = np.empty(npair, dtype=np.int64)
+    j2 = 0
+    for j in range(nh - 1):
+        if fk[order[j + 1]] == fk[order[j]]:
+            pa[j2] = order[j] // 4
+            pb[j2] = order[j + 1] // 4
+            pk[j2] = fk[order[j]]
+            j2 += 1
+    nt = tris.shape[0]
+    tc = np.empty((nt, 3))
+    for k in range(nt):
+        for d in range(3):
+            tc[k, d] = ((tris[k, 0, d] + tris[k, 1, d]) + tris[k, 2, d]) / 3
+    side = np.zeros(nl)
+    done = np.zeros(nl, dtype=np.bool_)
+    cen = np.empty(3)
+    nrm = np.empty(3)
+    for j in range(2 * npair):
+        i = pa[j] if j < npair else pb[j - npair]
+        if done[i]:
+            continue
+        done[i] = True
+        t = lt[i]
+        for d in range(3):
+            cen[d] = (((X[tets[t, 0], d] + X[tets[t, 1], d]) + X[tets[t, 2], d]) + X[tets[t, 3], d]) / 4
+        near = 0
+        best = np.inf
+        for k in range(nt):
+            dx = cen[0] - tc[k, 0]
+            dy = cen[1] - tc[k, 1]
+            dz = cen[2] - tc[k, 2]
+            dd = (dx * dx + dy * dy) + dz * dz
+            if dd < best:
+                best = dd
+                near = k
+        ux = tris[near, 1, 0] - tris[near, 0, 0]
+        uy = tris[near, 1, 1] - tris[near, 0, 1]
+        uz = tris[near, 1, 2] - tris[near, 0, 2]
+        vx = tris[near, 2, 0] - tris[near, 0, 0]
+        vy = tris[near, 2, 1] - tris[near, 0, 1]
+        vz = tris[near, 2, 2] - tris[near, 0, 2]
+        nrm[0] = uy * vz - uz * vy
+        nrm[1] = uz * vx - ux * vz
+        nrm[2] = ux * vy - uy * vx
+        s_off = 0.0
+        any_off = False
+        for c in range(4):
+            v = tets[t, c]
+            sd = ((X[v, 0] - tris[near, 0, 0]) * nrm[0] + (X[v, 2] - tris[near, 0, 2]) * nrm[2]) \
+                + (X[v, 1] - tris[near, 0, 1]) * nrm[1]
+            e = sd if not on_cut[v] else 0.0
+            s_off = e if c == 0 else s_off + e
+            any_off = any_off or not on_cut[v]
+        if any_off:
+            s = s_off
+        else:
+            s = ((cen[0] - tris[near, 0, 0]) * nrm[0] + (cen[2] - tris[near, 0, 2]) * nrm[2]) \
+                + (cen[1] - tris[near, 0, 1]) * nrm[1]
+        side[i] = np.sign(s)
+    out = np.empty(npair, dtype=np.int64)
+    q = 0
+    for j in range(npair):
+        sa = side[pa[j]]
+        sb = side[pb[j]]
+        if sa != 0 and sb != 0 and sa != sb:
+            out[q] = pk[j]
+            q += 1
+    return out[:q].copy()

@@ -60,9 +60,10 @@ import scipy.sparse as sp
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_FACES, TetMesh
-from ._split import (assemble, blade_candidates, crossed_edge_ends, edge_hits, front_completions, merge_keys,
-                     new_nodes, remap_families, remap_ids, remap_keys, run_split, separate_sides, split_tags,
-                     swept_quads, sweep_edges, tets_with_marked, transfer_rows, update_families, working_set)
+from ._split import (assemble, blade_candidates, crossed_edge_ends, edge_hits, flat_faces_between_sides,
+                     front_completions, merge_keys, new_nodes, remap_families, remap_ids, remap_keys, run_split,
+                     separate_sides, split_tags, swept_quads, sweep_edges, transfer_rows, update_families,
+                     working_set)
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
@@ -89,14 +90,6 @@ def face_keys(faces: np.ndarray) -> np.ndarray:
     """
     f = np.sort(np.asarray(faces, dtype=np.int64).reshape(-1, 3), axis=1)
     return f[:, 0] + _KEY_BASE * (f[:, 1] + _KEY_BASE * f[:, 2])
-
-
-def _decode_keys(keys: np.ndarray) -> np.ndarray:
-    keys = np.asarray(keys, dtype=np.int64)
-    a = keys % _KEY_BASE
-    b = (keys // _KEY_BASE) % _KEY_BASE
-    c = keys // (_KEY_BASE * _KEY_BASE)
-    return np.column_stack([a, b, c])
 
 
 def swept_triangles(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -678,39 +671,26 @@ def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.nda
     plane of the swept triangle nearest each tet, at the tet's off-cut
     vertices, or its centroid when all four are on the cut). Without this test
     a thin tet with all four nodes on the cut would be cut loose.
+
+    Parameters
+    ----------
+    tets : ndarray, shape (m, 4)
+    cand_keys : ndarray, shape (k,), int64
+        Keys of faces with all three nodes on the cut.
+    X : ndarray, shape (n, 3)
+        Current positions (m).
+    on_cut : ndarray, shape (n,), bool
+    tris : ndarray, shape (T, 3, 3)
+        The stroke's swept triangles (m).
+
+    Returns
+    -------
+    ndarray, shape (q,), int64
+        The keys of the faces that separate the sides, ascending.
     """
-    cand_keys = np.unique(cand_keys)
-    if len(cand_keys) == 0:
-        return cand_keys
-    nodes = np.unique(_decode_keys(cand_keys))
-    mask = np.zeros(len(X), dtype=bool)
-    mask[nodes] = True
-    lt = tets_with_marked(tets, mask, 3)
-    T = tets[lt]
-    fk = face_keys(T[:, TET_FACES].reshape(-1, 3))
-    hit = np.flatnonzero(np.isin(fk, cand_keys))
-    order = hit[np.argsort(fk[hit], kind="stable")]
-    fs = fk[order]
-    same = np.flatnonzero(fs[1:] == fs[:-1])
-    if len(same) == 0:
-        return np.zeros(0, dtype=np.int64)
-    a, b = order[same] // 4, order[same + 1] // 4
-    both = np.unique(np.concatenate([a, b]))
-    P = X[T[both]]                                                    # (k, 4, 3)
-    cen = P.mean(axis=1)
-    tc = tris.mean(axis=1)
-    near = np.argmin(((cen[:, None, :] - tc[None, :, :]) ** 2).sum(axis=2), axis=1)
-    t0 = tris[near, 0]
-    nrm = np.cross(tris[near, 1] - t0, tris[near, 2] - t0)
-    sd = np.einsum("kij,kj->ki", P - t0[:, None, :], nrm)               # (k, 4)
-    off = ~on_cut[T[both]]
-    s_off = np.where(off, sd, 0.0).sum(axis=1)
-    s_cen = np.einsum("kj,kj->k", cen - t0, nrm)
-    side_b = np.sign(np.where(off.any(axis=1), s_off, s_cen))
-    side = np.zeros(len(T), dtype=np.float64)
-    side[both] = side_b
-    ok = (side[a] != 0) & (side[b] != 0) & (side[a] != side[b])
-    return fs[same[ok]]
+    return flat_faces_between_sides(np.asarray(tets, dtype=np.int64), np.asarray(cand_keys, dtype=np.int64),
+                                    np.asarray(X, dtype=np.float64), np.asarray(on_cut, dtype=bool),
+                                    np.asarray(tris, dtype=np.float64))
 
 
 def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_points: int, *,

@@ -699,13 +699,14 @@ def closest_on_triangles(points, tris):
 # ---------------------------------------------------------------------------
 # Per-increment stages of :meth:`organsim.surgery.cutting.Cutter.advance`, each
 # one compiled pass instead of a chain of NumPy calls (the increments that
-# change nothing, most of a stroke, cost little more than these calls).
+# change nothing, most of a stroke, cost little more than these calls). They
+# release the GIL, so a viewer or other thread keeps running during a cut.
 
-#: Base for encoding a sorted node pair or triple as one int64 (as in cutting.py).
+#: Base for encoding a sorted node pair or triple as one int64 (node ids < 2**21; cutting.face_keys).
 KEY_BASE = 1 << 21
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def swept_quads(a, b, min_area):
     """Triangles swept by a blade polyline between two poses, degenerate ones dropped.
 
@@ -751,7 +752,7 @@ def swept_quads(a, b, min_area):
     return out[:keep].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def blade_candidates(X, tets, tet_family, n_fam, tris):
     """Tets whose bounding box overlaps a swept triangle's, split into fresh tets and pending families.
 
@@ -853,7 +854,7 @@ def blade_candidates(X, tets, tet_family, n_fam, tris):
     return fresh[:nfresh].copy(), fam, amax
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def crossed_edge_ends(n, fam_verts, fam_epid):
     """Mask (n,) bool of the nodes ending a crossed edge of a pending family (``fam_epid >= 0``)."""
     out = np.zeros(n, dtype=np.bool_)
@@ -865,7 +866,7 @@ def crossed_edge_ends(n, fam_verts, fam_epid):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_steiner):
     """The tets one increment re-splits: fresh candidates, then the original tets of touched families.
 
@@ -923,7 +924,7 @@ def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_s
     return wg, w_src, w_steiner, w_forced, removed
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sweep_edges(wg, w_forced, X, tris, tol, pad, on_cut, front_nodes, keeps_off, snap):
     """Unique edges of the working tets, their crossings with the swept surface, and snapping.
 
@@ -1002,7 +1003,7 @@ def sweep_edges(wg, w_forced, X, tris, tol, pad, on_cut, front_nodes, keeps_off,
     return ue, einv, forced, tpar, new_pt, oc, n_newly
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _key3(a, b, c):
     """Order-independent int64 key of a node triple (as ``cutting.face_keys``)."""
     if a > b:
@@ -1014,14 +1015,14 @@ def _key3(a, b, c):
     return a + KEY_BASE * (b + KEY_BASE * c)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _in_sorted(keys, x):
     """Whether ``x`` is in the ascending array ``keys``."""
     i = np.searchsorted(keys, x)
     return i < keys.shape[0] and keys[i] == x
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sorted_unique(a):
     """``np.unique(a)`` for a 1-D int64 array."""
     s = np.sort(a)
@@ -1033,7 +1034,7 @@ def _sorted_unique(a):
     return s[:n].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def merge_keys(keys, extra):
     """``np.unique(np.concatenate([keys, extra]))`` for ``keys`` ascending and unique (int64)."""
     e = _sorted_unique(extra)
@@ -1057,7 +1058,7 @@ def merge_keys(keys, extra):
     return out[:n].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def isin_sorted(x, keys):
     """``np.isin(x, keys)`` for ``keys`` ascending (int64)."""
     out = np.empty(x.shape[0], dtype=np.bool_)
@@ -1066,7 +1067,7 @@ def isin_sorted(x, keys):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def remap_keys(keys, renum):
     """Face keys under a node renumbering, those with a dropped node (``renum`` -1) left out.
 
@@ -1091,7 +1092,7 @@ def remap_keys(keys, renum):
     return _sorted_unique(out[:n])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def remap_ids(a, renum):
     """Node ids ``a`` (any shape, flattened) under ``renum``; -1 stays -1 (and dropped nodes become -1)."""
     out = np.empty(a.shape[0], dtype=np.int64)
@@ -1100,7 +1101,7 @@ def remap_ids(a, renum):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def new_nodes(Xr, ue, new_pt, tpar, forced, einv, wg, w_steiner, on_cut):
     """Cut points on the crossed edges and centroids of the working tets that need one.
 
@@ -1173,7 +1174,7 @@ def new_nodes(Xr, ue, new_pt, tpar, forced, einv, wg, w_steiner, on_cut):
     return pts, on_all, epid_w, w_st, ea, eb, tt, st_rows
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def split_tags(wg, cut, piece, piece_parent, on_all, keys):
     """Face keys a split makes or carries: cut polygons, pieces of tagged faces, faces lying on the cut.
 
@@ -1215,7 +1216,7 @@ def split_tags(wg, cut, piece, piece_parent, on_all, keys):
     return out[:n].copy(), flat[:q].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, mode, wg, epid_w, w_steiner,
                     stroke_no):
     """Pending families after a split: the untouched ones, then the working rows split without separating.
@@ -1266,7 +1267,7 @@ def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, m
     return fv, fe, fs, fk, fam_renum, w_fam
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def assemble(tets, removed, kids, kpar, w_src, region_ids, tet_family, fam_renum, w_fam, pts_all, on_all, seed_keys,
              valence):
     """The new tets (kept ones in order, then the children), with the nodes no tet uses dropped.
@@ -1384,7 +1385,7 @@ def assemble(tets, removed, kids, kpar, w_src, region_ids, tet_family, fam_renum
     return new_tets, rid, parent, fam, renum, src, pts, on, val_new, near[:q].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def transfer_rows(src, n0, ea, eb, tt, st_nodes):
     """CSR arrays of the transfer matrix (new nodal field = T @ old) for new nodes ``src``.
 
@@ -1431,7 +1432,7 @@ def transfer_rows(src, n0, ea, eb, tt, st_nodes):
     return indptr, ind, val
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def tets_with_marked(tets, mask, k):
     """Ids (ascending) of the tets with at least ``k`` nodes in ``mask`` (n,) bool."""
     m = tets.shape[0]
@@ -1448,7 +1449,7 @@ def tets_with_marked(tets, mask, k):
     return out[:c].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def separate_sides(tets, keys_all, seed_keys, n_points, near_seeds, valence):
     """Duplicate nodes so that the tets on either side of tagged faces no longer share them.
 
@@ -1644,7 +1645,7 @@ def separate_sides(tets, keys_all, seed_keys, n_points, near_seeds, valence):
     return out, dup_src, keys_new, _sorted_unique(pend[:npd]), True, val
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def remap_families(tets, tet_family, fam_verts, fam_epid, dup_src, n_before):
     """Point family records at the copies of duplicated nodes their own children use.
 
@@ -1715,7 +1716,7 @@ def remap_families(tets, tet_family, fam_verts, fam_epid, dup_src, n_before):
     return refs[:, :4].copy(), refs[:, 4:].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def front_completions(fam_verts, fam_epid, cand_mask, on_cut, X, tris, front_snap, keeps_off):
     """Pending families whose crack front can be rounded onto nearby vertices.
 
@@ -1816,7 +1817,7 @@ def front_completions(fam_verts, fam_epid, cand_mask, on_cut, X, tris, front_sna
     return fams, _sorted_unique(nodes[:k])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def flat_faces_between_sides(tets, cand_keys, X, on_cut, tris):
     """Of the faces lying wholly on the cut, those with the blade between their two tets.
 

@@ -60,7 +60,7 @@ import scipy.sparse as sp
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_FACES, TetMesh
-from ._split import (assemble, blade_candidates, crossed_edge_ends, edge_hits, flat_faces_between_sides,
+from ._split import (KEY_BASE, assemble, blade_candidates, crossed_edge_ends, edge_hits, flat_faces_between_sides,
                      front_completions, merge_keys, new_nodes, remap_families, remap_ids, remap_keys, run_split,
                      separate_sides, split_tags, swept_quads, sweep_edges, transfer_rows, update_families,
                      working_set)
@@ -73,7 +73,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Base for encoding a sorted node triple as one int64 (node ids < 2**21).
-_KEY_BASE = np.int64(1 << 21)
+_KEY_BASE = np.int64(KEY_BASE)
 
 
 def face_keys(faces: np.ndarray) -> np.ndarray:

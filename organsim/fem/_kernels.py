@@ -452,6 +452,20 @@ def csr_matvec3_add(ptr, ind, val, x, out):
 
 
 @njit(cache=True)
+def bsr_tmatvec_add(indptr, indices, data, x, y, c):
+    """``y += c A^T x`` for a block-CSR matrix A (k block rows) with 3x3 blocks (x (3k,), y flat)."""
+    for i in range(indptr.shape[0] - 1):
+        x0 = x[3 * i]
+        x1 = x[3 * i + 1]
+        x2 = x[3 * i + 2]
+        for q in range(indptr[i], indptr[i + 1]):
+            j = 3 * indices[q]
+            y[j] += c * (data[q, 0, 0] * x0 + data[q, 1, 0] * x1 + data[q, 2, 0] * x2)
+            y[j + 1] += c * (data[q, 0, 1] * x0 + data[q, 1, 1] * x1 + data[q, 2, 1] * x2)
+            y[j + 2] += c * (data[q, 0, 2] * x0 + data[q, 1, 2] * x1 + data[q, 2, 2] * x2)
+
+
+@njit(cache=True)
 def block_diag_solve(inv, b, out):
     """``out_n = inv_n b_n`` for 3x3 blocks (block Jacobi)."""
     for n in range(inv.shape[0]):

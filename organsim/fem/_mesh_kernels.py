@@ -356,19 +356,20 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_deg, old_tet
 
 
 @njit(cache=True)
-def rest_sub_blocks(tets, grads, vols, lam, mu, slot, indptr, indices):
+def rest_sub_blocks(tets, grads, vols, lam, mu, row_slot, col_id, indptr, indices):
     """Small-strain (rest) stiffness of the tets around selected nodes, on their sub-pattern.
 
     ``K_ab = V (lam g_a g_b^T + mu g_b g_a^T + mu (g_a . g_b) I)`` for every node
-    pair (a, b) of a tet with both nodes selected; a block of a node is complete
-    when it and its neighbour are both selected (every tet around it is visited).
+    pair (a, b) of a tet with a among the selected rows and b among the selected
+    columns; every tet around a selected row node is visited, so its blocks are complete.
 
     Parameters
     ----------
     tets : (m, 4) int64. grads : (m, 4, 3) 1/m. vols : (m,) m^3.
     lam, mu : (m,) Pa, the small-strain Lame parameters of each tet.
-    slot : (n,) int64, the sub-pattern row of each node, -1 for nodes not selected.
-    indptr, indices : the sub-pattern (rows and sorted block columns in slot numbering).
+    row_slot : (n,) int64, the sub-pattern row of each node, -1 for nodes not selected.
+    col_id : (n,) int64, the sub-pattern column of each node, -1 for nodes not selected.
+    indptr, indices : the sub-pattern (rows and sorted block columns in that numbering).
 
     Returns
     -------
@@ -378,7 +379,7 @@ def rest_sub_blocks(tets, grads, vols, lam, mu, slot, indptr, indices):
     for e in range(tets.shape[0]):
         hit = False
         for a in range(4):
-            if slot[tets[e, a]] >= 0:
+            if row_slot[tets[e, a]] >= 0:
                 hit = True
         if not hit:
             continue
@@ -386,11 +387,11 @@ def rest_sub_blocks(tets, grads, vols, lam, mu, slot, indptr, indices):
         la = lam[e]
         m = mu[e]
         for a in range(4):
-            ra = slot[tets[e, a]]
+            ra = row_slot[tets[e, a]]
             if ra < 0:
                 continue
             for b in range(4):
-                cb = slot[tets[e, b]]
+                cb = col_id[tets[e, b]]
                 if cb < 0:
                     continue
                 q = indptr[ra]

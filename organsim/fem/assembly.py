@@ -94,22 +94,29 @@ class BlockPattern:
         """The (3n, 3n) BSR matrix with block data ``data`` (nnzb, 3, 3)."""
         return sp.bsr_matrix((data, self.indices, self.indptr), shape=(3 * self.n, 3 * self.n))
 
-    def sub(self, free_nodes: np.ndarray) -> "SubPattern":
-        """The pattern restricted to rows and columns of ``free_nodes`` (sorted ids)."""
-        return SubPattern(self, free_nodes)
+    def sub(self, free_nodes: np.ndarray, col_nodes: np.ndarray | None = None) -> "SubPattern":
+        """The pattern restricted to rows ``free_nodes`` and columns ``col_nodes`` (sorted ids; the same by default)."""
+        return SubPattern(self, free_nodes, col_nodes)
 
 
 class SubPattern:
-    """The free-node block of a :class:`BlockPattern` (constraints eliminated)."""
+    """The free-node block of a :class:`BlockPattern` (constraints eliminated).
 
-    def __init__(self, parent: BlockPattern, free_nodes: np.ndarray):
+    Rows are the nodes ``free_nodes`` and columns the nodes ``col_nodes`` (the
+    same by default), each renumbered in order: ``n`` rows, ``n_cols`` columns.
+    """
+
+    def __init__(self, parent: BlockPattern, free_nodes: np.ndarray, col_nodes: np.ndarray | None = None):
         free_nodes = np.asarray(free_nodes, dtype=np.int64)
+        col_nodes = free_nodes if col_nodes is None else np.asarray(col_nodes, dtype=np.int64)
         newid = np.full(parent.n, -1, dtype=np.int64)
-        newid[free_nodes] = np.arange(len(free_nodes))
+        newid[col_nodes] = np.arange(len(col_nodes))
         self.n = len(free_nodes)
+        self.n_cols = len(col_nodes)
         self.blocks, self.indptr, self.indices, self.rows = _mk.sub_pattern(parent.indptr, parent.indices,
                                                                             free_nodes, newid)
         self.free_nodes = free_nodes
+        self.col_nodes = col_nodes
         self._diag = None
 
     def gather(self, K: np.ndarray, cK: float, M: np.ndarray | None = None, cM: float = 0.0,
@@ -134,12 +141,12 @@ class SubPattern:
     def diagonal_blocks(self) -> tuple[np.ndarray, np.ndarray]:
         """(sub rows that have a diagonal block, the index of that block), cached."""
         if self._diag is None:
-            d = np.flatnonzero(self.rows == self.indices)
+            d = np.flatnonzero(self.col_nodes[self.indices] == self.free_nodes[self.rows])
             self._diag = (self.rows[d].astype(np.int64), d)
         return self._diag
 
     def matrix(self, data: np.ndarray) -> sp.bsr_matrix:
-        return sp.bsr_matrix((data, self.indices, self.indptr), shape=(3 * self.n, 3 * self.n))
+        return sp.bsr_matrix((data, self.indices, self.indptr), shape=(3 * self.n, 3 * self.n_cols))
 
     def operator(self, data: np.ndarray):
         """A compiled block matvec operator (:class:`organsim.fem.solvers.BlockOperator`)."""
@@ -381,14 +388,18 @@ class Assembler:
         return _mk.rest_diagonal_blocks(self.tets, self.grads, self.vols, *self._rest_lame_per_tet(), slot, len(nodes))
 
     def rest_sub_stiffness(self, sub: SubPattern) -> np.ndarray:
-        """:meth:`rest_stiffness` restricted to the nodes of ``sub``, as block data on it (k, 3, 3), N/m.
+        """:meth:`rest_stiffness` restricted to the rows and columns of ``sub``, as block data on it (k, 3, 3), N/m.
 
-        One pass over the tets, assembling only those around the sub-pattern's nodes
-        (the local solve around a cut), without the full (nnzb, 3, 3) array.
+        One pass over the tets, assembling only those around the sub-pattern's row
+        nodes (the local solve around a cut), without the full (nnzb, 3, 3) array.
         """
-        slot = np.full(self.n, -1, dtype=np.int64)
-        slot[sub.free_nodes] = np.arange(sub.n)
-        return _mk.rest_sub_blocks(self.tets, self.grads, self.vols, *self._rest_lame_per_tet(), slot,
+        row_slot = np.full(self.n, -1, dtype=np.int64)
+        row_slot[sub.free_nodes] = np.arange(sub.n)
+        col_id = row_slot
+        if sub.col_nodes is not sub.free_nodes:
+            col_id = np.full(self.n, -1, dtype=np.int64)
+            col_id[sub.col_nodes] = np.arange(sub.n_cols)
+        return _mk.rest_sub_blocks(self.tets, self.grads, self.vols, *self._rest_lame_per_tet(), row_slot, col_id,
                                    sub.indptr, sub.indices)
 
     def min_jacobian(self, x: np.ndarray) -> float:

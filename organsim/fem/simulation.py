@@ -1142,21 +1142,25 @@ class Simulation:
         aff_nodes = free[affected]
         if 0 < len(aff_nodes) <= _LOCAL_SOLVE_MAX_NODES:
             # an exact solve on the affected nodes: the reference matrix (rest stiffness of the
-            # tets around them, and mass) restricted to them, factored (a few hundred DOFs)
-            sub = self._asm.pattern.sub(aff_nodes)
-            data = cK * self._asm.rest_sub_stiffness(sub)
+            # tets around them, and mass) at their rows (all free columns: the coupling of the
+            # multiplicative correction), its affected-by-affected block factored (a few hundred DOFs)
+            rows_sub = self._asm.pattern.sub(aff_nodes, free)
+            coupling = cK * self._asm.rest_sub_stiffness(rows_sub)
             if self._Mb.ndim == 1:   # lumped: nodal masses on the diagonal blocks
-                rows, diag = sub.diagonal_blocks
-                kern.lumped_diag_add(data, diag, np.ascontiguousarray(self._m[sub.free_nodes[rows]]), cM)
+                r, d = rows_sub.diagonal_blocks
+                kern.lumped_diag_add(coupling, d, np.ascontiguousarray(self._m[aff_nodes[r]]), cM)
             else:
-                data += cM * self._Mb[sub.blocks]
-            local = local_factor(sub, data)
+                coupling += cM * self._Mb[rows_sub.blocks]
+            sub = self._asm.pattern.sub(aff_nodes)
+            local = local_factor(sub, np.ascontiguousarray(coupling[affected[rows_sub.indices]]))
+            coupling = (rows_sub.indptr, rows_sub.indices, coupling)
         else:
             # block Jacobi on the affected nodes: their rest diagonal blocks in one pass over the tets
+            coupling = None
             local = (cK * self._asm.rest_diagonal_blocks(aff_nodes)
                      + cM * (self._m[aff_nodes, None, None] * np.eye(3) if self._Mb.ndim == 1
                              else self._Mb[self._asm.pattern.diag[aff_nodes]]))
-        self._prec = MappedPreconditioner(base, Tf, local, affected)
+        self._prec = MappedPreconditioner(base, Tf, local, affected, coupling)
         self._prec_key = (id(self._cache_key), h)
         self._prec_free = free
         self._prec_is_ref = is_ref

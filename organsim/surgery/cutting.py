@@ -565,9 +565,9 @@ class Cutter:
             self.fam_verts, self.fam_epid, self.fam_steiner, self.fam_stroke, fam_touched, mode, wg, epid_w,
             w_steiner, self._stroke_no)
         _tick("s7")
-        # 8. assemble the new tets; 9. drop nodes no tet uses any more (centroids of families
-        # that separated)
-        # (and the tets around the faces the separation starts from)
+        # 8. assemble the new tets, dropping the nodes no tet uses any more (centroids of families
+        # that separated), and find the tets around the faces the separation starts from;
+        # 9. renumber the tags and family records
         new_tets, rid, tet_parent, tet_family, renum, src, pts_new, on_new, valence, near_seeds = assemble(
             tets, removed, res["tets"], res["parent"], w_src, mesh.region_ids, self.tet_family, fam_renum, w_fam,
             pts_all, on_all, np.concatenate([new_keys, self._pending_keys]), self._valence_of(mesh))

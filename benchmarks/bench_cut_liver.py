@@ -116,9 +116,9 @@ def run(quick: bool = False) -> dict:
         totals_all = [sum(r[1]) for r in runs]
         t_finish = float(np.median([r[1][-1] for r in runs]))
         mesh = sim.mesh
-        names = {"s1": "candidates", "s2": "restore_pending", "s3": "crossings", "s4": "new_nodes",
-                 "s5": "split_kernel", "s6": "tags", "s7": "families", "s8": "assemble", "s9": "compact",
-                 "s10": "separate_and_mesh"}
+        names = {"s1": "candidates", "s2": "working_set", "s3": "crossings", "s4": "new_nodes",
+                 "s5": "split_kernel", "s6": "tags", "s7": "families", "s8": "assemble_and_compact",
+                 "s9": "tags_renumbered", "s10": "separate_and_mesh"}
         breakdown[name] = {names[k]: round(1e3 * v, 2) for k, v in sorted(cutter.timings.items())}
         v = validate_mesh(mesh)
         surf = cutter.surface()

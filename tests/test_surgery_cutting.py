@@ -519,3 +519,24 @@ def test_block_pattern_updated_after_each_cut_increment_equals_a_rebuild(path, n
         for name in ("indptr", "indices", "blockmap", "diag", "rows", "tet_degree"):
             assert np.array_equal(getattr(upd, name), getattr(ref, name)), name
         pat, mesh = upd, r.mesh
+
+
+def test_warm_up_runs_cuts_that_change_the_mesh(monkeypatch):
+    """The warm-up exercises the real cut path (changed increments and the stroke's end), once per process."""
+    import organsim.surgery.cutting as cutting
+
+    seen = []
+    original = cutting.Cutter.advance
+
+    def spy(self, *args, **kwargs):
+        r = original(self, *args, **kwargs)
+        seen.append(r.changed)
+        return r
+
+    monkeypatch.setattr(cutting.Cutter, "advance", spy)
+    monkeypatch.setattr(cutting, "_WARM", False)
+    cutting.warm_up()
+    assert sum(seen) >= 4 and cutting._WARM
+    n = len(seen)
+    cutting.warm_up()          # done once: nothing runs again
+    assert len(seen) == n

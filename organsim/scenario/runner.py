@@ -64,6 +64,7 @@ import json
 import logging
 import time as _time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -153,15 +154,24 @@ def _new_cutter(mesh: TetMesh):
 
 # ------------------------------------------------------------------ anchors
 class _Surface:
-    """Closest-point queries on a mesh's rest boundary (anchoring points to tissue)."""
+    """Closest-point queries on a mesh's rest boundary (anchoring points to tissue).
+
+    The search tree is built at the first query: after a cut increment the runner
+    makes a new one, and most increments never anchor anything.
+    """
 
     def __init__(self, mesh: TetMesh) -> None:
+        self.mesh = mesh
+
+    @cached_property
+    def faces(self) -> np.ndarray:
+        return self.mesh.boundary_faces
+
+    @cached_property
+    def tree(self):
         from scipy.spatial import cKDTree
 
-        self.mesh = mesh
-        self.faces = mesh.boundary_faces
-        p = mesh.points[self.faces]
-        self.tree = cKDTree(p.mean(axis=1))
+        return cKDTree(self.mesh.points[self.faces].mean(axis=1))
 
     def anchor(self, point: np.ndarray, k: int = 12) -> tuple[np.ndarray, np.ndarray]:
         """Nodes (3,) and barycentric weights (3,) of the closest rest-surface point."""
@@ -251,6 +261,11 @@ class Procedure:
         self.fields_every = max(1, int(fields_every))
         self._organ = load_organ(scenario) if mesh is None else mesh
         self.notes: list[str] = []
+        if any(a.action == "cut" for a in scenario.timeline):
+            # the compiled cutting kernels load now, not in the frame of the first cut
+            from ..surgery.cutting import warm_up
+
+            warm_up()
         self.reset()
 
     # ---------------------------------------------------------------- state
@@ -572,12 +587,12 @@ class Procedure:
     def _apply_topology(self, new_mesh: TetMesh, transfer, tet_parent=None) -> None:
         """Continue the simulation on a new rest mesh; carry held nodes of each tool."""
         T = sp.csr_matrix(transfer)
-        Tb = T.copy()
-        Tb.data = (Tb.data != 0).astype(float)
-        nparents = np.diff(Tb.indptr)
-        for tool in self.tools.values():
-            if tool.held is None:
-                continue
+        holding = [tool for tool in self.tools.values() if tool.held is not None]
+        if holding:
+            Tb = T.copy()
+            Tb.data = (Tb.data != 0).astype(float)
+            nparents = np.diff(Tb.indptr)
+        for tool in holding:
             mark = np.zeros(T.shape[1])
             mark[tool.held] = 1.0
             new = np.flatnonzero((nparents > 0) & ((Tb @ mark) == nparents))

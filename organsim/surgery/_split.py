@@ -400,6 +400,14 @@ def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
     return nt_out, nc_out, np_out
 
 
+def readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a``: numba compiles one version of a kernel per argument
+    writability, so inputs passed as read-only views share one (warmed) version."""
+    v = a.view()
+    v.setflags(write=False)
+    return v
+
+
 def run_split(gid, oncut, epid, vsign, steiner, pts, min_frac):
     """Allocate outputs, run :func:`split_tets`, and trim them.
 
@@ -420,7 +428,7 @@ def run_split(gid, oncut, epid, vsign, steiner, pts, min_frac):
     nt, nc, npc = split_tets(
         np.ascontiguousarray(gid, dtype=np.int64), np.ascontiguousarray(oncut, dtype=np.bool_),
         np.ascontiguousarray(epid, dtype=np.int64), np.ascontiguousarray(vsign, dtype=np.int8),
-        np.ascontiguousarray(steiner, dtype=np.int64), np.ascontiguousarray(pts, dtype=np.float64),
+        np.ascontiguousarray(steiner, dtype=np.int64), readonly(np.ascontiguousarray(pts, dtype=np.float64)),
         float(min_frac), out_tets, out_parent, out_side, out_cut, out_cut_parent,
         out_piece, out_piece_parent, out_mode)
     return {

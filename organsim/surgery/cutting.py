@@ -61,13 +61,13 @@ from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_FACES, TetMesh
 from ._split import (KEY_BASE, assemble, blade_candidates, crossed_edge_ends, edge_hits, flat_faces_between_sides,
-                     front_completions, merge_keys, new_nodes, remap_families, remap_ids, remap_keys, run_split,
+                     front_completions, merge_keys, new_nodes, readonly, remap_families, remap_ids, remap_keys, run_split,
                      separate_sides, split_tags, swept_quads, sweep_edges, transfer_rows, update_families,
                      working_set)
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
-    "validate_mesh", "blade_poses_along", "surface_points_below",
+    "validate_mesh", "blade_poses_along", "surface_points_below", "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -688,8 +688,9 @@ def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.nda
     ndarray, shape (q,), int64
         The keys of the faces that separate the sides, ascending.
     """
-    return flat_faces_between_sides(np.asarray(tets, dtype=np.int64), np.asarray(cand_keys, dtype=np.int64),
-                                    np.asarray(X, dtype=np.float64), np.asarray(on_cut, dtype=bool),
+    return flat_faces_between_sides(readonly(np.ascontiguousarray(tets, dtype=np.int64)),
+                                    np.asarray(cand_keys, dtype=np.int64),
+                                    readonly(np.ascontiguousarray(X, dtype=np.float64)), np.asarray(on_cut, dtype=bool),
                                     np.asarray(tris, dtype=np.float64))
 
 
@@ -855,3 +856,48 @@ def surface_points_below(mesh: TetMesh, xy_path: np.ndarray, *, positions: np.nd
     d2 = ((b[None, :, :2] - q[:, None, :]) ** 2).sum(axis=2)
     z = np.where(d2 <= radius ** 2, b[None, :, 2], -np.inf).max(axis=1)
     return np.column_stack([q, np.where(np.isfinite(z), z, np.nan)])
+
+
+_WARM = False
+
+
+def warm_up() -> None:
+    """Load the compiled kernels of cutting and of the solver update after a cut, once per process.
+
+    Numba loads each compiled kernel from its on-disk cache (or compiles it, after
+    a fresh install) at its first call: about 0.3-0.5 s spread over the first cut
+    increments of a process, which would stall those frames. The scenario runner
+    calls this while it sets up a procedure that cuts; an application driving
+    :class:`Cutter` itself can do the same. It cuts a small block in a few
+    increments (a crossing, a pending tet, the end of the stroke) and carries a
+    small simulation across each change.
+    """
+    global _WARM
+    if _WARM:
+        return
+    from ..fem.body import Body
+    from ..fem.materials import Corotational
+    from ..fem.simulation import Simulation
+    from ..mesh.generators import box_tet_mesh
+
+    mesh = box_tet_mesh((4, 3, 3), 0.01)
+    sim = Simulation(Body(mesh, Corotational(3e3, 0.45), density=1000.0), dt=0.01, integrator="realtime")
+    sim.fix(np.flatnonzero(mesh.points[:, 0] == 0.0), name="wall")
+    sim.step()
+    cutter = Cutter(mesh)
+    # two strokes along y, 2.7 cm deep of 3: between node planes (crossings, pending tets,
+    # the end of the stroke), then on the node plane x = 2 cm (faces lying on the cut)
+    for x in (0.017, 0.02):
+        cutter.lift()
+        for k in range(6):
+            if k < 5:
+                y = 0.004 + 0.006 * k
+                r = cutter.advance(np.array([[x, y, 0.035], [x, y, 0.003]]), positions=sim.positions)
+            else:
+                r = cutter.finish(positions=sim.positions)
+            if r.changed:
+                sim.change_topology(r.mesh, r.transfer, r.tet_parent)
+                cutter.mesh = sim.mesh
+                r.cut_face_mask  # noqa: B018  (the boundary kernel)
+        sim.step()
+    _WARM = True

@@ -79,7 +79,7 @@ def run(quick: bool = False) -> dict:
         warm_sim.step()
     rows = []
     breakdown = {}
-    reps = 1 if quick else 5
+    reps = 1 if quick else 9
     for name, poses in paths.items():
         runs = []
         for _ in range(reps):  # fresh simulation and cutter each time; medians over the repetitions

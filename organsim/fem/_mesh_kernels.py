@@ -514,3 +514,54 @@ def row_argmax(indptr, indices, data):
                 best = data[q]
                 out[i] = indices[q]
     return out
+
+
+@njit(cache=True)
+def transfer_summary(indptr, indices, data, n_old):
+    """How each new node of a transfer (new = T old, CSR) relates to the old nodes, in one pass.
+
+    Returns
+    -------
+    parent : (n_new,) int64
+        The old node with the largest weight in each row (the first of equal ones; 0 if empty).
+    nparents : (n_new,) int64
+        Stored entries per row.
+    ncopies : (n_old,) int64
+        Rows drawing on each old node.
+    plain : (n_new,) bool
+        Rows that copy one old node (a single entry within 1e-5 of 1).
+    new2old : (n_new,) int64
+        ``parent`` for plain rows whose old node has no other copy, -1 otherwise.
+    affected : (n_new,) bool
+        Rows the change touched: not plain, or a copy of an old node with several copies.
+    kept_in_order : bool
+        Whether ``new2old`` increases over the rows where it is set.
+    """
+    n = indptr.shape[0] - 1
+    parent = np.zeros(n, dtype=np.int64)
+    nparents = np.zeros(n, dtype=np.int64)
+    plain = np.zeros(n, dtype=np.bool_)
+    ncopies = np.zeros(n_old, dtype=np.int64)
+    for i in range(n):
+        best = -np.inf
+        for q in range(indptr[i], indptr[i + 1]):
+            ncopies[indices[q]] += 1
+            if data[q] > best:
+                best = data[q]
+                parent[i] = indices[q]
+        k = indptr[i + 1] - indptr[i]
+        nparents[i] = k
+        plain[i] = k == 1 and abs(data[indptr[i]] - 1.0) <= 1e-5
+    new2old = np.full(n, -1, dtype=np.int64)
+    affected = np.zeros(n, dtype=np.bool_)
+    kept_in_order = True
+    last = -1
+    for i in range(n):
+        single = ncopies[parent[i]] == 1
+        affected[i] = not plain[i] or not single
+        if plain[i] and single:
+            new2old[i] = parent[i]
+            if parent[i] <= last:
+                kept_in_order = False
+            last = parent[i]
+    return parent, nparents, ncopies, plain, new2old, affected, kept_in_order

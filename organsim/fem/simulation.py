@@ -1039,9 +1039,11 @@ class Simulation:
         v_new = T @ self._v
         if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(v_new))):
             raise SimulationError("the transfer produced non-finite positions; check the transfer matrix")
-        nparents = np.diff(T.indptr)
+        # per new node: main parent, number of parents, plain copy of one old node, and
+        # whether the change touched it (see _mk.transfer_summary); copies per old node
+        parent, nparents, ncopies, _, new2old, affected_all, kept_in_order = _mk.transfer_summary(
+            T.indptr, T.indices, T.data, n_old)
         nz_rows = np.repeat(np.arange(n_new), nparents)
-        ncopies = np.bincount(T.indices, minlength=n_old)      # new nodes drawing on each old node
 
         def all_parents_in(mark_old: np.ndarray) -> np.ndarray:
             """New nodes whose every parent is marked (and that have a parent)."""
@@ -1073,7 +1075,6 @@ class Simulation:
                 ncop = np.asarray(Tb[sel].sum(axis=0)).ravel()  # copies per old node
                 share = full / np.maximum(ncop, 1.0)[:, None]
                 new_forces[name] = (sel, np.asarray(Tb[sel] @ share) / np.maximum(nparents[sel], 1)[:, None])
-        parent = _row_argmax(T)
         new_press = {}
         if self._pressures:
             old_faces = self.mesh.boundary_faces
@@ -1090,16 +1091,9 @@ class Simulation:
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
         Rcache_new = np.take(self._asm._Rcache, tet_parent, axis=0) if tet_parent is not None else None
-        # nodes that are plain copies of one old node (not cut points, not split by the cut)
-        first = T.data[T.indptr[:-1].clip(max=max(T.nnz - 1, 0))] if T.nnz else np.zeros(n_new)
-        plain = (nparents == 1) & (np.abs(first - 1.0) <= 1e-5)
         pattern = None
-        if tet_parent is not None:
-            new2old = np.where(plain & (ncopies[parent] == 1), parent, -1)
-            kept = new2old[new2old >= 0]
-            if np.all(np.diff(kept) > 0):   # the cut kept the order of the surviving nodes
-                pattern = self._asm.pattern.updated(self.mesh.tets, new_rest_mesh.tets, n_new, tet_parent,
-                                                    new2old)
+        if tet_parent is not None and kept_in_order:   # the cut kept the order of the surviving nodes
+            pattern = self._asm.pattern.updated(self.mesh.tets, new_rest_mesh.tets, n_new, tet_parent, new2old)
         self._setup_body(self.body.with_mesh(new_rest_mesh), node_rotations=self._Rn[parent],
                          element_rotations=Rcache_new, pattern=pattern)
         self._x = np.asarray(x_new, dtype=np.float64)
@@ -1111,7 +1105,6 @@ class Simulation:
         if carried is not None:
             # nodes the cut touched: a new node that is not a plain copy of one old node, or
             # a copy of an old node that now has several copies
-            affected_all = ~plain | (ncopies[parent] > 1)
             self._carry_preconditioner(T, affected_all, *carried)
 
     def _carry_preconditioner(self, T, affected_all, prec, h, old_free, is_ref, count) -> None:

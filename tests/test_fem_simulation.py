@@ -435,3 +435,35 @@ def test_refresh_preconditioner_fits_the_loaded_state():
     sim.refresh_preconditioner()
     after = sim.step()
     assert after.converged and after.linear_iterations < before
+
+
+def test_transfer_summary_matches_numpy():
+    """The compiled transfer summary equals its NumPy definition on transfer-like matrices."""
+    from organsim.fem._mesh_kernels import transfer_summary
+    from organsim.fem.simulation import _row_argmax
+
+    rng = np.random.default_rng(5)
+    for seed in range(8):
+        n_old = 40
+        copies = rng.choice(n_old, 30, replace=False)             # plain copies, some duplicated below
+        rows = [[(int(c), 1.0)] for c in (np.sort(copies) if seed % 2 else copies)]   # odd: kept in order
+        rows += [[(int(c), 1.0)] for c in rng.choice(copies, 3)]  # duplicated nodes
+        rows += [[(int(a), 1 - t), (int(b), t)] for a, b, t in zip(rng.integers(0, n_old, 4),
+                                                                   rng.integers(0, n_old, 4), rng.random(4))]
+        data = [v for r in rows for _, v in r]
+        cols = [c for r in rows for c, _ in r]
+        ptr = np.cumsum([0] + [len(r) for r in rows])
+        T = sp.csr_matrix((data, cols, ptr), shape=(len(rows), n_old))
+        parent, nparents, ncopies, plain, new2old, affected, in_order = transfer_summary(
+            T.indptr, T.indices, T.data, n_old)
+        assert np.array_equal(parent, _row_argmax(T))
+        assert np.array_equal(nparents, np.diff(T.indptr))
+        assert np.array_equal(ncopies, np.bincount(T.indices, minlength=n_old))
+        first = T.data[T.indptr[:-1]]
+        ref_plain = (np.diff(T.indptr) == 1) & np.isclose(first, 1.0)
+        assert np.array_equal(plain, ref_plain)
+        ref_new2old = np.where(ref_plain & (ncopies[parent] == 1), parent, -1)
+        assert np.array_equal(new2old, ref_new2old)
+        assert np.array_equal(affected, ~ref_plain | (ncopies[parent] > 1))
+        kept = ref_new2old[ref_new2old >= 0]
+        assert in_order == bool(np.all(np.diff(kept) > 0)) == bool(seed % 2)

@@ -430,25 +430,18 @@ def bsr_matvec(indptr, indices, data, x, y):
 
 
 @njit(cache=True)
-def csr_rmatvec3(ptr, ind, val, y, out):
-    """``out += T^T y`` for a CSR matrix T (rows, cols) and y (rows, 3); out (cols, 3)."""
+def csr_matvec3_add(ptr, ind, val, x, out, transpose):
+    """``out += T x`` (or ``T^T x``) for a CSR matrix T (rows, cols) and nodal fields x, out (., 3)."""
     for i in range(ptr.shape[0] - 1):
         for q in range(ptr[i], ptr[i + 1]):
             c = ind[q]
             v = val[q]
-            for d in range(3):
-                out[c, d] += v * y[i, d]
-
-
-@njit(cache=True)
-def csr_matvec3_add(ptr, ind, val, x, out):
-    """``out += T x`` for a CSR matrix T (rows, cols) and x (cols, 3); out (rows, 3)."""
-    for i in range(ptr.shape[0] - 1):
-        for q in range(ptr[i], ptr[i + 1]):
-            c = ind[q]
-            v = val[q]
-            for d in range(3):
-                out[i, d] += v * x[c, d]
+            if transpose:
+                for d in range(3):
+                    out[c, d] += v * x[i, d]
+            else:
+                for d in range(3):
+                    out[i, d] += v * x[c, d]
 
 
 @njit(cache=True)

@@ -360,9 +360,9 @@ class MappedPreconditioner:
         """``out += T F^-1 T^T b`` (b, out flat over the new free DOFs)."""
         ptr, ind, val, (_, n_old) = self.Tnodes
         coarse = np.zeros((n_old, 3))
-        kern.csr_rmatvec3(ptr, ind, val, b.reshape(-1, 3), coarse)
+        kern.csr_matvec3_add(ptr, ind, val, b.reshape(-1, 3), coarse, True)
         kern.csr_matvec3_add(ptr, ind, val, np.ascontiguousarray(self.base(coarse.ravel()), dtype=np.float64)
-                             .reshape(-1, 3), out.reshape(-1, 3))
+                             .reshape(-1, 3), out.reshape(-1, 3), False)
 
     def solve(self, b: np.ndarray) -> np.ndarray:
         b = np.ascontiguousarray(b, dtype=np.float64)

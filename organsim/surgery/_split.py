@@ -59,6 +59,18 @@ def _vol(p0, p1, p2, p3):
     return (ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx)) / 6.0
 
 
+@njit(cache=True, inline="always")
+def _tri_normal(tri):
+    """Unnormalised normal ``u x v`` (twice the area vector) of a triangle (3, 3), u = p1 - p0, v = p2 - p0."""
+    ux = tri[1, 0] - tri[0, 0]
+    uy = tri[1, 1] - tri[0, 1]
+    uz = tri[1, 2] - tri[0, 2]
+    vx = tri[2, 0] - tri[0, 0]
+    vy = tri[2, 1] - tri[0, 1]
+    vz = tri[2, 2] - tri[0, 2]
+    return uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+
+
 @njit(cache=True)
 def _tri_push(tris, nt, a, b, c):
     tris[nt, 0] = a
@@ -746,15 +758,7 @@ def swept_quads(a, b, min_area):
                 else:
                     out[keep, 1, d] = b[i + 1, d]
                     out[keep, 2, d] = b[i, d]
-            ux = out[keep, 1, 0] - out[keep, 0, 0]
-            uy = out[keep, 1, 1] - out[keep, 0, 1]
-            uz = out[keep, 1, 2] - out[keep, 0, 2]
-            vx = out[keep, 2, 0] - out[keep, 0, 0]
-            vy = out[keep, 2, 1] - out[keep, 0, 1]
-            vz = out[keep, 2, 2] - out[keep, 0, 2]
-            cx = uy * vz - uz * vy
-            cy = uz * vx - ux * vz
-            cz = ux * vy - uy * vx
+            cx, cy, cz = _tri_normal(out[keep])
             if 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz) > min_area:
                 keep += 1
     return out[:keep].copy()
@@ -1918,15 +1922,7 @@ def flat_faces_between_sides(tets, cand_keys, X, on_cut, tris):
             if dd < best:
                 best = dd
                 near = k
-        ux = tris[near, 1, 0] - tris[near, 0, 0]
-        uy = tris[near, 1, 1] - tris[near, 0, 1]
-        uz = tris[near, 1, 2] - tris[near, 0, 2]
-        vx = tris[near, 2, 0] - tris[near, 0, 0]
-        vy = tris[near, 2, 1] - tris[near, 0, 1]
-        vz = tris[near, 2, 2] - tris[near, 0, 2]
-        nrm[0] = uy * vz - uz * vy
-        nrm[1] = uz * vx - ux * vz
-        nrm[2] = ux * vy - uy * vx
+        nrm[0], nrm[1], nrm[2] = _tri_normal(tris[near])
         s_off = 0.0
         any_off = False
         for c in range(4):

@@ -954,7 +954,8 @@ def sweep_edges(wg, w_forced, X, tris, tol, pad, on_cut, front_nodes, keeps_off,
     ue : (ne, 2) int64, the unique edges (smaller node first), ascending by key.
     einv : (6 w,) int64, the unique edge of each working-tet edge (``TET_EDGES`` order).
     forced : (ne,) int64, crossing node already on each edge (-1: none; the last row's wins).
-    tpar : (ne,) float64, edge parameter of the crossing (NaN: none).
+    tpar : (ne,) float64, edge parameter of the crossing (NaN: none); a crossing within
+        ``snap`` of a vertex in ``keeps_off`` is moved to ``snap`` from it.
     new_pt : (ne,) bool, the edge gets a new crossing node.
     on_cut_new : (n,) bool, ``on_cut`` with the front nodes and the snapped vertices.
     n_newly : int, nodes in ``on_cut_new`` and not in ``on_cut``.
@@ -1001,10 +1002,19 @@ def sweep_edges(wg, w_forced, X, tris, tol, pad, on_cut, front_nodes, keeps_off,
     for i in range(ne):
         odd[i] = count[i] % 2 == 1 and forced[i] < 0
         if odd[i]:
-            if tpar[i] < snap and not keeps_off[ue[i, 0]]:
-                oc[ue[i, 0]] = True
-            if tpar[i] > 1 - snap and not keeps_off[ue[i, 1]]:
-                oc[ue[i, 1]] = True
+            # near an end: snap the crossing onto that vertex, or, for a vertex that must stay
+            # off the cut, move it to ``snap`` along the edge (never closer: a crossing next to
+            # a vertex leaves near-zero-volume pieces that blow up the solver)
+            if tpar[i] < snap:
+                if keeps_off[ue[i, 0]]:
+                    tpar[i] = snap
+                else:
+                    oc[ue[i, 0]] = True
+            if tpar[i] > 1 - snap:
+                if keeps_off[ue[i, 1]]:
+                    tpar[i] = 1 - snap
+                else:
+                    oc[ue[i, 1]] = True
     new_pt = np.empty(ne, dtype=np.bool_)
     for i in range(ne):
         new_pt[i] = odd[i] and not oc[ue[i, 0]] and not oc[ue[i, 1]]

@@ -120,6 +120,9 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
     including the rotation's derivative,
     ``dP = 2 mu dF + lam tr(R^T dF) R + (lam tr(S - I) - 2 mu) dR`` with
     ``dR = R [w]x``, ``w = (tr(S) I - S)^-1 (2 axial(skew(R^T dF)))``.
+    ``Rcache`` is updated only for elements with ``det F > 0``; an inverted element
+    (``det F <= 0``, where the polar factor is a reflection) keeps its last rotation and
+    acts as a linear element in that frame, which drives it back out of inversion.
     Returns the minimum of ``det F`` over the elements.
     """
     F = np.empty((3, 3))
@@ -144,9 +147,17 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                 F[i, j] = s
         if rotate:
             detF = polar3_warm(F, Rcache[e], R, Ft, Rt, tmp)
-            for i in range(3):
-                for j in range(3):
-                    Rcache[e, i, j] = R[i, j]
+            if detF > 0.0:
+                for i in range(3):
+                    for j in range(3):
+                        Rcache[e, i, j] = R[i, j]
+            else:
+                # inverted: the polar factor is a reflection. Keep the element's last rotation
+                # (of a state that was not inverted); in that frame it acts as a linear element,
+                # which pushes back against the inversion instead of failing
+                for i in range(3):
+                    for j in range(3):
+                        R[i, j] = Rcache[e, i, j]
         else:
             detF = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
                     - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
@@ -164,7 +175,8 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                     s += R[k, i] * F[k, j]
                 tmp[i, j] = s
         tr = tmp[0, 0] + tmp[1, 1] + tmp[2, 2] - 3.0
-        if want_K and exact and rotate:
+        exact_e = exact and rotate and detF > 0.0   # the rotation's derivative (fixed R when inverted)
+        if want_K and exact_e:
             # G = (tr(S) I - S)^-1 with S = sym(R^T F)
             for i in range(3):
                 for j in range(3):
@@ -194,7 +206,7 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
                     for j in range(3):
                         s += R[i, j] * grads[e, a, j]
                     g[a, i] = s
-            if exact and rotate:
+            if exact_e:
                 c = la * tr - 2.0 * m
                 for b in range(4):
                     gb0 = grads[e, b, 0]

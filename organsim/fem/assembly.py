@@ -273,7 +273,8 @@ class Assembler:
         Raises
         ------
         ConvergenceError
-            If an element is inverted (``det F <= 0``) or the state is not finite.
+            If an element of a hyperelastic group is inverted (``det F <= 0``; linear and
+            corotational elements are defined there and push back) or the state is not finite.
         """
         x = np.ascontiguousarray(x, dtype=np.float64)
         f = np.zeros((self.n, 3))
@@ -305,7 +306,8 @@ class Assembler:
                     kern.generic_kernel(P, A, self.tets, self.grads, self.vols, elems,
                                         self.pattern.blockmap, f, K, want_K)
             minJ = min(minJ, j)
-            if check_inversion and not (minJ > 0) and mat.kind != "linear":
+            if check_inversion and not (minJ > 0) and (mat.kind not in ("linear", "corotational")
+                                                      or not np.isfinite(minJ)):
                 raise ConvergenceError(f"an element is inverted or degenerate (det F = {minJ:.3g} <= 0);"
                                        " the step is rejected; use a smaller step or a softer load")
         if not np.all(np.isfinite(f)):

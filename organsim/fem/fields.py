@@ -74,7 +74,8 @@ def green_lagrange(F: np.ndarray) -> np.ndarray:
     return 0.5 * (np.swapaxes(F, -1, -2) @ F - np.eye(3))
 
 
-def cauchy_stress(F: np.ndarray, material=None, *, P: np.ndarray | None = None) -> np.ndarray:
+def cauchy_stress(F: np.ndarray, material=None, *, P: np.ndarray | None = None,
+                  inverted: str = "raise") -> np.ndarray:
     """Cauchy (true) stress ``sigma = P F^T / det F``, shape (k, 3, 3), Pa.
 
     Parameters
@@ -85,17 +86,24 @@ def cauchy_stress(F: np.ndarray, material=None, *, P: np.ndarray | None = None) 
         Provides ``pk1(F)``; not needed when ``P`` is given.
     P : ndarray, shape (k, 3, 3), optional
         First Piola–Kirchhoff stress (Pa), if already computed.
+    inverted : {"raise", "kirchhoff"}
+        Inverted elements (``det F <= 0``), where the Cauchy stress is undefined: raise,
+        or give them the Kirchhoff stress ``P F^T`` (the linear and corotational models
+        pass through such states and recover).
     """
     F = np.asarray(F, dtype=np.float64)
+    if inverted not in ("raise", "kirchhoff"):
+        raise SimulationError(f"inverted must be 'raise' or 'kirchhoff', got {inverted!r}")
     if P is None:
         if material is None:
             raise SimulationError("cauchy_stress needs a material or the PK1 stress P")
         P = material.pk1(F)
     J = np.linalg.det(F)
-    if np.any(J <= 0):
-        raise SimulationError(f"{int(np.sum(J <= 0))} elements are inverted (det F <= 0); "
+    bad = ~(J > 0)
+    if np.any(bad) and inverted == "raise":
+        raise SimulationError(f"{int(np.sum(bad))} elements are inverted (det F <= 0); "
                               "the Cauchy stress is undefined there")
-    return (P @ np.swapaxes(F, -1, -2)) / J[:, None, None]
+    return (P @ np.swapaxes(F, -1, -2)) / np.where(bad, 1.0, J)[:, None, None]
 
 
 def von_mises(sigma: np.ndarray) -> np.ndarray:
@@ -199,6 +207,8 @@ def compute_fields(mesh: TetMesh, positions: np.ndarray, materials) -> dict:
         ``F`` (m,3,3); ``green_lagrange`` (m,3,3); ``cauchy`` (m,3,3) Pa; ``von_mises`` (m,) Pa;
         ``energy_density`` (m,) J/m^3; ``strain_energy`` float J; ``nodal_von_mises`` (n,) Pa;
         ``nodal_green_lagrange`` (n,3,3); ``nodal_cauchy`` (n,3,3) Pa (volume-weighted averages).
+        An element inverted at the moment (``det F <= 0``, which linear and corotational
+        bodies pass through and recover from) gets its Kirchhoff stress ``P F^T`` as ``cauchy``.
 
     Examples
     --------
@@ -216,7 +226,8 @@ def compute_fields(mesh: TetMesh, positions: np.ndarray, materials) -> dict:
     for mat, sel in material_per_tet(mesh, materials):
         P[sel] = mat.pk1(F[sel])
         W[sel] = mat.energy(F[sel])
-    sigma = cauchy_stress(F, P=P)
+    # a corotational or linear body may hold a few momentarily inverted elements: Kirchhoff stress there
+    sigma = cauchy_stress(F, P=P, inverted="kirchhoff")
     E = green_lagrange(F)
     vm = von_mises(sigma)
     vol = mesh.volumes

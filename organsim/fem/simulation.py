@@ -678,9 +678,21 @@ class Simulation:
         x[cons] = ck
         return free, cM, cK, x_n, x_pred, x, self._external(x)
 
+    def _start_forces(self, x, x_n, cons, ck, **kw):
+        """``(x, f, K)``: forces and stiffness at a substep's starting guess ``x`` (the predictor
+        ``x_n + h v``). If the predictor inverts an element (a thin tet whose nodes move across
+        it within the step, as slivers left by a cut can), the solve starts from the current
+        state instead: only the starting guess changes, not the equations."""
+        try:
+            return (x, *self._asm.forces_and_stiffness(x, **kw))
+        except ConvergenceError:
+            x = x_n.copy()
+            x[cons] = ck
+            return (x, *self._asm.forces_and_stiffness(x, **kw))
+
     def _be_substep(self, h, cons, ck):
         free, cM, cK, x_n, x_pred, x, fext = self._substep_start(h, cons, ck)
-        f, K = self._asm.forces_and_stiffness(x, exact=True)
+        x, f, K = self._start_forces(x, x_n, cons, ck, exact=True)
         g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext)
         rnorm = float(np.linalg.norm(g[free]))
         scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-6 * self._force_floor(), 1e-300)
@@ -755,7 +767,10 @@ class Simulation:
         # gravity would otherwise be solved to a tolerance relative to a tiny correction)
         atol = self.realtime_rtol * float(np.linalg.norm(fext[free]))
         for it in range(self.realtime_newton):
-            f, K = self._asm.forces_and_stiffness(x)
+            if it == 0:
+                x, f, K = self._start_forces(x, x_n, cons, ck)
+            else:
+                f, K = self._asm.forces_and_stiffness(x)
             g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext if not self._pressures else self._external(x))
             data = self._sub.gather(K, cK, self._Mb, cM)
             if it == 0 and self._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
@@ -779,8 +794,10 @@ class Simulation:
             if it == 0:
                 self._warm = sol.x.copy()
         minJ = self._asm.min_jacobian(x)
-        has_nonlinear = any(m.kind != "linear" for _, m, _, _ in self._asm.groups)
-        if not np.isfinite(minJ) or (has_nonlinear and minJ <= 0):
+        # linear and corotational elements push back out of an inversion; the hyperelastic
+        # models are undefined there
+        inversion_fails = any(m.kind not in ("linear", "corotational") for _, m, _, _ in self._asm.groups)
+        if not np.isfinite(minJ) or (inversion_fails and minJ <= 0):
             raise ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}) or"
                                    " produced NaN")
         self._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)

@@ -350,17 +350,22 @@ class Procedure:
             return
         t0 = _time.perf_counter()
         n_max = max(1, int(round(s.settle_s / s.dt_s)))
+        advice = (" Hold it with more fixations (e.g. a box over its attachment), give stiff"
+                  " structures (vessels) their own material, or set settle_s = 0")
         for k in range(n_max):
             try:
-                self.sim.step()
+                info = self.sim.step()
             except ConvergenceError as exc:
-                raise ConvergenceError(
-                    f"the organ could not settle under gravity (step {k + 1} of the settling): {exc}."
-                    " Hold it with more fixations (e.g. a box over its attachment), give stiff"
-                    " structures (vessels) their own material, or set settle_s = 0") from exc
+                raise ConvergenceError(f"the organ could not settle under gravity (step {k + 1} of the"
+                                       f" settling): {exc}.{advice}") from exc
             self.settle_steps = k + 1
             if k >= 2 and float(np.abs(self.sim.velocities).max()) < SETTLED_SPEED:
                 break
+        if not info.min_jacobian > 0:
+            # linear and corotational tissue can be crushed inside out without the step failing
+            raise ConvergenceError(f"the organ could not settle under gravity: after {self.settle_steps} steps"
+                                   f" elements are crushed inside out (min det F = {info.min_jacobian:.3g})."
+                                   + advice)
         if self.sim.integrator == "realtime":
             # the solver's preconditioner was factored for the unloaded organ: refit it to
             # the settled, loaded state (a few CG iterations per step instead of ten or more)

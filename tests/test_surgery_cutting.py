@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scipy.sparse.csgraph import connected_components
 
@@ -272,7 +272,8 @@ def _sim_cut_and_continue(mesh, fixed, path, *, integrator, model, n_after=50):
             # the kinetic energy slightly (measured up to 0.4 % relative): it never grows materially
             assert sim.kinetic_energy() <= ke0 * 1.02 + 1e-12
         sim.step()
-    assert validate_mesh(sim.mesh)["ok"]
+    v = validate_mesh(sim.mesh)
+    assert v["ok"] and v["min_volume_ratio"] > 1e-6   # no near-zero-volume slivers
     assert abs(sim.mesh.volume - mesh.volume) <= 1e-9 * mesh.volume
     for _ in range(n_after):
         sim.step()
@@ -283,6 +284,14 @@ def _sim_cut_and_continue(mesh, fixed, path, *, integrator, model, n_after=50):
 @pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blade_paths())
+# found by this test: a crossing left next to a vertex kept off the cut (a 6e-8 volume-ratio sliver)
+@example(path=np.array([[[0.0, 0.05859375, 0.046875], [0.06054688, 0.00976562, 0.02395024]],
+                        [[-0.005625, 0.04359375, 0.031875], [0.05492188, -0.00523437, 0.00895024]],
+                        [[-0.020625, 0.02859375, 0.035625], [0.03992188, -0.02023437, 0.01270024]]]))
+# and a flap whose hinge tets the corotational model crushes inside out under gravity
+@example(path=np.array([[[0.0, 0.046875, 0.046875], [0.05859375, 0.015625, 0.0234375]],
+                        [[-0.015, 0.031875, 0.031875], [0.04359375, 0.000625, 0.0084375]],
+                        [[-0.03, 0.016875, 0.035625], [0.02859375, -0.014375, 0.0121875]]]))
 def test_random_cut_then_simulation_continues_50_steps(path):
     fixed = np.flatnonzero(BALL.points[:, 2] < 0.012)
     t = np.linspace(0, 1, 5)

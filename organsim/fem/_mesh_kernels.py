@@ -503,20 +503,6 @@ def lumped_masses(tets, vols, density, n):
 
 
 @njit(cache=True)
-def row_argmax(indptr, indices, data):
-    """Column of the largest stored entry of each CSR row (the first of equal ones), 0 for an empty row."""
-    n = indptr.shape[0] - 1
-    out = np.zeros(n, dtype=np.int64)
-    for i in range(n):
-        best = -np.inf
-        for q in range(indptr[i], indptr[i + 1]):
-            if data[q] > best:
-                best = data[q]
-                out[i] = indices[q]
-    return out
-
-
-@njit(cache=True)
 def transfer_summary(indptr, indices, data, n_old):
     """How each new node of a transfer (new = T old, CSR) relates to the old nodes, in one pass.
 

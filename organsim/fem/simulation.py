@@ -154,14 +154,6 @@ def _per_node_vectors(values, k: int, what: str) -> np.ndarray:
     return np.array(v)
 
 
-def _row_argmax(T) -> np.ndarray:
-    """Column of the largest entry of each row of a sparse matrix with nonnegative entries
-    (a transfer matrix), shape (rows,), 0 for an empty row; the first of equal entries.
-    Compiled: scipy's ``argmax(axis=1)`` loops over the rows in Python."""
-    T = sp.csr_matrix(T)
-    return _mk.row_argmax(T.indptr, T.indices, T.data)
-
-
 def _node_ids(node_ids, n: int, what: str) -> np.ndarray:
     ids = np.asarray(node_ids)
     if ids.dtype == bool:

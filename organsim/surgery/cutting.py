@@ -60,6 +60,7 @@ import scipy.sparse as sp
 from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_FACES, TetMesh
+from ..mesh.topology import TopologyChange, face_keys
 from ._split import (KEY_BASE, assemble, blade_candidates, crossed_edge_ends, edge_hits, flat_faces_between_sides,
                      front_completions, merge_keys, new_nodes, readonly, remap_families, remap_ids, remap_keys, run_split,
                      separate_sides, split_tags, swept_quads, sweep_edges, transfer_rows, update_families,
@@ -74,22 +75,6 @@ log = logging.getLogger(__name__)
 
 #: Base for encoding a sorted node triple as one int64 (node ids < 2**21).
 _KEY_BASE = np.int64(KEY_BASE)
-
-
-def face_keys(faces: np.ndarray) -> np.ndarray:
-    """Order-independent int64 key of each triangle.
-
-    Parameters
-    ----------
-    faces : ndarray, shape (k, 3)
-        Node ids (each below 2**21).
-
-    Returns
-    -------
-    ndarray, shape (k,), int64
-    """
-    f = np.sort(np.asarray(faces, dtype=np.int64).reshape(-1, 3), axis=1)
-    return f[:, 0] + _KEY_BASE * (f[:, 1] + _KEY_BASE * f[:, 2])
 
 
 def swept_triangles(previous: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -203,8 +188,8 @@ def surface_with_cut_tags(mesh: TetMesh, cut_face_keys: np.ndarray, *,
 
 
 @dataclass(frozen=True, eq=False)
-class CutResult:
-    """The outcome of one cut (increment).
+class CutResult(TopologyChange):
+    """The outcome of one cut (increment): a :class:`~organsim.mesh.topology.TopologyChange`.
 
     Attributes
     ----------
@@ -228,10 +213,6 @@ class CutResult:
         False if the cut crossed nothing (the mesh is returned unchanged).
     """
 
-    mesh: TetMesh
-    transfer: sp.csr_matrix
-    tet_parent: np.ndarray
-    cut_face_keys: np.ndarray
     n_tets_split: int = 0
     n_nodes_added: int = 0
     n_nodes_duplicated: int = 0
@@ -242,11 +223,6 @@ class CutResult:
     def n_tets_added(self) -> int:
         """New tets minus old tets."""
         return self.mesh.n_tets - self.old_n_tets
-
-    @cached_property
-    def cut_face_mask(self) -> np.ndarray:
-        """Boolean mask over ``mesh.boundary_faces``: True for faces made by a cut."""
-        return np.isin(face_keys(self.mesh.boundary_faces), self.cut_face_keys)
 
     @property
     def cut_faces(self) -> np.ndarray:

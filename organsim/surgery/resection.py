@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 from ..errors import MeshError
 from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
 from ._split import run_split
-from .cutting import face_keys
+from ..mesh.topology import TopologyChange, face_keys
 
 __all__ = ["ResectionResult", "resect", "point_triangle_distance"]
 
@@ -110,8 +110,8 @@ def distance_to_surface(points: np.ndarray, surf_points: np.ndarray, faces: np.n
 
 
 @dataclass(frozen=True, eq=False)
-class ResectionResult:
-    """Outcome of :func:`resect`.
+class ResectionResult(TopologyChange):
+    """Outcome of :func:`resect`: a :class:`~organsim.mesh.topology.TopologyChange`.
 
     Attributes
     ----------
@@ -137,9 +137,6 @@ class ResectionResult:
         ``|remaining + removed - original| / original`` (split round-off).
     """
 
-    mesh: TetMesh
-    transfer: sp.csr_matrix
-    tet_parent: np.ndarray
     removed: TetMesh
     removed_volume_m3: float
     remaining_volume_m3: float
@@ -148,7 +145,6 @@ class ResectionResult:
     margin_requested_m: float
     margin_achieved_m: float
     margin_mean_m: float
-    cut_face_keys: np.ndarray
     volume_error: float
 
     def summary(self) -> dict:

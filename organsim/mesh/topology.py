@@ -1,0 +1,176 @@
+"""One value for a change of a mesh's topology (a cut increment, a resection).
+
+A :class:`TopologyChange` carries the new rest mesh and the maps back to the
+old one. Everything that refers to nodes or tets of the old mesh (a
+simulation's state and constraints, instruments holding tissue, contact sets,
+anchors on the surface, per-tet flags) carries itself across with the same
+rules, which live here and nowhere else:
+
+- a nodal field moves as ``new = transfer @ old``;
+- a *set* of nodes (held by a grasper, fixed, in contact) keeps a new node when
+  **every** old node it draws from was in the set (:meth:`TopologyChange.carry_nodes`):
+  the copies of a held node made by a cut stay held; a node made in the middle
+  of a cut edge is held only if both ends were;
+- a per-tet value moves as ``new = old[tet_parent]``.
+
+:class:`~organsim.surgery.cutting.CutResult` and
+:class:`~organsim.surgery.resection.ResectionResult` are topology changes.
+
+Examples
+--------
+>>> import numpy as np, scipy.sparse as sp
+>>> from organsim.mesh.generators import box_tet_mesh
+>>> m = box_tet_mesh((2, 2, 2), 0.01)
+>>> ch = TopologyChange(m, sp.identity(m.n_points, format="csr"), np.arange(m.n_tets),
+...                     np.zeros(0, np.int64))
+>>> ch.carry_nodes([0, 3]).tolist()
+[0, 3]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import MeshError
+from .tetmesh import TetMesh
+
+__all__ = ["TopologyChange", "face_keys", "FACE_KEY_BASE"]
+
+#: Node ids of a face key are packed in base 2**21 (meshes up to 2 million nodes).
+FACE_KEY_BASE = 1 << 21
+
+
+def face_keys(faces: np.ndarray) -> np.ndarray:
+    """Order-independent int64 key of each triangle.
+
+    Parameters
+    ----------
+    faces : ndarray, shape (k, 3)
+        Node ids (each below 2**21).
+
+    Returns
+    -------
+    ndarray, shape (k,), int64
+
+    Examples
+    --------
+    >>> bool(face_keys([[1, 2, 3]])[0] == face_keys([[3, 1, 2]])[0])
+    True
+    """
+    f = np.sort(np.asarray(faces, dtype=np.int64).reshape(-1, 3), axis=1)
+    return f[:, 0] + FACE_KEY_BASE * (f[:, 1] + FACE_KEY_BASE * f[:, 2])
+
+
+@dataclass(frozen=True, eq=False)
+class TopologyChange:
+    """A new rest mesh and how it derives from the old one.
+
+    Attributes
+    ----------
+    mesh : TetMesh
+        The new rest mesh (metres).
+    transfer : scipy.sparse.csr_matrix, shape (n_new, n_old)
+        ``new = transfer @ old`` for nodal fields; each row's non-zero columns
+        are the new node's parents.
+    tet_parent : ndarray, shape (m_new,), int
+        The old tet each new tet comes from.
+    cut_face_keys : ndarray, shape (k,), int64
+        Keys (:func:`face_keys`) of the faces of ``mesh`` made by cuts or
+        resections so far (drawn as cut faces).
+    """
+
+    mesh: TetMesh
+    transfer: sp.csr_matrix
+    tet_parent: np.ndarray
+    cut_face_keys: np.ndarray
+
+    # ------------------------------------------------------------- derived
+    @property
+    def n_old_points(self) -> int:
+        """Number of nodes of the mesh this change maps from."""
+        return int(self.transfer.shape[1])
+
+    @cached_property
+    def cut_face_mask(self) -> np.ndarray:
+        """Boolean mask over ``mesh.boundary_faces``: True for faces made by a cut, shape (f,)."""
+        return np.isin(face_keys(self.mesh.boundary_faces), self.cut_face_keys)
+
+    @cached_property
+    def _parent_pattern(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """CSR row pointer, parent columns and parent counts of ``transfer``'s non-zeros."""
+        T = sp.csr_matrix(self.transfer)
+        nz = T.data != 0
+        if not nz.all():
+            T = T.copy()
+            T.eliminate_zeros()
+        return T.indptr, T.indices, np.diff(T.indptr)
+
+    # ------------------------------------------------------------ carrying
+    def _check_old_ids(self, node_ids, what: str) -> np.ndarray:
+        ids = np.asarray(node_ids)
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise MeshError(f"{what} must be integer node ids, got {ids.dtype}")
+        ids = ids.astype(np.int64).ravel()
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_old_points):
+            raise MeshError(f"{what}: node ids must lie in 0..{self.n_old_points - 1} (the mesh "
+                            f"before the change), got {int(ids.min())}..{int(ids.max())}")
+        return ids
+
+    def carry_nodes(self, node_ids) -> np.ndarray:
+        """The new nodes of a node set: those whose every parent was in the set.
+
+        Parameters
+        ----------
+        node_ids : array_like of int, shape (k,)
+            Node ids of the old mesh.
+
+        Returns
+        -------
+        ndarray, shape (k',), int64
+            Sorted node ids of the new mesh.
+        """
+        ids = self._check_old_ids(node_ids, "carry_nodes")
+        if ids.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        mark = np.zeros(self.n_old_points, dtype=np.float64)
+        mark[ids] = 1.0
+        indptr, indices, npar = self._parent_pattern
+        rows = np.repeat(np.arange(len(npar)), npar)
+        hit = np.bincount(rows, weights=mark[indices], minlength=len(npar))
+        return np.flatnonzero((npar > 0) & (hit == npar)).astype(np.int64)
+
+    def carry_node_values(self, node_ids, values) -> tuple[np.ndarray, np.ndarray]:
+        """Carry a node set with one value per node (targets, local coordinates, forces...).
+
+        Parameters
+        ----------
+        node_ids : array_like of int, shape (k,)
+            Old node ids.
+        values : array_like, shape (k, d)
+            A value per old node, interpolated with ``transfer`` onto the new nodes.
+
+        Returns
+        -------
+        new_ids : ndarray, shape (k',), int64
+            As :meth:`carry_nodes`.
+        new_values : ndarray, shape (k', d)
+        """
+        ids = self._check_old_ids(node_ids, "carry_node_values")
+        vals = np.asarray(values, dtype=np.float64)
+        if vals.shape[:1] != ids.shape:
+            raise MeshError(f"carry_node_values: one value per node expected ({len(ids)}), "
+                            f"got shape {vals.shape}")
+        new = self.carry_nodes(ids)
+        full = np.zeros((self.n_old_points,) + vals.shape[1:])
+        full[ids] = vals
+        T = sp.csr_matrix(self.transfer)
+        return new, np.asarray(T[new] @ full.reshape(self.n_old_points, -1)).reshape(
+            (len(new),) + vals.shape[1:])
+
+    def carry_tet_values(self, values: np.ndarray) -> np.ndarray:
+        """A per-tet array of the old mesh on the new tets: ``values[tet_parent]``, shape (m_new, ...)."""
+        return np.asarray(values)[np.asarray(self.tet_parent)]

@@ -1,10 +1,12 @@
 """organsim.fem: verified soft-tissue finite elements.
 
 Materials (:mod:`.materials`), P1 kinematics and assembly (:mod:`.kinematics`,
-:mod:`.assembly`), the deformable :class:`Body`, the :class:`Simulation` with its
-integrators and linear solvers (:mod:`.simulation`, :mod:`.solvers`), tissue
-presets (:mod:`.tissues`), node and face selectors (:mod:`.selection`), surface
-loads (:mod:`.loads`) and strain/stress fields (:mod:`.fields`).
+:mod:`.assembly`), the deformable :class:`Body`, the :class:`Simulation`
+(:mod:`.simulation`) with its integrators (:mod:`.integrators`), preconditioning
+(:mod:`.preconditioning`), transfer across topology changes
+(:mod:`.topology_transfer`) and linear solvers (:mod:`.solvers`), tissue presets
+(:mod:`.tissues`), node and face selectors (:mod:`.selection`), surface loads
+(:mod:`.loads`) and strain/stress fields (:mod:`.fields`).
 
 Examples
 --------

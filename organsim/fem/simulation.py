@@ -28,6 +28,15 @@ non-finite value rejects the step; the step is retried with 2, 4, ... substeps,
 and :class:`~organsim.errors.ConvergenceError` is raised, with the state
 unchanged, if that fails.
 
+Modules
+-------
+This module holds the :class:`Simulation` itself: its state, constraints, loads,
+residuals and outputs, and the public methods. The algorithms it calls live beside it:
+the time integrators and the static solver in :mod:`organsim.fem.integrators`, building,
+caching and carrying the preconditioner in :mod:`organsim.fem.preconditioning`, and the
+transfer of constraints and loads across a topology change in
+:mod:`organsim.fem.topology_transfer`.
+
 Examples
 --------
 >>> import numpy as np
@@ -44,7 +53,6 @@ Examples
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 
@@ -52,34 +60,22 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from ..errors import ConvergenceError, SimulationError
+from ..errors import SimulationError
 from ..mesh.tetmesh import TetMesh
+from . import _mesh_kernels as _mk
+from . import integrators
 from .assembly import Assembler, consistent_mass_blocks
 from .body import Body
-from . import _kernels as kern
-from . import _mesh_kernels as _mk
-from .solvers import CholeskyFactor, MappedPreconditioner, WarpedPreconditioner, local_factor, make_preconditioner, pcg
-
-log = logging.getLogger(__name__)
-
-#: Realtime steps whose first CG solve takes more than this many iterations (or does not
-#: converge) count as slow ...
-_SLOW_CG_ITERATIONS = 8
-#: ... and after this many slow steps in a row the preconditioner is refactored from the
-#: current tangent: a one-off factorization (about 0.2 s on the 10k-tet liver, a visible
-#: hitch) instead of slow steps from then on. Carried-over factorizations (after cuts,
-#: grasps and releases) are kept as long as they do not make steps slow.
-_SLOW_STEPS_BEFORE_REFACTOR = 5
-#: A carried-over factorization is corrected by an exact solve on the nodes a cut, grasp or
-#: release affected when there are at most this many of them (block Jacobi beyond).
-_LOCAL_SOLVE_MAX_NODES = 3000
+from .preconditioning import carry_preconditioner, refresh_preconditioner
+from .topology_transfer import (
+    all_parents_in,
+    carry_constraints,
+    carry_forces,
+    carry_pressures,
+    checked_transfer,
+)
 
 __all__ = ["Simulation", "StepInfo", "StaticInfo"]
-
-#: Relative residual below which a Newton iteration that stops decreasing (three
-#: iterations in a row without halving the residual) is taken as converged: the
-#: residual has reached the round-off level of the assembled forces.
-_ROUNDOFF_FLOOR = 1e-8
 
 
 @dataclass(frozen=True)
@@ -471,7 +467,7 @@ class Simulation:
                 # instead of refactoring, which would stall the frame
                 was_free = np.zeros(n, dtype=bool)
                 was_free[carried[2]] = True
-                self._carry_preconditioner(sp.identity(n, format="csr"), ~was_free, *carried)
+                carry_preconditioner(self, sp.identity(n, format="csr"), ~was_free, *carried)
         return self._cstate
 
     def _targets(self) -> tuple[np.ndarray, np.ndarray]:
@@ -543,44 +539,6 @@ class Simulation:
             g += beta * (self._asm.pattern.matrix(K) @ ((x - x_n) / h).ravel()).reshape(-1, 3)
         return g
 
-    def _preconditioner(self, h: float, kind_hint: str | None = None, data: np.ndarray | None = None):
-        """Cached reference preconditioner for step ``h`` (built from ``data`` or the rest stiffness)."""
-        _, _, free = self._constraint_state()
-        key = (id(self._cache_key), h)
-        if data is None and self._prec is not None and self._prec_key == key:
-            return self._prec, False
-        alpha, beta = self.damping
-        cM = 1.0 / (h * h) + alpha / h
-        cK = 1.0 + beta / h
-        self._prec_is_ref = data is None
-        if data is None:
-            data = self._sub.gather(self._rest_K(), cK, self._Mb, cM)
-        kind = kind_hint or self.preconditioner
-        if kind == "auto":
-            if 3 * len(free) <= self.cholesky_max_dofs:
-                kind = "cholesky"
-            else:
-                try:
-                    import pyamg  # noqa: F401
-                    kind = "amg"
-                except ImportError:
-                    kind = "jacobi"
-        t0 = time.perf_counter()
-        self._prec = make_preconditioner(kind, self._sub, data, self.mesh.points[free])
-        self._prec_key = key
-        self._prec_free = free
-        self._mapped_count = 0
-        log.debug("built %s preconditioner for %d free nodes in %.3f s", kind, len(free), time.perf_counter() - t0)
-        return self._prec, True
-
-    def _warped(self, prec, x, free):
-        """The preconditioner rotated into the current nodal frames (when enabled and a reference)."""
-        if not (self.warp and self._prec_is_ref):
-            return prec
-        a = self._asm
-        kern.nodal_rotations(np.ascontiguousarray(x), a.tets, a.grads, a.vols, self._Rn, self._Racc)
-        return WarpedPreconditioner(prec, np.ascontiguousarray(self._Rn[free]))
-
     # ------------------------------------------------------------------ step
     def step(self, dt: float | None = None, *, budget_s: float | None = None) -> StepInfo:
         """Advance the state by one step.
@@ -605,197 +563,13 @@ class Simulation:
         h = self._check_dt(self.dt if dt is None else dt)
         self._check_rigid_modes(static=False)
         t_start = time.perf_counter()
-        x0, v0, t0 = self._x.copy(), self._v.copy(), self._t
-        cons, tgt = self._targets()
-        n_sub = 1
-        last_exc = None
-        while n_sub <= self.max_substeps:
-            try:
-                stats = self._advance(h, n_sub, cons, x0[cons], tgt, budget_s)
-                break
-            except ConvergenceError as exc:
-                last_exc = exc
-                self._x, self._v, self._t = x0.copy(), v0.copy(), t0
-                self._warm = None
-                # the retry starts from a factorization of the current tangent (a carried-over
-                # or rest-state one may be what made the step fail)
-                self._slow_steps = _SLOW_STEPS_BEFORE_REFACTOR
-                log.info("step rejected (%s); retrying with %d substeps", exc, 2 * n_sub)
-                n_sub *= 2
-        else:
-            raise ConvergenceError(f"the step of {h:g} s could not be completed even with {self.max_substeps}"
-                                   f" substeps ({last_exc}); the state is unchanged. Reduce dt, soften the"
-                                   " loads or the instrument motion, or check the mesh quality") from last_exc
+        t0 = self._t
+        stats, n_sub = integrators.advance_with_retries(self, h, budget_s)
         newton, lin, res, conv, minJ, refac = stats
         self._t = t0 + h
         return StepInfo(time=self._t, dt=h, newton_iterations=newton, linear_iterations=lin, residual=res,
                         converged=conv, substeps=n_sub, wall_s=time.perf_counter() - t_start,
                         min_jacobian=minJ, refactored=refac)
-
-    def _advance(self, h, n_sub, cons, c_start, c_target, budget_s):
-        hs = h / n_sub
-        tot_newton = tot_lin = 0
-        res = 0.0
-        conv = True
-        minJ = np.inf
-        refac = False
-        budget = self.budget_s if budget_s is None else budget_s
-        deadline = None if budget is None else time.perf_counter() + budget
-        for k in range(n_sub):
-            ck = c_start + (c_target - c_start) * ((k + 1) / n_sub)
-            if self.integrator == "realtime":
-                out = self._realtime_substep(hs, cons, ck, deadline)
-            else:
-                out = self._be_substep(hs, cons, ck)
-            nw, li, r, cv, mj, rf = out
-            tot_newton += nw
-            tot_lin += li
-            res = max(res, r)
-            conv = conv and cv
-            minJ = min(minJ, mj)
-            refac = refac or rf
-        return tot_newton, tot_lin, res, conv, minJ, refac
-
-    def _substep_start(self, h, cons, ck):
-        """Common start of a dynamic substep of length ``h``: the free nodes, the mass and
-        stiffness coefficients of the system matrix (``cM M + cK K``), the current state,
-        the predictor ``x_n + h v`` with the constrained nodes at ``ck``, and the loads there."""
-        _, _, free = self._constraint_state()
-        alpha, beta = self.damping
-        cM = 1.0 / (h * h) + alpha / h
-        cK = 1.0 + beta / h
-        x_n = self._x
-        x_pred = x_n + h * self._v
-        x = x_pred.copy()
-        x[cons] = ck
-        return free, cM, cK, x_n, x_pred, x, self._external(x)
-
-    def _start_forces(self, x, x_n, cons, ck, **kw):
-        """``(x, f, K)``: forces and stiffness at a substep's starting guess ``x`` (the predictor
-        ``x_n + h v``). If the predictor inverts an element (a thin tet whose nodes move across
-        it within the step, as slivers left by a cut can), the solve starts from the current
-        state instead: only the starting guess changes, not the equations."""
-        try:
-            return (x, *self._asm.forces_and_stiffness(x, **kw))
-        except ConvergenceError:
-            x = x_n.copy()
-            x[cons] = ck
-            return (x, *self._asm.forces_and_stiffness(x, **kw))
-
-    def _be_substep(self, h, cons, ck):
-        free, cM, cK, x_n, x_pred, x, fext = self._substep_start(h, cons, ck)
-        x, f, K = self._start_forces(x, x_n, cons, ck, exact=True)
-        g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext)
-        rnorm = float(np.linalg.norm(g[free]))
-        scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-6 * self._force_floor(), 1e-300)
-        prec, refac = self._preconditioner(h)
-        lin_total = 0
-        it = 0
-        stall = 0
-        converged = rnorm <= self.newton_tol * scale
-        while not converged:
-            if it >= self.max_newton:
-                raise ConvergenceError(f"Newton did not converge in {self.max_newton} iterations"
-                                       f" (relative residual {rnorm / scale:.2e})")
-            A = self._sub.operator(self._sub.gather(K, cK, self._Mb, cM))
-            b = -g[free].ravel()
-            eta = min(1e-2, max(0.1 * self.newton_tol * scale / rnorm, 1e-4))  # inexact Newton forcing
-            sol = pcg(A, b, precond=self._warped(prec, x, free), rtol=eta, maxiter=self.max_cg)
-            lin_total += sol.iterations
-            if not sol.converged:
-                # stale preconditioner: refactor on the current matrix and solve again
-                prec, _ = self._preconditioner(h, data=self._sub.gather(K, cK, self._Mb, cM))
-                refac = True
-                sol = pcg(A, b, precond=prec, x0=sol.x, rtol=eta, maxiter=self.max_cg)
-                lin_total += sol.iterations
-            d = np.zeros_like(x)
-            d[free] = sol.x.reshape(-1, 3)
-            prev = rnorm
-            x, f, K, g, rnorm = self._line_search(
-                x, d, rnorm, free,
-                lambda xt, ft, Kt: self._dyn_residual(xt, ft, Kt, x_n, x_pred, h, self._external(xt)))
-            it += 1
-            stall = stall + 1 if rnorm > 0.5 * prev else 0
-            converged = rnorm <= self.newton_tol * scale or (stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale)
-        minJ = self._asm.min_jacobian(x)
-        self._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
-        self._v = (x - x_n) / h
-        self._x = x
-        return it, lin_total, rnorm / scale, True, minJ, refac
-
-    def _line_search(self, x, d, rnorm, free, residual):
-        alpha = 1.0
-        best = None
-        for _ in range(8):
-            xt = x + alpha * d
-            try:
-                ft, Kt = self._asm.forces_and_stiffness(xt, exact=True)
-                gt = residual(xt, ft, Kt)
-                rt = float(np.linalg.norm(gt[free]))
-                if not np.isfinite(rt):
-                    raise ConvergenceError("non-finite residual")
-            except ConvergenceError:
-                alpha *= 0.5
-                continue
-            if rt <= (1.0 - 1e-4 * alpha) * rnorm:
-                return xt, ft, Kt, gt, rt
-            if best is None or rt < best[4]:
-                best = (xt, ft, Kt, gt, rt)
-            alpha *= 0.5
-        if best is None:
-            raise ConvergenceError("every trial step inverted an element or produced NaN")
-        if best[4] > 10.0 * rnorm:
-            raise ConvergenceError(f"Newton diverges (residual grew from {rnorm:.3g} to {best[4]:.3g})")
-        return best
-
-    def _realtime_substep(self, h, cons, ck, deadline):
-        free, cM, cK, x_n, x_pred, x, fext = self._substep_start(h, cons, ck)
-        prec, refac = self._preconditioner(h)
-        lin_total = 0
-        rel = 0.0
-        conv = True
-        warm = self._warm if (self._warm is not None and len(self._warm) == 3 * len(free)) else None
-        # residuals far below the loads are not worth iterating on (an organ resting under
-        # gravity would otherwise be solved to a tolerance relative to a tiny correction)
-        atol = self.realtime_rtol * float(np.linalg.norm(fext[free]))
-        for it in range(self.realtime_newton):
-            if it == 0:
-                x, f, K = self._start_forces(x, x_n, cons, ck)
-            else:
-                f, K = self._asm.forces_and_stiffness(x)
-            g = self._dyn_residual(x, f, K, x_n, x_pred, h, fext if not self._pressures else self._external(x))
-            data = self._sub.gather(K, cK, self._Mb, cM)
-            if it == 0 and self._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
-                # the factorization no longer fits the loaded, deformed state (gravity sag,
-                # stress released by cuts): factor the current tangent instead
-                prec, _ = self._preconditioner(h, data=data)
-                refac = True
-                self._slow_steps = 0
-            A = self._sub.operator(data)
-            b = -g[free].ravel()
-            sol = pcg(A, b, precond=self._warped(prec, x, free), x0=warm if it == 0 else None,
-                      rtol=self.realtime_rtol, atol=atol,
-                      maxiter=self.realtime_cg, deadline=deadline)
-            if it == 0:
-                slow = sol.iterations > _SLOW_CG_ITERATIONS or not sol.converged
-                self._slow_steps = self._slow_steps + 1 if slow else 0
-            lin_total += sol.iterations
-            rel = sol.residual
-            conv = sol.converged
-            x[free] += sol.x.reshape(-1, 3)
-            if it == 0:
-                self._warm = sol.x.copy()
-        minJ = self._asm.min_jacobian(x)
-        # linear and corotational elements push back out of an inversion; the hyperelastic
-        # models are undefined there
-        inversion_fails = any(m.kind not in ("linear", "corotational") for _, m, _, _ in self._asm.groups)
-        if not np.isfinite(minJ) or (inversion_fails and minJ <= 0):
-            raise ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}) or"
-                                   " produced NaN")
-        self._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
-        self._v = (x - x_n) / h
-        self._x = x
-        return self.realtime_newton, lin_total, rel, conv, minJ, refac
 
     # ---------------------------------------------------------------- static
     def solve_static(self, *, load_steps: int = 1, tol: float = 1e-8, max_newton: int = 40,
@@ -831,68 +605,9 @@ class Simulation:
         """
         self._check_rigid_modes(static=True)
         t_start = time.perf_counter()
-        _, _, free = self._constraint_state()
-        cons, tgt = self._targets()
-        x_start = self._x.copy()
-        c_start = x_start[cons]
-        x = x_start.copy()
-        lam = 0.0
-        step = 1.0 / max(int(load_steps), 1)
-        total_newton = 0
-        steps_done = 0
-        cuts = 0
-        rel = 0.0
-        while lam < 1.0 - 1e-12:
-            lam_t = min(1.0, lam + step)
-            try:
-                x_new, nit, rel = self._static_increment(x, free, cons, c_start + lam_t * (tgt - c_start),
-                                                         lam_t, tol, max_newton)
-            except ConvergenceError as exc:
-                cuts += 1
-                if cuts > max_cuts:
-                    raise ConvergenceError(f"static solve failed at load factor {lam_t:.3g} after {max_cuts}"
-                                           f" step halvings ({exc}); the state is unchanged. Use more load"
-                                           " steps, a smaller load, or check the constraints") from exc
-                step *= 0.5
-                continue
-            total_newton += nit
-            steps_done += 1
-            x = x_new
-            lam = lam_t
-        self._x = x
-        self._v = np.zeros_like(x)
-        self._last = ("static", x.copy())
+        steps_done, total_newton, rel = integrators.solve_static(self, load_steps, tol, max_newton, max_cuts)
         return StaticInfo(converged=True, load_steps=steps_done, newton_iterations=total_newton, residual=rel,
-                          wall_s=time.perf_counter() - t_start, min_jacobian=self._asm.min_jacobian(x))
-
-    def _static_increment(self, x, free, cons, ck, lam, tol, max_newton):
-        x = x.copy()
-        x[cons] = ck
-        fext_fn = lambda xt: self._external(xt, lam)  # noqa: E731
-        f, K = self._asm.forces_and_stiffness(x, exact=True)
-        g = f - fext_fn(x)
-        rnorm = float(np.linalg.norm(g[free]))
-        scale = max(float(np.linalg.norm(self._external(x)[free])), rnorm,
-                    1e-6 * self._force_floor(), 1e-300)
-        it = 0
-        stall = 0
-        while rnorm > tol * scale:
-            if it >= max_newton:
-                raise ConvergenceError(f"Newton did not converge in {max_newton} iterations"
-                                       f" (relative residual {rnorm / scale:.2e})")
-            r, c, v = self._sub.lower_coo(self._sub.gather(K, 1.0))
-            fac = CholeskyFactor(3 * len(free), r, c, v)
-            d = np.zeros_like(x)
-            d[free] = fac.solve(-g[free].ravel()).reshape(-1, 3)
-            prev = rnorm
-            x, f, K, g, rnorm = self._line_search(x, d, rnorm, free, lambda xt, ft, Kt: ft - fext_fn(xt))
-            it += 1
-            stall = stall + 1 if rnorm > 0.5 * prev else 0
-            if stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale:
-                log.info("static Newton stagnated at relative residual %.2e, below the round-off floor"
-                         " %.0e; accepted", rnorm / scale, _ROUNDOFF_FLOOR)
-                break
-        return x, it, rnorm / scale
+                          wall_s=time.perf_counter() - t_start, min_jacobian=self._asm.min_jacobian(self._x))
 
     # -------------------------------------------------------------- outputs
     def refresh_preconditioner(self, dt: float | None = None) -> None:
@@ -910,11 +625,7 @@ class Simulation:
             The step the factorization is for (s); default ``self.dt``.
         """
         h = self._check_dt(self.dt if dt is None else dt)
-        self._constraint_state()
-        alpha, beta = self.damping
-        _, K = self._asm.forces_and_stiffness(self._x)
-        self._preconditioner(h, data=self._sub.gather(K, 1.0 + beta / h, self._Mb, 1.0 / (h * h) + alpha / h))
-        self._slow_steps = 0
+        refresh_preconditioner(self, h)
 
     def reaction(self, name: str) -> np.ndarray:
         """Force (k, 3) N that constraint ``name`` exerts on the tissue at each of its nodes.
@@ -1030,20 +741,9 @@ class Simulation:
         touched; the full rest stiffness is rebuilt lazily, when a refactorization
         needs it.
         """
-        T = sp.csr_matrix(transfer, dtype=np.float64)
+        T, tet_parent = checked_transfer(transfer, self.mesh, new_rest_mesh, tet_parent)
         n_old = self.mesh.n_points
         n_new = new_rest_mesh.n_points
-        if T.shape != (n_new, n_old):
-            raise SimulationError(f"transfer must have shape (n_new, n_old) = ({n_new}, {n_old}), got {T.shape}")
-        if tet_parent is not None:
-            tet_parent = np.asarray(tet_parent, dtype=np.int64)
-            if tet_parent.shape != (new_rest_mesh.n_tets,) or (
-                    len(tet_parent) and (tet_parent.min() < 0 or tet_parent.max() >= self.mesh.n_tets)):
-                raise SimulationError(f"tet_parent must hold one old tet id (0..{self.mesh.n_tets - 1}) per new"
-                                      f" tet ({new_rest_mesh.n_tets}), got shape {tet_parent.shape}")
-        if np.any(T.data == 0):
-            T = T.copy()
-            T.eliminate_zeros()
         x_new = T @ self._x
         v_new = T @ self._v
         if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(v_new))):
@@ -1052,50 +752,14 @@ class Simulation:
         # whether the change touched it (see _mk.transfer_summary); copies per old node
         parent, nparents, ncopies, _, new2old, affected_all, kept_in_order = _mk.transfer_summary(
             T.indptr, T.indices, T.data, n_old)
-        nz_rows = np.repeat(np.arange(n_new), nparents)
-
-        def all_parents_in(mark_old: np.ndarray) -> np.ndarray:
-            """New nodes whose every parent is marked (and that have a parent)."""
-            hit = np.bincount(nz_rows, weights=mark_old[T.indices], minlength=n_new)
-            return np.flatnonzero((nparents > 0) & (hit == nparents))
-
-        new_cons = {}
-        for name, c in self._constraints.items():
-            mark = np.zeros(n_old)
-            mark[c.nodes] = 1.0
-            sel = all_parents_in(mark)
-            if len(sel) == 0:
-                log.warning("constraint %r has no nodes left after the topology change; dropped", name)
-                continue
-            tgt_old = self._x.copy()
-            tgt_old[c.nodes] = c.targets
-            new_cons[name] = _Constraint(sel, (T @ tgt_old)[sel])
-        new_forces = {}
-        if self._forces:
-            Tb = sp.csr_matrix((np.ones(T.nnz), T.indices, T.indptr), shape=T.shape)
-            for name, (ids, fo) in self._forces.items():
-                full = np.zeros((n_old, 3))
-                full[ids] = fo
-                mark = np.zeros(n_old)
-                mark[ids] = 1.0
-                sel = all_parents_in(mark)
-                if len(sel) == 0:
-                    continue
-                ncop = np.asarray(Tb[sel].sum(axis=0)).ravel()  # copies per old node
-                share = full / np.maximum(ncop, 1.0)[:, None]
-                new_forces[name] = (sel, np.asarray(Tb[sel] @ share) / np.maximum(nparents[sel], 1)[:, None])
+        select = all_parents_in(T, nparents)
+        new_cons = {name: _Constraint(sel, tgt)
+                    for name, (sel, tgt) in carry_constraints(T, select, self._x, self._constraints).items()}
+        new_forces = carry_forces(T, select, nparents, self._forces)
         new_press = {}
         if self._pressures:
-            old_faces = self.mesh.boundary_faces
-            new_faces = new_rest_mesh.boundary_faces
-            keyed = np.sort(parent[new_faces], axis=1)
-            for name, (fids, p) in self._pressures.items():
-                lut = {tuple(k): pv for k, pv in zip(np.sort(old_faces[fids], axis=1).tolist(), p.tolist())}
-                sel = [(i, lut[tuple(k)]) for i, k in enumerate(keyed.tolist()) if tuple(k) in lut]
-                if sel:
-                    new_press[name] = (np.array([s[0] for s in sel]), np.array([s[1] for s in sel]))
-                else:
-                    log.warning("pressure %r has no faces left after the topology change; dropped", name)
+            new_press = carry_pressures(parent, self.mesh.boundary_faces, new_rest_mesh.boundary_faces,
+                                        self._pressures)
         carried = None
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
@@ -1114,56 +778,5 @@ class Simulation:
         if carried is not None:
             # nodes the cut touched: a new node that is not a plain copy of one old node, or
             # a copy of an old node that now has several copies
-            self._carry_preconditioner(T, affected_all, *carried)
+            carry_preconditioner(self, T, affected_all, *carried)
 
-    def _carry_preconditioner(self, T, affected_all, prec, h, old_free, is_ref, count) -> None:
-        """Keep the old factorization as a preconditioner on the new mesh (see MappedPreconditioner)."""
-        _, _, free = self._constraint_state()
-        col_new = np.full(T.shape[1], -1, dtype=np.int64)
-        col_new[old_free] = np.arange(len(old_free))
-        affected = affected_all[free]
-        base = prec
-        empty_i, empty_f = np.zeros(0, np.int64), np.zeros(0)
-        chain = (empty_i, empty_i, empty_f, len(old_free))
-        if isinstance(prec, MappedPreconditioner):
-            base = prec.base
-            old_aff = np.zeros(T.shape[1])
-            old_aff[old_free] = prec.affected
-            affected = affected | ((T @ old_aff)[free] > 0)
-            t_ptr, t_ind, t_val, t_shape = prec.Tnodes
-            chain = (t_ptr, t_ind, t_val, t_shape[1])
-        # the new free rows of T, its columns renumbered to the old free nodes, composed with
-        # the transfer the old preconditioner already carried
-        ptr, ind, val = _mk.restrict_compose(T.indptr.astype(np.int64, copy=False),
-                                             T.indices.astype(np.int64, copy=False), T.data,
-                                             np.ascontiguousarray(free, dtype=np.int64), col_new, *chain)
-        Tf = (ptr, ind, val, (len(free), chain[3]))
-        alpha, beta = self.damping
-        cM = 1.0 / (h * h) + alpha / h
-        cK = 1.0 + beta / h
-        aff_nodes = free[affected]
-        if 0 < len(aff_nodes) <= _LOCAL_SOLVE_MAX_NODES:
-            # an exact solve on the affected nodes: the reference matrix (rest stiffness of the
-            # tets around them, and mass) at their rows (all free columns: the coupling of the
-            # multiplicative correction), its affected-by-affected block factored (a few hundred DOFs)
-            rows_sub = self._asm.pattern.sub(aff_nodes, free)
-            coupling = cK * self._asm.rest_sub_stiffness(rows_sub)
-            if self._Mb.ndim == 1:   # lumped: nodal masses on the diagonal blocks
-                r, d = rows_sub.diagonal_blocks
-                kern.lumped_diag_add(coupling, d, np.ascontiguousarray(self._m[aff_nodes[r]]), cM)
-            else:
-                coupling += cM * self._Mb[rows_sub.blocks]
-            sub = self._asm.pattern.sub(aff_nodes)
-            local = local_factor(sub, np.ascontiguousarray(coupling[affected[rows_sub.indices]]))
-            coupling = (rows_sub.indptr, rows_sub.indices, coupling)
-        else:
-            # block Jacobi on the affected nodes: their rest diagonal blocks in one pass over the tets
-            coupling = None
-            local = (cK * self._asm.rest_diagonal_blocks(aff_nodes)
-                     + cM * (self._m[aff_nodes, None, None] * np.eye(3) if self._Mb.ndim == 1
-                             else self._Mb[self._asm.pattern.diag[aff_nodes]]))
-        self._prec = MappedPreconditioner(base, Tf, local, affected, coupling)
-        self._prec_key = (id(self._cache_key), h)
-        self._prec_free = free
-        self._prec_is_ref = is_ref
-        self._mapped_count = count + 1

@@ -1,0 +1,386 @@
+"""Time integrators and the static solver of a :class:`~organsim.fem.simulation.Simulation`.
+
+One job: advance a simulation's state. :func:`advance_with_retries` runs one step
+(substeps retried on rejection) with :func:`backward_euler_substep` (Newton with a
+:func:`line_search`) or :func:`realtime_substep` (a fixed number of warm-started,
+budgeted linear solves); :func:`solve_static` finds a static equilibrium by load
+stepping with :func:`static_increment`. The integrators and their options are described
+in :mod:`organsim.fem.simulation`; the functions here take the simulation and update its
+state in place, and its public methods (:meth:`~organsim.fem.simulation.Simulation.step`,
+:meth:`~organsim.fem.simulation.Simulation.solve_static`) are the way to call them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from ..errors import ConvergenceError
+from .preconditioning import (
+    _SLOW_CG_ITERATIONS,
+    _SLOW_STEPS_BEFORE_REFACTOR,
+    cached_preconditioner,
+    warped_preconditioner,
+)
+from .solvers import CholeskyFactor, pcg
+
+log = logging.getLogger(__name__)
+
+__all__ = ["advance_with_retries", "backward_euler_substep", "line_search", "realtime_substep", "solve_static",
+           "static_increment"]
+
+#: Relative residual below which a Newton iteration that stops decreasing (three
+#: iterations in a row without halving the residual) is taken as converged: the
+#: residual has reached the round-off level of the assembled forces.
+_ROUNDOFF_FLOOR = 1e-8
+
+
+def advance_with_retries(sim, h: float, budget_s: float | None):
+    """Advance ``sim`` by a step ``h``, retried with 2, 4, ... substeps when one is rejected.
+
+    Parameters
+    ----------
+    sim : Simulation
+        The simulation; its state is advanced in place (and restored before each retry).
+    h : float
+        Step (s).
+    budget_s : float, optional
+        Realtime mode: wall-clock budget of the linear solves (s); default ``sim.budget_s``.
+
+    Returns
+    -------
+    stats : tuple
+        ``(newton_iterations, linear_iterations, residual, converged, min_jacobian, refactored)``.
+    n_sub : int
+        Number of substeps the step took.
+
+    Raises
+    ------
+    ConvergenceError
+        If the step fails even with ``sim.max_substeps`` substeps; the state is unchanged.
+    """
+    x0, v0, t0 = sim._x.copy(), sim._v.copy(), sim._t
+    cons, tgt = sim._targets()
+    n_sub = 1
+    last_exc = None
+    while n_sub <= sim.max_substeps:
+        try:
+            stats = _advance(sim, h, n_sub, cons, x0[cons], tgt, budget_s)
+            break
+        except ConvergenceError as exc:
+            last_exc = exc
+            sim._x, sim._v, sim._t = x0.copy(), v0.copy(), t0
+            sim._warm = None
+            # the retry starts from a factorization of the current tangent (a carried-over
+            # or rest-state one may be what made the step fail)
+            sim._slow_steps = _SLOW_STEPS_BEFORE_REFACTOR
+            log.info("step rejected (%s); retrying with %d substeps", exc, 2 * n_sub)
+            n_sub *= 2
+    else:
+        raise ConvergenceError(f"the step of {h:g} s could not be completed even with {sim.max_substeps}"
+                               f" substeps ({last_exc}); the state is unchanged. Reduce dt, soften the"
+                               " loads or the instrument motion, or check the mesh quality") from last_exc
+    return stats, n_sub
+
+
+def _advance(sim, h, n_sub, cons, c_start, c_target, budget_s):
+    """The ``n_sub`` substeps of one step ``h``, the constrained nodes moved linearly from
+    ``c_start`` to ``c_target``; returns the summed statistics (see :func:`advance_with_retries`)."""
+    hs = h / n_sub
+    tot_newton = tot_lin = 0
+    res = 0.0
+    conv = True
+    minJ = np.inf
+    refac = False
+    budget = sim.budget_s if budget_s is None else budget_s
+    deadline = None if budget is None else time.perf_counter() + budget
+    for k in range(n_sub):
+        ck = c_start + (c_target - c_start) * ((k + 1) / n_sub)
+        if sim.integrator == "realtime":
+            out = realtime_substep(sim, hs, cons, ck, deadline)
+        else:
+            out = backward_euler_substep(sim, hs, cons, ck)
+        nw, li, r, cv, mj, rf = out
+        tot_newton += nw
+        tot_lin += li
+        res = max(res, r)
+        conv = conv and cv
+        minJ = min(minJ, mj)
+        refac = refac or rf
+    return tot_newton, tot_lin, res, conv, minJ, refac
+
+
+def _substep_start(sim, h, cons, ck):
+    """Common start of a dynamic substep of length ``h``: the free nodes, the mass and
+    stiffness coefficients of the system matrix (``cM M + cK K``), the current state,
+    the predictor ``x_n + h v`` with the constrained nodes at ``ck``, and the loads there."""
+    _, _, free = sim._constraint_state()
+    alpha, beta = sim.damping
+    cM = 1.0 / (h * h) + alpha / h
+    cK = 1.0 + beta / h
+    x_n = sim._x
+    x_pred = x_n + h * sim._v
+    x = x_pred.copy()
+    x[cons] = ck
+    return free, cM, cK, x_n, x_pred, x, sim._external(x)
+
+
+def _start_forces(sim, x, x_n, cons, ck, **kw):
+    """``(x, f, K)``: forces and stiffness at a substep's starting guess ``x`` (the predictor
+    ``x_n + h v``). If the predictor inverts an element (a thin tet whose nodes move across
+    it within the step, as slivers left by a cut can), the solve starts from the current
+    state instead: only the starting guess changes, not the equations."""
+    try:
+        return (x, *sim._asm.forces_and_stiffness(x, **kw))
+    except ConvergenceError:
+        x = x_n.copy()
+        x[cons] = ck
+        return (x, *sim._asm.forces_and_stiffness(x, **kw))
+
+
+def backward_euler_substep(sim, h, cons, ck):
+    """One backward-Euler substep ``h`` by Newton with line search to ``sim.newton_tol``.
+
+    The constrained nodes ``cons`` end at ``ck``; returns ``(newton iterations, CG iterations,
+    relative residual, converged, min det F, refactored)``.
+
+    Raises
+    ------
+    ConvergenceError
+        If Newton does not converge in ``sim.max_newton`` iterations or diverges.
+    """
+    free, cM, cK, x_n, x_pred, x, fext = _substep_start(sim, h, cons, ck)
+    x, f, K = _start_forces(sim, x, x_n, cons, ck, exact=True)
+    g = sim._dyn_residual(x, f, K, x_n, x_pred, h, fext)
+    rnorm = float(np.linalg.norm(g[free]))
+    scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-6 * sim._force_floor(), 1e-300)
+    prec, refac = cached_preconditioner(sim, h)
+    lin_total = 0
+    it = 0
+    stall = 0
+    converged = rnorm <= sim.newton_tol * scale
+    while not converged:
+        if it >= sim.max_newton:
+            raise ConvergenceError(f"Newton did not converge in {sim.max_newton} iterations"
+                                   f" (relative residual {rnorm / scale:.2e})")
+        A = sim._sub.operator(sim._sub.gather(K, cK, sim._Mb, cM))
+        b = -g[free].ravel()
+        eta = min(1e-2, max(0.1 * sim.newton_tol * scale / rnorm, 1e-4))  # inexact Newton forcing
+        sol = pcg(A, b, precond=warped_preconditioner(sim, prec, x, free), rtol=eta, maxiter=sim.max_cg)
+        lin_total += sol.iterations
+        if not sol.converged:
+            # stale preconditioner: refactor on the current matrix and solve again
+            prec, _ = cached_preconditioner(sim, h, data=sim._sub.gather(K, cK, sim._Mb, cM))
+            refac = True
+            sol = pcg(A, b, precond=prec, x0=sol.x, rtol=eta, maxiter=sim.max_cg)
+            lin_total += sol.iterations
+        d = np.zeros_like(x)
+        d[free] = sol.x.reshape(-1, 3)
+        prev = rnorm
+        x, f, K, g, rnorm = line_search(
+            sim._asm, x, d, rnorm, free,
+            lambda xt, ft, Kt: sim._dyn_residual(xt, ft, Kt, x_n, x_pred, h, sim._external(xt)))
+        it += 1
+        stall = stall + 1 if rnorm > 0.5 * prev else 0
+        converged = rnorm <= sim.newton_tol * scale or (stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale)
+    minJ = sim._asm.min_jacobian(x)
+    sim._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
+    sim._v = (x - x_n) / h
+    sim._x = x
+    return it, lin_total, rnorm / scale, True, minJ, refac
+
+
+def line_search(asm, x, d, rnorm, free, residual):
+    """Backtracking line search along the Newton direction ``d`` from ``x``.
+
+    Tries the steps ``d, d/2, ...`` (8 at most) and takes the first that lowers the
+    residual norm on the ``free`` nodes below ``(1 - 1e-4 alpha) rnorm``, else the best
+    one tried. ``residual(x, f, K)`` gives the nonlinear residual (n, 3) from the elastic
+    forces and stiffness of ``asm`` at ``x``.
+
+    Returns
+    -------
+    x, f, K, g : the accepted state, its forces, stiffness block data and residual.
+    rnorm : float
+        Its residual norm on the free nodes.
+
+    Raises
+    ------
+    ConvergenceError
+        If every trial inverts an element or produces NaN, or the best one raises the
+        residual more than tenfold (divergence).
+    """
+    alpha = 1.0
+    best = None
+    for _ in range(8):
+        xt = x + alpha * d
+        try:
+            ft, Kt = asm.forces_and_stiffness(xt, exact=True)
+            gt = residual(xt, ft, Kt)
+            rt = float(np.linalg.norm(gt[free]))
+            if not np.isfinite(rt):
+                raise ConvergenceError("non-finite residual")
+        except ConvergenceError:
+            alpha *= 0.5
+            continue
+        if rt <= (1.0 - 1e-4 * alpha) * rnorm:
+            return xt, ft, Kt, gt, rt
+        if best is None or rt < best[4]:
+            best = (xt, ft, Kt, gt, rt)
+        alpha *= 0.5
+    if best is None:
+        raise ConvergenceError("every trial step inverted an element or produced NaN")
+    if best[4] > 10.0 * rnorm:
+        raise ConvergenceError(f"Newton diverges (residual grew from {rnorm:.3g} to {best[4]:.3g})")
+    return best
+
+
+def realtime_substep(sim, h, cons, ck, deadline):
+    """One realtime substep ``h``: ``sim.realtime_newton`` Newton iterations, each a capped,
+    warm-started PCG solve stopped at ``deadline`` (a ``time.perf_counter`` value, or None).
+
+    Returns the same statistics as :func:`backward_euler_substep`.
+
+    Raises
+    ------
+    ConvergenceError
+        If the step inverts an element of a hyperelastic material or produces NaN.
+    """
+    free, cM, cK, x_n, x_pred, x, fext = _substep_start(sim, h, cons, ck)
+    prec, refac = cached_preconditioner(sim, h)
+    lin_total = 0
+    rel = 0.0
+    conv = True
+    warm = sim._warm if (sim._warm is not None and len(sim._warm) == 3 * len(free)) else None
+    # residuals far below the loads are not worth iterating on (an organ resting under
+    # gravity would otherwise be solved to a tolerance relative to a tiny correction)
+    atol = sim.realtime_rtol * float(np.linalg.norm(fext[free]))
+    for it in range(sim.realtime_newton):
+        if it == 0:
+            x, f, K = _start_forces(sim, x, x_n, cons, ck)
+        else:
+            f, K = sim._asm.forces_and_stiffness(x)
+        g = sim._dyn_residual(x, f, K, x_n, x_pred, h, fext if not sim._pressures else sim._external(x))
+        data = sim._sub.gather(K, cK, sim._Mb, cM)
+        if it == 0 and sim._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
+            # the factorization no longer fits the loaded, deformed state (gravity sag,
+            # stress released by cuts): factor the current tangent instead
+            prec, _ = cached_preconditioner(sim, h, data=data)
+            refac = True
+            sim._slow_steps = 0
+        A = sim._sub.operator(data)
+        b = -g[free].ravel()
+        sol = pcg(A, b, precond=warped_preconditioner(sim, prec, x, free), x0=warm if it == 0 else None,
+                  rtol=sim.realtime_rtol, atol=atol,
+                  maxiter=sim.realtime_cg, deadline=deadline)
+        if it == 0:
+            slow = sol.iterations > _SLOW_CG_ITERATIONS or not sol.converged
+            sim._slow_steps = sim._slow_steps + 1 if slow else 0
+        lin_total += sol.iterations
+        rel = sol.residual
+        conv = sol.converged
+        x[free] += sol.x.reshape(-1, 3)
+        if it == 0:
+            sim._warm = sol.x.copy()
+    minJ = sim._asm.min_jacobian(x)
+    # linear and corotational elements push back out of an inversion; the hyperelastic
+    # models are undefined there
+    inversion_fails = any(m.kind not in ("linear", "corotational") for _, m, _, _ in sim._asm.groups)
+    if not np.isfinite(minJ) or (inversion_fails and minJ <= 0):
+        raise ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}) or"
+                               " produced NaN")
+    sim._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
+    sim._v = (x - x_n) / h
+    sim._x = x
+    return sim.realtime_newton, lin_total, rel, conv, minJ, refac
+
+
+def solve_static(sim, load_steps: int, tol: float, max_newton: int, max_cuts: int):
+    """Static equilibrium of ``sim`` by Newton with line search and automatic load stepping.
+
+    The loads and prescribed motions are applied in ``load_steps`` increments, each
+    halved (up to ``max_cuts`` times) when Newton fails; see
+    :meth:`~organsim.fem.simulation.Simulation.solve_static`. On success the state is set
+    to the equilibrium with zero velocities.
+
+    Returns
+    -------
+    load_steps : int
+        Increments taken.
+    newton_iterations : int
+        Newton iterations, summed.
+    residual : float
+        Relative residual of the last increment.
+
+    Raises
+    ------
+    ConvergenceError
+        If an increment fails after ``max_cuts`` halvings (state unchanged).
+    """
+    _, _, free = sim._constraint_state()
+    cons, tgt = sim._targets()
+    x_start = sim._x.copy()
+    c_start = x_start[cons]
+    x = x_start.copy()
+    lam = 0.0
+    step = 1.0 / max(int(load_steps), 1)
+    total_newton = 0
+    steps_done = 0
+    cuts = 0
+    rel = 0.0
+    while lam < 1.0 - 1e-12:
+        lam_t = min(1.0, lam + step)
+        try:
+            x_new, nit, rel = static_increment(sim, x, free, cons, c_start + lam_t * (tgt - c_start),
+                                               lam_t, tol, max_newton)
+        except ConvergenceError as exc:
+            cuts += 1
+            if cuts > max_cuts:
+                raise ConvergenceError(f"static solve failed at load factor {lam_t:.3g} after {max_cuts}"
+                                       f" step halvings ({exc}); the state is unchanged. Use more load"
+                                       " steps, a smaller load, or check the constraints") from exc
+            step *= 0.5
+            continue
+        total_newton += nit
+        steps_done += 1
+        x = x_new
+        lam = lam_t
+    sim._x = x
+    sim._v = np.zeros_like(x)
+    sim._last = ("static", x.copy())
+    return steps_done, total_newton, rel
+
+
+def static_increment(sim, x, free, cons, ck, lam, tol, max_newton):
+    """One load increment of :func:`solve_static`: Newton with a direct sparse solve from ``x``
+    with the constrained nodes at ``ck`` and the loads scaled by ``lam``; returns
+    ``(x, iterations, relative residual)``."""
+    x = x.copy()
+    x[cons] = ck
+    fext_fn = lambda xt: sim._external(xt, lam)  # noqa: E731
+    f, K = sim._asm.forces_and_stiffness(x, exact=True)
+    g = f - fext_fn(x)
+    rnorm = float(np.linalg.norm(g[free]))
+    scale = max(float(np.linalg.norm(sim._external(x)[free])), rnorm,
+                1e-6 * sim._force_floor(), 1e-300)
+    it = 0
+    stall = 0
+    while rnorm > tol * scale:
+        if it >= max_newton:
+            raise ConvergenceError(f"Newton did not converge in {max_newton} iterations"
+                                   f" (relative residual {rnorm / scale:.2e})")
+        r, c, v = sim._sub.lower_coo(sim._sub.gather(K, 1.0))
+        fac = CholeskyFactor(3 * len(free), r, c, v)
+        d = np.zeros_like(x)
+        d[free] = fac.solve(-g[free].ravel()).reshape(-1, 3)
+        prev = rnorm
+        x, f, K, g, rnorm = line_search(sim._asm, x, d, rnorm, free, lambda xt, ft, Kt: ft - fext_fn(xt))
+        it += 1
+        stall = stall + 1 if rnorm > 0.5 * prev else 0
+        if stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale:
+            log.info("static Newton stagnated at relative residual %.2e, below the round-off floor"
+                     " %.0e; accepted", rnorm / scale, _ROUNDOFF_FLOOR)
+            break
+    return x, it, rnorm / scale

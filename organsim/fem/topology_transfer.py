@@ -1,0 +1,192 @@
+"""Transfer of a simulation's constraints and loads across a topology change (a cut).
+
+One job: given the nodal transfer ``new = T @ old`` of a topology change, say which new
+nodes inherit each named node set and with which values. The rule for node sets: a new
+node belongs to a set when every old node it draws from did (a cut node's copies keep
+their parent's constraint). :meth:`organsim.fem.simulation.Simulation.change_topology`
+validates the change with :func:`checked_transfer` and carries its constraints
+(:func:`carry_constraints`), nodal forces (:func:`carry_forces`) and pressures
+(:func:`carry_pressures`) with these functions; positions, velocities and the
+preconditioner are carried there.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import SimulationError
+from ..mesh.tetmesh import TetMesh
+
+log = logging.getLogger(__name__)
+
+__all__ = ["all_parents_in", "carry_constraints", "carry_forces", "carry_pressures", "checked_transfer"]
+
+
+def checked_transfer(transfer, old_mesh: TetMesh, new_mesh: TetMesh,
+                     tet_parent: np.ndarray | None) -> tuple[sp.csr_matrix, np.ndarray | None]:
+    """The transfer as a CSR matrix without stored zeros, and ``tet_parent`` as int64, both checked.
+
+    Parameters
+    ----------
+    transfer : scipy.sparse matrix (n_new, n_old)
+        Maps old nodal fields to new ones: ``new = transfer @ old``.
+    old_mesh, new_mesh : TetMesh
+        The rest meshes before and after the change.
+    tet_parent : ndarray (m_new,), optional
+        The old tet each new tet comes from.
+
+    Raises
+    ------
+    SimulationError
+        If the shapes do not match the meshes or a parent tet id is out of range.
+    """
+    T = sp.csr_matrix(transfer, dtype=np.float64)
+    n_old = old_mesh.n_points
+    n_new = new_mesh.n_points
+    if T.shape != (n_new, n_old):
+        raise SimulationError(f"transfer must have shape (n_new, n_old) = ({n_new}, {n_old}), got {T.shape}")
+    if tet_parent is not None:
+        tet_parent = np.asarray(tet_parent, dtype=np.int64)
+        if tet_parent.shape != (new_mesh.n_tets,) or (
+                len(tet_parent) and (tet_parent.min() < 0 or tet_parent.max() >= old_mesh.n_tets)):
+            raise SimulationError(f"tet_parent must hold one old tet id (0..{old_mesh.n_tets - 1}) per new"
+                                  f" tet ({new_mesh.n_tets}), got shape {tet_parent.shape}")
+    if np.any(T.data == 0):
+        T = T.copy()
+        T.eliminate_zeros()
+    return T, tet_parent
+
+
+def all_parents_in(T: sp.csr_matrix, nparents: np.ndarray):
+    """The node-set rule of a transfer ``T`` as a function of a mark on the old nodes.
+
+    Parameters
+    ----------
+    T : scipy.sparse.csr_matrix (n_new, n_old)
+        The transfer, without stored zeros.
+    nparents : (n_new,) int64
+        Stored entries per row of ``T``.
+
+    Returns
+    -------
+    callable
+        ``select(mark_old)``: for a mark (n_old,) float (1 on the set, 0 elsewhere), the new
+        nodes whose every parent is marked (and that have a parent), ascending.
+    """
+    n_new = T.shape[0]
+    nz_rows = np.repeat(np.arange(n_new), nparents)
+
+    def select(mark_old: np.ndarray) -> np.ndarray:
+        """New nodes whose every parent is marked (and that have a parent)."""
+        hit = np.bincount(nz_rows, weights=mark_old[T.indices], minlength=n_new)
+        return np.flatnonzero((nparents > 0) & (hit == nparents))
+
+    return select
+
+
+def carry_constraints(T: sp.csr_matrix, select, x_old: np.ndarray,
+                      constraints: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The new nodes and targets of each named constraint.
+
+    Parameters
+    ----------
+    T : scipy.sparse.csr_matrix (n_new, n_old)
+    select : callable
+        The node-set rule, :func:`all_parents_in`.
+    x_old : (n_old, 3) float
+        Current positions; the targets of the constrained nodes replace them and the
+        result is mapped with ``T``.
+    constraints : dict
+        ``name -> constraint`` with ``nodes`` (k,) and ``targets`` (k, 3) attributes.
+
+    Returns
+    -------
+    dict
+        ``name -> (new node ids, new targets)``; constraints with no node left are
+        dropped (with a warning).
+    """
+    n_old = T.shape[1]
+    out = {}
+    for name, c in constraints.items():
+        mark = np.zeros(n_old)
+        mark[c.nodes] = 1.0
+        sel = select(mark)
+        if len(sel) == 0:
+            log.warning("constraint %r has no nodes left after the topology change; dropped", name)
+            continue
+        tgt_old = x_old.copy()
+        tgt_old[c.nodes] = c.targets
+        out[name] = (sel, (T @ tgt_old)[sel])
+    return out
+
+
+def carry_forces(T: sp.csr_matrix, select, nparents: np.ndarray,
+                 forces: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Named nodal forces on the new nodes, split among the copies so that each total is kept.
+
+    Parameters
+    ----------
+    T : scipy.sparse.csr_matrix (n_new, n_old)
+    select : callable
+        The node-set rule, :func:`all_parents_in`.
+    nparents : (n_new,) int64
+        Stored entries per row of ``T``.
+    forces : dict
+        ``name -> (node ids (k,), forces (k, 3) N)``.
+
+    Returns
+    -------
+    dict
+        ``name -> (new node ids, forces)``; sets with no node left are dropped.
+    """
+    new_forces = {}
+    if forces:
+        n_old = T.shape[1]
+        Tb = sp.csr_matrix((np.ones(T.nnz), T.indices, T.indptr), shape=T.shape)
+        for name, (ids, fo) in forces.items():
+            full = np.zeros((n_old, 3))
+            full[ids] = fo
+            mark = np.zeros(n_old)
+            mark[ids] = 1.0
+            sel = select(mark)
+            if len(sel) == 0:
+                continue
+            ncop = np.asarray(Tb[sel].sum(axis=0)).ravel()  # copies per old node
+            share = full / np.maximum(ncop, 1.0)[:, None]
+            new_forces[name] = (sel, np.asarray(Tb[sel] @ share) / np.maximum(nparents[sel], 1)[:, None])
+    return new_forces
+
+
+def carry_pressures(parent: np.ndarray, old_faces: np.ndarray, new_faces: np.ndarray,
+                    pressures: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Named pressures on the new boundary faces whose three nodes derive from an old loaded face.
+
+    Parameters
+    ----------
+    parent : (n_new,) int64
+        Main old parent of each new node.
+    old_faces, new_faces : (f, 3) int64
+        Boundary faces of the old and the new mesh.
+    pressures : dict
+        ``name -> (old face ids (k,), pressures (k,) Pa)``.
+
+    Returns
+    -------
+    dict
+        ``name -> (new face ids, pressures)``; pressures with no face left are dropped
+        (with a warning).
+    """
+    new_press = {}
+    if pressures:
+        keyed = np.sort(parent[new_faces], axis=1)
+        for name, (fids, p) in pressures.items():
+            lut = {tuple(k): pv for k, pv in zip(np.sort(old_faces[fids], axis=1).tolist(), p.tolist())}
+            sel = [(i, lut[tuple(k)]) for i, k in enumerate(keyed.tolist()) if tuple(k) in lut]
+            if sel:
+                new_press[name] = (np.array([s[0] for s in sel]), np.array([s[1] for s in sel]))
+            else:
+                log.warning("pressure %r has no faces left after the topology change; dropped", name)
+    return new_press

@@ -433,7 +433,7 @@ def test_compiled_edge_crossings_match_the_numpy_reference(seed, n_edges, n_tris
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 80), st.integers(0, 200), st.integers(0, 2**31 - 1))
 def test_compiled_component_labels_match_scipy(n, n_edges, seed):
-    from organsim.surgery._split import component_labels
+    from organsim.surgery._separation import component_labels
 
     rng = np.random.default_rng(seed)
     rows = rng.integers(0, n, n_edges)

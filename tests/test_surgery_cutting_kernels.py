@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from organsim.mesh.generators import box_tet_mesh
 from organsim.mesh.tetmesh import TET_EDGES
-from organsim.surgery import _split
+from organsim.surgery import _blade_sweep, _sorted_keys
 from organsim.surgery.cutting import Cutter, face_keys, swept_triangles
 
 H = 0.01
@@ -27,13 +27,13 @@ def test_key_set_helpers_match_numpy(seed, k1, k2):
     rng = np.random.default_rng(seed)
     a = np.unique(_keys(rng, 30, k1))
     b = _keys(rng, 30, k2)
-    assert np.array_equal(_split.merge_keys(a, b), np.unique(np.concatenate([a, b])))
-    assert np.array_equal(_split.isin_sorted(b, a), np.isin(b, a))
+    assert np.array_equal(_sorted_keys.merge_keys(a, b), np.unique(np.concatenate([a, b])))
+    assert np.array_equal(_sorted_keys.isin_sorted(b, a), np.isin(b, a))
     renum = np.where(rng.random(30) < 0.2, -1, 0)
     renum[renum == 0] = np.arange(np.count_nonzero(renum == 0))
     f = renum[np.column_stack([b % (1 << 21), (b >> 21) % (1 << 21), b >> 42])]
     ref = np.unique(face_keys(f[(f >= 0).all(axis=1)]))
-    assert np.array_equal(_split.remap_keys(b, renum), ref)
+    assert np.array_equal(_sorted_keys.remap_keys(b, renum), ref)
 
 
 @settings(max_examples=40, deadline=None)
@@ -46,7 +46,7 @@ def test_swept_quads_are_the_non_degenerate_swept_triangles(seed, s, still):
         b[0] = a[0]                                    # one degenerate triangle
     tris = swept_triangles(a, b)
     area = 0.5 * np.linalg.norm(np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0]), axis=1)
-    assert np.array_equal(_split.swept_quads(a, b, 1e-16), tris[area > 1e-16])
+    assert np.array_equal(_blade_sweep.swept_quads(a, b, 1e-16), tris[area > 1e-16])
 
 
 def test_sweep_edges_numbers_edges_as_numpy_unique():
@@ -56,7 +56,7 @@ def test_sweep_edges_numbers_edges_as_numpy_unique():
     tris = swept_triangles(np.array([[0.0251, -0.01, 0.06], [0.0251, -0.01, -0.01]]),
                            np.array([[0.0251, 0.06, 0.06], [0.0251, 0.06, -0.01]]))
     none = np.zeros(BOX.n_points, bool)
-    ue, einv, fc, tpar, new_pt, on_cut, n_newly = _split.sweep_edges(
+    ue, einv, fc, tpar, new_pt, on_cut, n_newly = _blade_sweep.sweep_edges(
         wg, forced, BOX.points, tris, 1e-9, 1e-10, none, np.zeros(0, np.int64), none, 0.25)
     we = np.sort(wg[:, TET_EDGES], axis=2).reshape(-1, 2)
     ukey, inv = np.unique(we[:, 0] * (1 << 21) + we[:, 1], return_inverse=True)

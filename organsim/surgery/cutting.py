@@ -13,7 +13,7 @@ Each increment cuts what the blade crossed since the previous one:
    ``t`` within ``snap`` of an end snap the cut onto that vertex (the vertex
    becomes *on the cut*), so no sliver is made; edges touching an on-cut
    vertex are not cut again.
-3. **Splitting** (compiled kernel, :mod:`organsim.surgery._split`). A tet
+3. **Splitting** (compiled kernel, :mod:`organsim.surgery._split_kernel`). A tet
    whose crossed edges and on-cut vertices are consistent with a surface
    passing right through it is *fully crossed*: it is split into its two sides
    (case table: 3 or 4 cut edges, fewer with on-cut vertices); the cut polygon
@@ -61,10 +61,12 @@ from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_FACES, TetMesh
 from ..mesh.topology import TopologyChange, face_keys
-from ._split import (KEY_BASE, assemble, blade_candidates, crossed_edge_ends, edge_hits, flat_faces_between_sides,
-                     front_completions, merge_keys, new_nodes, readonly, remap_families, remap_ids, remap_keys, run_split,
-                     separate_sides, split_tags, swept_quads, sweep_edges, transfer_rows, update_families,
-                     working_set)
+from ._blade_sweep import blade_candidates, edge_hits, front_completions, sweep_edges, swept_quads
+from ._pending_families import crossed_edge_ends, remap_families, update_families, working_set
+from ._separation import flat_faces_between_sides, separate_sides
+from ._sorted_keys import KEY_BASE, merge_keys, remap_ids, remap_keys
+from ._split_assembly import assemble, new_nodes, split_tags, transfer_rows
+from ._split_kernel import readonly, run_split
 
 __all__ = [
     "CutResult", "Cutter", "cut", "face_keys", "swept_triangles", "surface_with_cut_tags",
@@ -436,7 +438,7 @@ class Cutter:
         """Pending families (not in ``exclude``) whose crack front can be rounded onto nearby vertices.
 
         ``keeps_off`` (n,) bool marks the nodes ending a crossed edge of a pending tet
-        (:func:`~organsim.surgery._split.crossed_edge_ends`). Returns the family ids and the
+        (:func:`~organsim.surgery._pending_families.crossed_edge_ends`). Returns the family ids and the
         node ids to put onto the cut (see :meth:`finish`).
         """
         empty = np.zeros(0, dtype=np.int64)
@@ -704,7 +706,7 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
     valence : ndarray, shape (n_points + d,), int64, or None
         The valences after the separation (None if not given).
 
-    See :func:`organsim.surgery._split.separate_sides` for the rule.
+    See :func:`organsim.surgery._separation.separate_sides` for the rule.
     """
     work = tets if inplace else np.array(tets, dtype=np.int64)
     out, dup_src, keys_new, pending, changed, val = separate_sides(

@@ -5,7 +5,7 @@ The margin surface is the zero level set of ``phi(x) = d(x) - margin`` where
 union of its tets' faces that border other tissue or the outside). ``phi`` is
 sampled at the nodes and interpolated linearly in each tet; every tet whose
 vertices change sign is split along ``phi = 0`` by the same case-table kernel
-as the blade cut (:mod:`organsim.surgery._split`): crossings within ``snap``
+as the blade cut (:mod:`organsim.surgery._split_kernel`): crossings within ``snap``
 of an edge end are snapped onto the vertex, so no sliver is made, and no
 volume is lost in the split. The pieces with ``phi < 0`` are removed.
 """
@@ -21,7 +21,7 @@ from scipy.spatial import cKDTree
 
 from ..errors import MeshError
 from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
-from ._split import run_split
+from ._split_kernel import run_split
 from ..mesh.topology import TopologyChange, face_keys
 
 __all__ = ["ResectionResult", "resect", "point_triangle_distance"]

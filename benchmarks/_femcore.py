@@ -36,7 +36,7 @@ def make_sim(mesh, material, *, density=1000.0, fixed, dt, **kw) -> Simulation:
 
 def timed_steps(sim: Simulation, n_warm: int, n_meas: int, *, on_step=None) -> dict:
     """Run ``n_warm`` untimed and ``n_meas`` timed steps; return per-step stats."""
-    for k in range(n_warm):
+    for _ in range(n_warm):
         sim.step()
         if on_step:
             on_step(sim)

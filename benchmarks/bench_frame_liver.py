@@ -20,7 +20,7 @@ ID = "frame-liver"
 
 
 def _procedure(model: str, integrator: str, gravity: bool = False):
-    from organsim.scenario.runner import Procedure
+    from organsim.scenario.procedure import Procedure
     from organsim.scenario.schema import Action, Fixation, Material, Organ, Scenario
 
     materials = {"default": Material(tissue="liver", model=model)}
@@ -43,7 +43,7 @@ def _procedure(model: str, integrator: str, gravity: bool = False):
 
 def _cut_procedure():
     """The settled liver under gravity, incised 6 cm long and 2 cm deep in 2 s (1 mm per frame)."""
-    from organsim.scenario.runner import Procedure
+    from organsim.scenario.procedure import Procedure
     from organsim.scenario.schema import Action, Fixation, Material, Organ, Scenario
 
     s = Scenario(
@@ -148,7 +148,7 @@ def run(quick: bool = False) -> dict:
             "worst_fps_with_simulation": min(ok) if ok else float("nan"),
             "renderer": _renderer(), "load_average_1min": os.getloadavg()[0],
             "note": "2-core shared machine, software OpenGL (llvmpipe) unless a GPU is present; "
-                    "dt = 1/30 s; medians over %d frames after %d warm-up" % (n, warmup)}
+                    f"dt = 1/30 s; medians over {n} frames after {warmup} warm-up"}
 
 
 def _renderer() -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import numpy as np
 
 ID = "mesh-phantom"
 

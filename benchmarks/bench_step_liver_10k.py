@@ -5,7 +5,8 @@ The shipped liver (``organsim.mesh.shipped.load_shipped("liver")``), the
 nu = 0.45, rho = 1060 for all regions (the organ-dyn stiffness). With the liver
 preset (E = 5.2 kPa) the organ hanging from its ligament band under full gravity
 inverts elements next to the band within the first frames (the static sag would be
-far beyond the preset's validity), so that setting is not a meaningful timing. Realtime integrator (one linearly implicit Newton step, warped-Cholesky
+far beyond the preset's validity), so that setting is not a meaningful timing.
+Realtime integrator (one linearly implicit Newton step, warped-Cholesky
 PCG, rtol 1e-2, <= 20 CG iterations); accuracy: the largest displacement after
 the run against backward Euler with Newton tol 1e-9 over the same steps.
 Targets: <= 16 ms corotational, <= 33 ms neo-Hookean.

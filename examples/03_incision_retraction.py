@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     v = validate_mesh(sim.mesh)
     print(f"incision {length * 1e3:.0f} mm: {sim.mesh.n_tets - liver.n_tets} tets added,"
           f" volume change {abs(sim.mesh.volume - liver.volume) / liver.volume:.1e} (relative),"
-          f" mesh valid: {v['ok']}, median cut increment (cut + solver update) {1e3 * np.median(scalpel.cut_seconds):.1f} ms")
+          f" mesh valid: {v['ok']}, median cut increment (cut + solver update)"
+          f" {1e3 * np.median(scalpel.cut_seconds):.1f} ms")
     print(f"series: {out / 'incision.pvd'}")
     return 0
 

@@ -20,10 +20,63 @@ subpackages are imported on first use.
 from __future__ import annotations
 
 import importlib
+import os
+import tempfile
+from pathlib import Path
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: F401
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".organsim-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+        return True
+    except OSError:
+        return False
+
+
+def kernel_cache_dir(candidates: list[Path] | None = None) -> str | None:
+    """Where numba caches organsim's compiled kernels; sets ``NUMBA_CACHE_DIR`` when it must.
+
+    numba caches next to the sources when it can write there, else in the
+    user's cache folder. On a read-only install with no writable home neither
+    works and every kernel would fail; then a writable folder is chosen here
+    (the user cache, else the temporary folder) before numba is imported.
+    ``NUMBA_CACHE_DIR``, when set, always wins.
+
+    Parameters
+    ----------
+    candidates : list of Path, optional
+        Folders to try, in order (default: ``$XDG_CACHE_HOME/organsim/numba`` or
+        ``~/.cache/organsim/numba``, then ``<tmp>/organsim-numba-<user>``).
+
+    Returns
+    -------
+    str or None
+        The folder set as ``NUMBA_CACHE_DIR``, or None when numba's default works.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return os.environ["NUMBA_CACHE_DIR"]
+    if candidates is None:
+        if _writable(Path(__file__).resolve().parent / "__pycache__"):
+            return None
+        home = os.environ.get("XDG_CACHE_HOME") or str(Path("~").expanduser() / ".cache")
+        user = os.environ.get("USER") or str(getattr(os, "getuid", lambda: "user")())
+        candidates = [Path(home) / "organsim" / "numba",
+                      Path(tempfile.gettempdir()) / f"organsim-numba-{user}"]
+    for folder in candidates:
+        if _writable(Path(folder)):
+            os.environ["NUMBA_CACHE_DIR"] = str(folder)
+            return str(folder)
+    return None
+
+
+kernel_cache_dir()
+
+from .errors import (  # noqa: F401, E402 - after the kernel cache is chosen, before numba loads
     ConvergenceError,
     ImageError,
     InputFileError,
@@ -34,7 +87,7 @@ from .errors import (  # noqa: F401
     SimulationError,
     UnitsError,
 )
-from .mesh import LabelImage, TetMesh, TriSurface  # noqa: F401
+from .mesh import LabelImage, TetMesh, TriSurface  # noqa: F401, E402
 
 #: Public name -> module that defines it (imported lazily).
 _LAZY = {

@@ -278,7 +278,8 @@ def test_rest_sub_stiffness_equals_the_full_rest_stiffness_restricted():
     for k in (1, 7, 30, mesh.n_points):
         nodes = np.sort(rng.choice(mesh.n_points, k, replace=False))
         sub = asm.pattern.sub(nodes)
-        assert np.allclose(asm.rest_sub_stiffness(sub), sub.gather(full, 1.0), rtol=1e-12, atol=1e-12 * np.abs(full).max())
+        assert np.allclose(asm.rest_sub_stiffness(sub), sub.gather(full, 1.0), rtol=1e-12,
+                           atol=1e-12 * np.abs(full).max())
 
 
 def test_sub_gather_of_lumped_masses_equals_the_block_mass():

@@ -71,7 +71,6 @@ def test_nodal_average_of_constant_and_weights():
     const = np.full((m.n_tets, 3, 3), 2.5)
     assert np.allclose(FL.nodal_average(const, m.tets, m.volumes, m.n_points), 2.5)
     # two tets sharing nodes: weights by volume
-    pts = np.array([[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 0, -2]])
     tets = np.array([[0, 1, 2, 3], [0, 2, 1, 4]])
     vals = np.array([1.0, 4.0])
     vol = np.abs(np.array([1 / 6, 2 / 6]))

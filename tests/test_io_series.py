@@ -33,7 +33,7 @@ def test_series_roundtrip_with_fields(tmp_path, mesh):
     assert (tmp_path / "out" / "beam" / "beam_000002.vtu").is_file()
     series = read_series(pvd)
     assert [t for t, _ in series] == [0.0, 0.5, 1.0]
-    for (t, grid), (pts, vm, sig) in zip(series, frames):
+    for (_, grid), (pts, vm, sig) in zip(series, frames):
         np.testing.assert_allclose(grid.points, pts)
         np.testing.assert_allclose(grid.point_data["displacement"], pts - mesh.points)
         np.testing.assert_allclose(grid.cell_data["von_mises"], vm)

@@ -143,7 +143,7 @@ def test_shipped_liver_regions_and_size():
 
 
 def test_shipped_names_and_unknown():
-    assert shipped_names() == ["block", "kidney", "liver"]
+    assert shipped_names() == ["block", "gauze", "kidney", "liver"]
     from organsim.errors import InputFileError
 
     with pytest.raises(InputFileError, match="no shipped mesh"):

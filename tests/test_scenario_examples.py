@@ -21,7 +21,7 @@ def test_there_are_scenarios_for_the_users_tasks():
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_example_scenario_is_valid_for_its_organ(path):
-    from organsim.scenario.runner import load_organ
+    from organsim.scenario.build import load_organ
 
     s = load_scenario(path)
     mesh = load_organ(s)

@@ -36,7 +36,7 @@ def test_demo_gravity_points_down_the_scene():
 def test_liver_dropped_under_gravity_takes_realtime_steps_without_rejection():
     """The hard case: gravity switched on at rest (no settling), 45 steps of 1/30 s."""
     from organsim.mesh.shipped import load_shipped
-    from organsim.scenario.runner import build_simulation
+    from organsim.scenario.build import build_simulation
 
     s = liver_at_rest_scenario(settle_s=0.0)
     s.dt_s = 1 / 30
@@ -60,7 +60,7 @@ def test_liver_dropped_under_gravity_takes_realtime_steps_without_rejection():
 
 
 def test_liver_settles_before_the_timeline_and_stays_there():
-    from organsim.scenario.runner import SETTLED_SPEED, Procedure
+    from organsim.scenario.procedure import SETTLED_SPEED, Procedure
 
     s = liver_at_rest_scenario(settle_s=1.0)
     p = Procedure(s, fields_every=2)
@@ -89,7 +89,7 @@ def test_liver_example_scenario_runs_to_the_end_under_gravity(name):
     from pathlib import Path
 
     from organsim.scenario import load_scenario
-    from organsim.scenario.runner import Procedure
+    from organsim.scenario.procedure import Procedure
 
     path = Path(__file__).resolve().parents[1] / "examples" / "scenarios" / f"{name}.toml"
     s = load_scenario(path)

@@ -32,7 +32,7 @@ def scenario(timeline, duration=0.4, **kw) -> Scenario:
 
 
 def proc_for(s, mesh=None):
-    from organsim.scenario.runner import Procedure
+    from organsim.scenario.procedure import Procedure
 
     return Procedure(s, mesh=mesh or block(), fields_every=2)
 
@@ -117,7 +117,7 @@ def test_settling_starts_the_clock_at_rest_under_gravity():
     s = scenario([Action(t=0.0, action="grasp", at_mm=(0.0, 0.0, 0.0))], duration=0.12, settle_s=2.0)
     p = proc_for(s)
     assert p.time == 0.0 and 0 < p.settle_steps < 50 and p.settle_sag_m > 0
-    from organsim.scenario.runner import SETTLED_SPEED
+    from organsim.scenario.procedure import SETTLED_SPEED
 
     assert np.abs(p.sim.velocities).max() < SETTLED_SPEED
     assert p.recorder.times == [0.0]
@@ -173,7 +173,8 @@ def test_run_writes_series_metrics_report_and_history(tmp_path):
 def test_a_step_the_solver_cannot_take_ends_the_run_and_keeps_the_results(tmp_path, monkeypatch):
     from organsim.errors import ConvergenceError
     from organsim.io import write_mesh
-    from organsim.scenario.runner import Procedure, run
+    from organsim.scenario.procedure import Procedure
+    from organsim.scenario.runner import run
 
     organ = tmp_path / "block.vtu"
     write_mesh(block(), organ)

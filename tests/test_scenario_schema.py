@@ -149,6 +149,11 @@ def actions(draw, t):
             a.direction = draw(points.filter(lambda p: any(c != 0 for c in p)))
         elif key == "region":
             a.region = draw(st.sampled_from(["tumour", "vessel"]))
+        elif key == "times_s":
+            # when each point is reached: non-decreasing, the last at most duration_s
+            fr = sorted(draw(st.lists(st.floats(min_value=0.0, max_value=1.0),
+                                      min_size=len(a.path_mm), max_size=len(a.path_mm))))
+            a.times_s = tuple(f * a.duration_s for f in fr)
         else:
             lo, hi = {"duration_s": (0.01, 10.0), "radius_mm": (0.1, 50.0),
                       "depth_mm": (0.0, 200.0), "distance_mm": (0.0, 300.0),

@@ -131,7 +131,7 @@ def test_oblique_full_cut_separates_and_follows_the_blade():
     path = np.stack([blade + [0, 0.001 * k, 0] for k in range(0, 71, 2)])
     c = Cutter(m)
     for pose in path:
-        res = c.advance(pose)
+        c.advance(pose)
     res_mesh = c.mesh
     assert validate_mesh(res_mesh)["ok"]
     assert _components(res_mesh) == 2
@@ -347,7 +347,9 @@ def test_random_blade_paths_through_the_shipped_liver(path):
 
 
 def _edge_hits_reference(p0: np.ndarray, p1: np.ndarray, tris: np.ndarray, tol: float = 1e-9):
-    """Vectorized numpy reference for the compiled crossing kernel: crossings of segments ``p0 -> p1`` (e, 3) with triangles (T, 3, 3).
+    """Vectorized numpy reference for the compiled crossing kernel.
+
+    Crossings of segments ``p0 -> p1`` (e, 3) with triangles (T, 3, 3).
 
     Returns
     -------

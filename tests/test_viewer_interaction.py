@@ -144,14 +144,17 @@ def test_drag_on_background_turns_the_camera(viewer):
     assert np.linalg.norm(np.array(viewer.plotter.camera.position) - cam_before) > 1e-6
 
 
-def test_cut_tool_draws_a_path_and_hands_it_to_the_source(viewer):
-    got = {}
+def test_cut_tool_moves_the_blade_along_the_dragged_surface_path(viewer):
+    got = {"points": [], "ended": 0}
 
-    def cut_path(points, *, depth):
-        got["points"], got["depth"] = points, depth
-        return "cut done"
+    def cut_begin(point, *, depth):
+        got["points"].append(point)
+        got["depth"] = depth
+        return True
 
-    viewer.source.cut_path = cut_path
+    viewer.source.cut_begin = cut_begin
+    viewer.source.cut_move = lambda p: got["points"].append(p)
+    viewer.source.cut_end = lambda: got.__setitem__("ended", got["ended"] + 1)
     send_key(viewer, "i")
     assert viewer.interaction.tool == "cut"
     iren = viewer.plotter.iren
@@ -160,12 +163,12 @@ def test_cut_tool_draws_a_path_and_hands_it_to_the_source(viewer):
     for dx in range(-25, 31, 5):
         iren._mouse_move(x + dx, y)
     iren._mouse_left_button_release(x + 30, y)
-    pts = got["points"]
-    assert pts.shape[1] == 3 and len(pts) >= 5
+    pts = np.array(got["points"])
+    assert pts.shape[1] == 3 and len(pts) >= 5 and got["ended"] == 1
     # all on the anterior surface (y = -0.03), running left to right
     np.testing.assert_allclose(pts[:, 1], -0.03, atol=1e-6)
     assert pts[-1, 0] - pts[0, 0] > 0.02
-    assert viewer.interaction.messages == ["cut done"]
+    assert viewer.interaction.messages[0].startswith("cut stroke")
 
 
 def test_reset_key_resets_the_source(viewer):
@@ -191,8 +194,7 @@ def test_static_mesh_cannot_be_grasped(tmp_path):
 @pytest.mark.slow
 def test_mouse_grasp_and_cut_drive_organsims_own_solver():
     """The same mouse events on a real procedure: the solver moves the tissue, the cutter cuts."""
-    pytest.importorskip("organsim.fem.simulation")
-    from organsim.scenario.runner import Procedure
+    from organsim.scenario.procedure import HAND_GRASPER, Procedure
     from organsim.viewer import Viewer
     from tests.test_scenario_runner import block, scenario
 
@@ -203,23 +205,25 @@ def test_mouse_grasp_and_cut_drive_organsims_own_solver():
     iren = v.plotter.iren
     x, y = centre_pixel(v)
     iren._mouse_left_button_press(x, y)
-    assert "mouse" in proc.sim.constraint_names
-    held = proc.tools["mouse"].held
+    assert HAND_GRASPER in proc.sim.constraint_names
+    held = proc.tools[HAND_GRASPER].held
     iren._mouse_move(x + 30, y)
     for _ in range(3):
         v.frame()
     moved = proc.positions[held] - proc.mesh.points[held]
     assert moved[:, 0].mean() > 0.002  # dragged to the right in the top view: +x
-    assert any(line.startswith("mouse:") for line in v.scene.panel_lines())  # its force is shown
+    assert any(line.startswith(f"{HAND_GRASPER}:") for line in v.scene.panel_lines())  # its force
     iren._mouse_left_button_release(x + 30, y)
-    assert "mouse" not in proc.sim.constraint_names
+    assert HAND_GRASPER not in proc.sim.constraint_names
     # cut tool: drag across the top surface
     send_key(v, "i")
     n_tets = proc.mesh.n_tets
     iren._mouse_left_button_press(x - 50, y + 7)
     for dx in range(-45, 51, 5):
         iren._mouse_move(x + dx, y + 7)
+        v.frame()  # the blade cuts as the simulation steps
     iren._mouse_left_button_release(x + 50, y + 7)
+    v.frame()
     assert proc.mesh.n_tets > n_tets, v.interaction.messages
     assert proc.cut_face_mask is not None and proc.cut_face_mask.any()
     v.frame()  # the simulation continues on the cut mesh

@@ -38,14 +38,27 @@ def register(subparsers) -> None:
                     "series or an 'organsim run' output folder plays back with a time slider; a "
                     "scenario (.toml) runs live and can be grasped and cut with the mouse (press h "
                     "in the window for the keys). Without a display, use --screenshot.")
-    p.add_argument("path", help="mesh file, .pvd, output folder, or scenario .toml")
+    p.add_argument("path", help="mesh file, .pvd, output folder, scenario .toml, or an exercise "
+                   "(pattern-cutting, retraction)")
     p.add_argument("--units", default=None,
                    help="length unit of a mesh file without one (default mm; VTU from organsim is m)")
     p.add_argument("--screenshot", metavar="PNG", help="render off-screen to this PNG and exit")
     p.add_argument("--time", type=float, help="time (s) of the series frame to show first")
-    p.add_argument("--camera", default="surgeon", help="camera preset (anterior, posterior, "
-                   "superior, inferior, right, left, surgeon, demo)")
+    p.add_argument("--camera", default=None, help="camera preset (anterior, posterior, "
+                   "superior, inferior, right, left, surgeon, demo); default: the scenario's")
+    p.add_argument("--trainee", help="a live attempt: record it in this trainee's training history")
+    p.add_argument("--history", metavar="DB", help="training history database "
+                   "(default ~/.organsim/history.sqlite)")
+    p.add_argument("-o", "--outdir", help="where a live attempt's results go (metrics.json, "
+                   "report.html, attempt.toml; default ./organsim-attempts/<scenario>-<time>)")
     p.set_defaults(func=cmd_view)
+
+    p = subparsers.add_parser(
+        "warmup", help="compile organsim's numeric kernels now (first use only)",
+        description="Compile (and cache) the numeric kernels a live session needs, so that the "
+                    "first window opens quickly and the first cut does not pause. The first run "
+                    "on a machine takes a minute or two; later runs load the cache in seconds.")
+    p.set_defaults(func=cmd_warmup)
 
     p = subparsers.add_parser(
         "demo", help="the shipped liver: held, incised and retracted",
@@ -88,7 +101,8 @@ def _print_results(res, wall: float) -> None:
         print(f"  {t['steps']} steps, median {t['median_step_ms']:.0f} ms/step; wall {wall:.1f} s")
     print("wrote:")
     for label, path in (("series (ParaView)", res.series), ("metrics", res.metrics_path),
-                        ("report", res.report), ("video", res.video), ("image", res.image)):
+                        ("report", res.report), ("video", res.video), ("image", res.image),
+                        ("attempt (replay with organsim run)", res.attempt)):
         if path is not None:
             print(f"  {label}: {path}")
     for n in res.notes:
@@ -113,36 +127,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ view
 def cmd_view(args: argparse.Namespace) -> int:
+    from ..scenario.exercises import EXERCISES
     from ..viewer.viewer import Viewer, has_display
 
     path = Path(args.path)
-    if not path.exists():
+    is_exercise = not path.exists() and args.path.strip().lower().replace("_", "-") in EXERCISES
+    if not path.exists() and not is_exercise:
         raise OrganSimError(f"{path}: no such file or folder; give a mesh file, a .pvd series, "
-                            "an 'organsim run' output folder or a scenario .toml")
+                            "an 'organsim run' output folder, a scenario .toml or an exercise "
+                            f"({', '.join(sorted(EXERCISES))})")
     if args.screenshot is None and not has_display():
         raise OrganSimError("no display to open a window on; render to a file with "
                             "--screenshot out.png (or run under xvfb-run)")
+    camera = args.camera or "surgeon"
+    if is_exercise or path.suffix.lower() == ".toml":
+        return _live_attempt(args)
     if path.is_dir() or path.suffix.lower() == ".pvd":
         from ..viewer.replay import replay
 
-        replay(path, screenshot=args.screenshot, time=args.time, camera=args.camera)
+        replay(path, screenshot=args.screenshot, time=args.time, camera=camera)
     else:
-        if path.suffix.lower() == ".toml":
-            from ..scenario.loader import load_scenario
-            from ..scenario.runner import Procedure
+        from ..io import read_any
+        from ..mesh.tetmesh import TetMesh
 
-            obj = Procedure(load_scenario(path), open_ended=True)
-        else:
-            from ..io import read_any
-            from ..mesh.tetmesh import TetMesh
-
-            units = args.units or ("m" if path.suffix.lower() == ".vtu" else "mm")
-            obj = read_any(path, units=units)
-            if not isinstance(obj, TetMesh):
-                raise OrganSimError(f"{path}: holds a {type(obj).__name__}, not a volume mesh; "
-                                    "mesh it first with 'organsim mesh'")
+        units = args.units or ("m" if path.suffix.lower() == ".vtu" else "mm")
+        obj = read_any(path, units=units)
+        if not isinstance(obj, TetMesh):
+            raise OrganSimError(f"{path}: holds a {type(obj).__name__}, not a volume mesh; "
+                                "mesh it first with 'organsim mesh'")
         v = Viewer(obj, off_screen=args.screenshot is not None)
-        v.scene.camera_preset(args.camera)
+        v.scene.camera_preset(camera)
         if args.screenshot is not None:
             v.screenshot(args.screenshot)
             v.close()
@@ -153,6 +167,61 @@ def cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live_attempt(args: argparse.Namespace) -> int:
+    """A scenario or exercise in the live window; scored, recorded and saved for replay at the end."""
+    import datetime as _dt
+    import re
+
+    from ..scenario.exercises import resolve_scenario
+    from ..scenario.procedure import Procedure
+    from ..scenario.runner import write_results
+    from ..viewer.viewer import Viewer
+    from ..warmup import warm_up
+
+    scenario = resolve_scenario(args.path)
+    if args.screenshot is None:
+        warm_up(progress=True)  # before the window opens: never compile in the middle of a drag
+    t0 = time.perf_counter()
+    proc = Procedure(scenario, open_ended=True)
+    v = Viewer(proc, off_screen=args.screenshot is not None, title=f"organsim: {scenario.name}")
+    v.scene.camera_preset(args.camera or scenario.output.camera)
+    if args.screenshot is not None:
+        v.screenshot(args.screenshot)
+        v.close()
+        print(f"wrote {args.screenshot}")
+        return 0
+    print(f"organsim view: {scenario.name}. {scenario.description}".strip())
+    print("keys: i tool (grasp / cut / camera), space pause, x restart, e end and score, h help")
+    v.show()
+    wall = time.perf_counter() - t0
+    if proc.step_count == 0:
+        print("the attempt did not start (no step was taken): nothing recorded")
+        v.close()
+        return 0
+    if args.outdir:
+        out = Path(args.outdir)
+    else:
+        slug = re.sub(r"[^a-z0-9]+", "-", scenario.name.lower()).strip("-") or "attempt"
+        out = Path("organsim-attempts") / f"{slug}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    who = f" by {args.trainee}" if args.trainee else ""
+    attempt = proc.attempt_scenario(description=f"Replay of a live attempt{who} at {scenario.name!r} "
+                                    f"({proc.time:.1f} s). {scenario.description}")
+    res = write_results(proc, out, wall_s=wall, trainee=args.trainee, history_path=args.history,
+                        attempt=attempt)
+    v.close()
+    _print_results(res, wall)
+    print(f"replay it: organsim run {res.attempt} -o {out / 'replay'}")
+    return 0
+
+
+def cmd_warmup(args: argparse.Namespace) -> int:
+    from ..warmup import warm_up
+
+    took = warm_up(progress=True, force=True)
+    print(f"numeric kernels ready ({took:.1f} s)")
+    return 0
+
+
 # ------------------------------------------------------------------ demo
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..scenario.demos import demo_scenario
@@ -160,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     scenario = demo_scenario()
     if has_display() and not args.no_window:
-        from ..scenario.runner import Procedure
+        from ..scenario.procedure import Procedure
         from ..viewer.viewer import Viewer
 
         print("organsim demo: the liver is held by its ligament; a scalpel incises the right lobe "

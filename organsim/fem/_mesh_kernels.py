@@ -195,7 +195,9 @@ def rest_diagonal_blocks(tets, grads, vols, lam, mu, slot, k):
 
 @njit(cache=True)
 def sub_pattern(indptr, indices, nodes, newid):
-    """The block pattern restricted to ``nodes`` (sorted), renumbered by ``newid`` (``newid[nodes[r]] = r``, -1 elsewhere).
+    """The block pattern restricted to ``nodes`` (sorted), renumbered by ``newid``.
+
+    ``newid[nodes[r]] = r``, -1 elsewhere.
 
     Returns ``blocks`` (k,) int64, the parent block of each kept block, and the
     kept pattern's ``indptr`` (len(nodes) + 1,), ``indices`` (k,) and ``rows`` (k,),

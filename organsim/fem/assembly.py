@@ -67,7 +67,7 @@ class BlockPattern:
         return self._rows
 
     def updated(self, old_tets: np.ndarray, tets: np.ndarray, n: int, tet_parent: np.ndarray,
-                new2old: np.ndarray) -> "BlockPattern":
+                new2old: np.ndarray) -> BlockPattern:
         """The pattern of a locally changed mesh (after a cut), rebuilding only the rows around the change.
 
         Parameters
@@ -94,7 +94,7 @@ class BlockPattern:
         """The (3n, 3n) BSR matrix with block data ``data`` (nnzb, 3, 3)."""
         return sp.bsr_matrix((data, self.indices, self.indptr), shape=(3 * self.n, 3 * self.n))
 
-    def sub(self, free_nodes: np.ndarray, col_nodes: np.ndarray | None = None) -> "SubPattern":
+    def sub(self, free_nodes: np.ndarray, col_nodes: np.ndarray | None = None) -> SubPattern:
         """The pattern restricted to rows ``free_nodes`` and columns ``col_nodes`` (sorted ids; the same by default)."""
         return SubPattern(self, free_nodes, col_nodes)
 

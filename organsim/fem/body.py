@@ -122,7 +122,7 @@ class Body:
                 out.append((elems, mat))
         return out
 
-    def with_mesh(self, mesh: TetMesh) -> "Body":
+    def with_mesh(self, mesh: TetMesh) -> Body:
         """The same materials and densities on another mesh with the same region ids (after a cut)."""
         mats = {rid: m for rid, m in self._mat_per_region.items() if rid in mesh.region_names}
         if isinstance(self.density, Mapping):

@@ -427,7 +427,7 @@ class _CoarseSolver:
         return self.lu.solve(b)
 
 
-def _prolongation(space: "P2Space", free: np.ndarray) -> sp.csr_matrix:
+def _prolongation(space: P2Space, free: np.ndarray) -> sp.csr_matrix:
     """Linear interpolation from free P1 vertex dofs to the free P2 dofs, shape (len(free), 3 n_c)."""
     N, n = space.n_scalar, space.mesh.n_points
     par = space.parents
@@ -440,7 +440,7 @@ def _prolongation(space: "P2Space", free: np.ndarray) -> sp.csr_matrix:
     return P[:, keep].tocsr()
 
 
-def _solve(K: sp.csr_matrix, b: np.ndarray, *, space: "P2Space | None" = None,
+def _solve(K: sp.csr_matrix, b: np.ndarray, *, space: P2Space | None = None,
            free: np.ndarray | None = None, rtol: float = 1e-10) -> np.ndarray:
     """Solve the free-dof system; direct when small, two-level PCG when large."""
     K = K.tocsr()

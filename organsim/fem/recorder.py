@@ -175,7 +175,7 @@ class Recorder:
         """Finish the series (the ``.pvd`` is already complete after each frame)."""
         self._writer.close()
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -246,7 +246,10 @@ class BandedCholesky:
 
     @staticmethod
     def band_order(sub) -> tuple[np.ndarray, np.ndarray, int]:
-        """Reverse Cuthill-McKee order of ``sub``'s nodes: (perm (n,), position of each node (n,), scalar half-band kd)."""
+        """Reverse Cuthill-McKee order of ``sub``'s nodes.
+
+        Returns perm (n,), the position of each node (n,) and the scalar half-band kd.
+        """
         n = sub.n
         graph = sp.csr_matrix((np.ones(len(sub.indices), dtype=np.int8), sub.indices, sub.indptr), shape=(n, n))
         perm = reverse_cuthill_mckee(graph, symmetric_mode=True).astype(np.int64)

@@ -69,7 +69,7 @@ class SeriesWriter:
         self._closed = False
 
     # ------------------------------------------------------------ protocol
-    def __enter__(self) -> "SeriesWriter":
+    def __enter__(self) -> SeriesWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -186,7 +186,7 @@ def _field(values, n: int, name: str, kind: str) -> np.ndarray:
     return arr
 
 
-def read_series(pvd_path: str | os.PathLike) -> list[tuple[float, "object"]]:
+def read_series(pvd_path: str | os.PathLike) -> list[tuple[float, object]]:
     """Read a ``.pvd`` series back, every frame in memory.
 
     Parameters

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -92,10 +92,10 @@ def make_well_composed(mask: np.ndarray, *, max_iterations: int = 50) -> tuple[n
         for ax in range(3):
             a, b = [x for x in range(3) if x != ax]
             for t in (0, 1):
-                def off(da, db, a=a, b=b, ax=ax, t=t):
+                def off(da, db, a=a, b=b, ax=ax, t=t, shape=m.shape):
                     o = [0, 0, 0]
                     o[a], o[b], o[ax] = da, db, t
-                    return _shifted(m.shape, o)
+                    return _shifted(shape, o)
                 p00, p11, p10, p01 = m[off(0, 0)], m[off(1, 1)], m[off(1, 0)], m[off(0, 1)]
                 add[off(1, 0)] |= p00 & p11 & ~p10 & ~p01
                 add[off(0, 0)] |= p10 & p01 & ~p00 & ~p11

@@ -446,7 +446,6 @@ def nonmanifold_vertices(surface: TriSurface) -> np.ndarray:
     # a vertex linked when their faces share an edge through that vertex.
     k = len(faces)
     corner_v = faces.ravel()
-    corner_id = np.arange(3 * k)
     # For each half-edge (u->v) in face f, corners (f,u) and (f,v) are on that edge.
     he = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
     c_from = np.arange(3 * k)

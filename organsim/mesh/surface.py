@@ -118,7 +118,7 @@ class TriSurface:
         return poly
 
     @classmethod
-    def from_pyvista(cls, poly) -> "TriSurface":
+    def from_pyvista(cls, poly) -> TriSurface:
         """Build from :class:`pyvista.PolyData`; polygons are triangulated."""
         tri = poly if poly.is_all_triangles else poly.triangulate()
         faces = np.asarray(tri.faces).reshape(-1, 4)[:, 1:] if tri.n_cells else np.zeros((0, 3), int)
@@ -132,7 +132,7 @@ class TriSurface:
         return trimesh.Trimesh(np.array(self.points), np.array(self.faces), process=False)
 
     @classmethod
-    def from_trimesh(cls, tm) -> "TriSurface":
+    def from_trimesh(cls, tm) -> TriSurface:
         """Build from a :class:`trimesh.Trimesh`."""
         return cls(np.asarray(tm.vertices, dtype=np.float64), np.asarray(tm.faces))
 

@@ -252,14 +252,14 @@ class TetMesh:
         return rr
 
     # ------------------------------------------------------------ derivations
-    def with_points(self, points: np.ndarray) -> "TetMesh":
+    def with_points(self, points: np.ndarray) -> TetMesh:
         """The same connectivity and regions at new node positions (shape (n, 3), m)."""
         pts = np.asarray(points, dtype=np.float64)
         if pts.shape != self.points.shape:
             raise MeshError(f"new points must have shape {self.points.shape}, got {pts.shape}")
         return TetMesh(pts, self.tets, self.region_ids, self.region_names)
 
-    def submesh(self, tet_mask: np.ndarray) -> tuple["TetMesh", np.ndarray]:
+    def submesh(self, tet_mask: np.ndarray) -> tuple[TetMesh, np.ndarray]:
         """Keep the tets selected by ``tet_mask`` and drop unused nodes.
 
         Returns
@@ -288,7 +288,7 @@ class TetMesh:
         return grid
 
     @classmethod
-    def from_pyvista(cls, grid, *, region_array: str = "region") -> "TetMesh":
+    def from_pyvista(cls, grid, *, region_array: str = "region") -> TetMesh:
         """Build from a :class:`pyvista.UnstructuredGrid` holding tetrahedra only.
 
         Non-tet cells (vertices, lines, triangles) are ignored; a grid without

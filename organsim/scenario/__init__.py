@@ -14,14 +14,18 @@ from .schema import (
 __all__ = [
     "Scenario", "Organ", "Material", "Fixation", "Action", "Scoring", "Output",
     "load_scenario", "save_scenario", "loads", "dumps", "check_regions",
-    "run", "Procedure", "Results",
+    "run", "Procedure", "Results", "write_results",
     "MetricsRecorder", "composite_score", "cut_deviation", "SCORE_WEIGHTS", "TrainingHistory",
 ]
 
 
 def __getattr__(name):  # the runner pulls in the solver: import it on first use
-    if name in ("run", "Procedure", "Results"):
+    if name in ("run", "Results", "write_results"):
         from . import runner
 
         return getattr(runner, name)
+    if name == "Procedure":
+        from .procedure import Procedure
+
+        return Procedure
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

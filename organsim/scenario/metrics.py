@@ -12,7 +12,7 @@ mL where the key says so.
 
 The composite score
 -------------------
-A score from 0 to 100 is a weighted mean of five sub-scores in [0, 1]
+A score from 0 to 100 is a weighted mean of up to six sub-scores in [0, 1]
 (:data:`SCORE_WEIGHTS`); sub-scores whose metric does not apply (no cut in
 the procedure, say) are left out and the weights of the rest renormalised.
 
@@ -30,6 +30,8 @@ force      0.20   1 - fraction of the time above the safe force, times
 damage     0.15   1 - volume above the damage stress / 1 % of the organ
 economy    0.10   planned instrument path / actual path (LapSim's economy
                   of motion: path length and number of movements)
+task       0.35   an exposure (retraction) task: how far the target was
+                  lifted / how far it had to be, at most 1
 ========== ====== ==========================================================
 
 Proficiency: a score of at least :data:`PROFICIENCY_SCORE` (75) with no
@@ -59,7 +61,7 @@ __all__ = [
 ]
 
 SCORE_WEIGHTS: dict[str, float] = {"time": 0.20, "accuracy": 0.35, "force": 0.20,
-                                   "damage": 0.15, "economy": 0.10}
+                                   "damage": 0.15, "economy": 0.10, "task": 0.35}
 PROFICIENCY_SCORE = 75.0
 PROFICIENCY_FLOOR = 0.5
 PROFICIENCY_CONSECUTIVE = 2
@@ -251,7 +253,9 @@ def cut_deviation(actual: np.ndarray, planned: np.ndarray, *, tolerance: float =
         ``mean_deviation_mm`` (mean distance of the cut from the plan),
         ``hausdorff_mm`` (symmetric Hausdorff distance: also catches parts of the
         plan that were never cut), ``length_outside_mm`` and
-        ``fraction_outside`` (of the cut's length beyond ``tolerance``), and
+        ``fraction_outside`` (of the cut's length beyond ``tolerance``),
+        ``area_outside_mm2`` (the area between the cut and the band's edge where
+        the cut strays outside it: FLS pattern cutting's error measure), and
         ``planned_length_mm``, ``cut_length_mm``.
 
     Examples
@@ -265,7 +269,7 @@ def cut_deviation(actual: np.ndarray, planned: np.ndarray, *, tolerance: float =
     p = resample_polyline(planned, spacing)
     if len(a) == 0 or len(p) == 0:
         return {"mean_deviation_mm": float("nan"), "hausdorff_mm": float("nan"),
-                "length_outside_mm": 0.0, "fraction_outside": 0.0,
+                "length_outside_mm": 0.0, "fraction_outside": 0.0, "area_outside_mm2": 0.0,
                 "planned_length_mm": path_length(planned) * 1e3, "cut_length_mm": 0.0}
     d_ap = point_to_polyline_distance(a, np.asarray(planned, float))
     d_pa = point_to_polyline_distance(p, np.asarray(actual, float))
@@ -274,12 +278,15 @@ def cut_deviation(actual: np.ndarray, planned: np.ndarray, *, tolerance: float =
     mid_out = 0.5 * (d_ap[:-1] + d_ap[1:]) > tolerance if len(a) > 1 else np.zeros(0, bool)
     cut_len = float(seg.sum())
     out_len = float(seg[mid_out].sum())
+    beyond = np.maximum(d_ap - tolerance, 0.0)
+    area_out = float(np.sum(0.5 * (beyond[:-1] + beyond[1:]) * seg)) if len(a) > 1 else 0.0
     # mean along the length (trapezoid), so uneven sampling does not bias it
     mean = float(np.sum(0.5 * (d_ap[:-1] + d_ap[1:]) * seg) / cut_len) if cut_len > 0 else float(d_ap.mean())
     return {
         "mean_deviation_mm": mean * 1e3,
         "hausdorff_mm": float(max(d_ap.max(), d_pa.max())) * 1e3,
         "length_outside_mm": out_len * 1e3,
+        "area_outside_mm2": area_out * 1e6,
         "fraction_outside": out_len / cut_len if cut_len > 0 else 0.0,
         "planned_length_mm": path_length(planned) * 1e3,
         "cut_length_mm": cut_len * 1e3,
@@ -337,6 +344,9 @@ def composite_score(metrics: dict, *, target_time_s: float, safe_force_n: float,
         parts["force"] = float(np.clip(s, 0.0, 1.0))
     if "damaged_volume_fraction" in metrics:
         parts["damage"] = float(np.clip(1.0 - metrics["damaged_volume_fraction"] / 0.01, 0.0, 1.0))
+    lift, need = metrics.get("target_lift_mm"), metrics.get("target_lift_required_mm")
+    if lift is not None and need:
+        parts["task"] = float(np.clip(lift / need, 0.0, 1.0))
     L = metrics.get("path_length_m")
     if planned_path_m is not None and planned_path_m > 0 and L is not None:
         parts["economy"] = float(np.clip(planned_path_m / max(L, 1e-12), 0.0, 1.0))
@@ -445,7 +455,6 @@ class MetricsRecorder:
         total_len = 0.0
         total_moves = 0
         inst = {}
-        all_f: list[np.ndarray] = []
         for name, tr in self.tracks.items():
             tips = np.asarray(tr.tips)
             tt = np.asarray(tr.times)

@@ -41,14 +41,14 @@ Point = tuple[float, float, float]
 ACTION_KEYS: dict[str, dict[str, bool]] = {
     # key -> required?
     "grasp": {"instrument": False, "at_mm": True, "radius_mm": False},
-    "pull": {"instrument": False, "path_mm": True, "duration_s": True},
+    "pull": {"instrument": False, "path_mm": True, "duration_s": True, "times_s": False},
     "release": {"instrument": False},
     "probe": {"instrument": False, "at_mm": True, "direction": False, "depth_mm": True,
               "duration_s": True},
     "retract": {"instrument": False, "at_mm": True, "direction": True, "distance_mm": True,
                 "duration_s": True, "width_mm": False},
     "cut": {"instrument": False, "path_mm": True, "depth_mm": True, "duration_s": True,
-            "direction": False},
+            "direction": False, "times_s": False},
     "resect": {"region": True, "margin_mm": True},
 }
 ACTION_KINDS = tuple(ACTION_KEYS)
@@ -58,19 +58,19 @@ DEFAULT_INSTRUMENT = {"grasp": "grasper", "pull": "grasper", "release": "grasper
 INSTRUMENT_KINDS = ("grasper", "probe", "retractor", "scalpel")
 INTEGRATORS = ("backward_euler", "realtime")
 MATERIAL_MODELS = ("neo_hookean", "corotational", "linear", "stvk", "mooney_rivlin")
-SHIPPED = ("liver", "kidney", "block")
+SHIPPED = ("liver", "kidney", "block", "gauze")
 UNITS = ("m", "cm", "mm", "um")
 #: Camera presets (kept in step with organsim.viewer.scene.CAMERA_PRESETS; a test checks).
 CAMERAS = ("anterior", "posterior", "superior", "inferior", "right", "left", "surgeon", "demo")
 
 #: Bounds of numeric keys: (low, high, inclusive-low).
 _LIMITS = {
-    "duration_s": (0.0, 3600.0), "dt_s": (1e-5, 0.1), "t": (0.0, 3600.0),
+    "duration_s": (0.0, 3600.0), "times_s": (0.0, 3600.0), "dt_s": (1e-5, 0.1), "t": (0.0, 3600.0),
     "radius_mm": (0.1, 50.0), "depth_mm": (0.0, 200.0), "distance_mm": (0.0, 300.0),
     "margin_mm": (0.0, 50.0), "width_mm": (1.0, 100.0), "nu": (0.0, 0.4999),
     "E_pa": (1.0, 1e9), "density": (100.0, 5000.0), "safe_force_n": (0.0, 1000.0),
     "damage_stress_pa": (0.0, 1e9), "target_time_s": (0.0, 36000.0),
-    "cut_tolerance_mm": (0.0, 100.0), "every": (1, 100000), "fps": (1, 120),
+    "cut_tolerance_mm": (0.0, 100.0), "expose_lift_mm": (0.1, 300.0), "every": (1, 100000), "fps": (1, 120),
     "steps_per_frame": (1, 1000), "edge_length_mm": (0.5, 50.0),
     "damping_mass": (0.0, 1e4), "damping_stiffness": (0.0, 10.0), "settle_s": (0.0, 60.0),
 }
@@ -152,6 +152,12 @@ class Action:
         on the surface.
     duration_s : float, optional
         How long a pull, probe, retraction or cut takes (s).
+    times_s : tuple of float, optional
+        For a pull or a cut: when (s after ``t``) each point of ``path_mm`` is
+        reached, one per point, non-decreasing, the last at most ``duration_s``
+        (the way a recorded live attempt moved). Without it the instrument moves
+        at constant speed along the path over ``duration_s``; a cut ends (the
+        blade is withdrawn) at ``duration_s``.
     direction : (float, float, float), optional
         Direction of a retraction or probe push; the blade's depth direction for a
         cut (default: into the organ, opposite the surface normal).
@@ -169,6 +175,7 @@ class Action:
     at_mm: Point | None = None
     path_mm: tuple[Point, ...] | None = None
     duration_s: float | None = None
+    times_s: tuple[float, ...] | None = None
     direction: Point | None = None
     distance_mm: float | None = None
     depth_mm: float | None = None
@@ -199,6 +206,13 @@ class Scoring:
         Deviation from the planned cut that is still on the line (mm).
     target_time_s : float, optional
         Expert procedure time used by the score (s); defaults to the duration.
+    expose_at_mm : (float, float, float), optional
+        A retraction task: the tissue point (mm, on the rest surface) that must
+        be lifted out of the way to expose what lies under it.
+    expose_lift_mm : float
+        How far that point must move along ``expose_direction`` (mm).
+    expose_direction : (float, float, float), optional
+        Direction of the lift (default: against gravity, or +z without it).
     """
 
     safe_force_n: float = 3.0
@@ -206,6 +220,9 @@ class Scoring:
     planned_cut_mm: tuple[Point, ...] | None = None
     cut_tolerance_mm: float = 2.0
     target_time_s: float | None = None
+    expose_at_mm: Point | None = None
+    expose_lift_mm: float = 20.0
+    expose_direction: Point | None = None
 
 
 @dataclass
@@ -443,12 +460,28 @@ def _action(d: Any, key: str) -> Action:
             setattr(a, k, _point(v, kk))
         elif k == "path_mm":
             a.path_mm = _path(v, kk, min_points=2 if kind == "cut" else 1)
+        elif k == "times_s":
+            if not isinstance(v, (list, tuple)):
+                raise _fail(kk, f"expected a list of numbers, got {v!r}",
+                            "give one time (s after t) per point of path_mm")
+            a.times_s = tuple(float(_num(x, f"{kk}[{i}]")) for i, x in enumerate(v))
         else:
             setattr(a, k, _num(v, kk))
     if a.direction is not None and all(c == 0 for c in a.direction):
         raise _fail(f"{key}.direction", "must not be zero", "give a direction such as [0, -1, 0]")
     if kind in ("pull", "probe", "retract", "cut") and a.duration_s is not None and a.duration_s <= 0:
         raise _fail(f"{key}.duration_s", f"must be positive, got {a.duration_s}", "allowed: > 0 s")
+    if a.times_s is not None:
+        ts = a.times_s
+        if len(ts) != len(a.path_mm):
+            raise _fail(f"{key}.times_s", f"has {len(ts)} times for {len(a.path_mm)} points of path_mm",
+                        "give one time (s after t) per point")
+        if any(x < 0 for x in ts) or any(b < a_ for a_, b in zip(ts, ts[1:])):
+            raise _fail(f"{key}.times_s", f"times must be >= 0 and non-decreasing, got {list(ts)}",
+                        "list when each point is reached, in order")
+        if ts[-1] > a.duration_s + 1e-9:
+            raise _fail(f"{key}.times_s", f"the last time {ts[-1]:g} s is after duration_s = "
+                        f"{a.duration_s:g} s", "make duration_s at least the last time")
     return a
 
 
@@ -459,6 +492,8 @@ def _scoring(d: Any, key: str) -> Scoring:
     for k, v in d.items():
         if k == "planned_cut_mm":
             s.planned_cut_mm = _path(v, f"{key}.{k}", min_points=2)
+        elif k in ("expose_at_mm", "expose_direction"):
+            setattr(s, k, _point(v, f"{key}.{k}"))
         else:
             setattr(s, k, _num(v, f"{key}.{k}"))
     return s

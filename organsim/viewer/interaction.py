@@ -1,8 +1,13 @@
 """Mouse and keyboard: grasp and pull the tissue, draw a cut, switch tools.
 
 The interaction sits between the render window and a frame source. A
-left-button drag that starts on the tissue acts with the current tool; a drag
-that starts on the background turns the camera as usual.
+left-button drag that starts on the tissue acts with the current tool and
+never moves the camera; a drag that starts on the background turns the
+camera. The simulation keeps stepping during every drag: the viewer's timer
+is served by the same interactor style that rotates the camera (pyvista's own
+style would both start a rotation on a press organsim has taken and starve
+the timer while it rotates), and mouse moves only set targets that the next
+frame's step reaches; they never render on their own.
 
 Tools
 -----
@@ -12,14 +17,16 @@ Tools
     view plane; releasing the button lets go. The source receives
     ``grasp_begin(point)``, ``grasp_move(target)`` and ``grasp_end()``.
 ``cut``
-    Press and drag over the surface to draw a cut path (picked surface
-    points); releasing the button cuts along it to ``cut_depth`` through
-    ``source.cut_path(points, depth=...)``.
+    Press on the surface: the blade goes in (``cut_depth`` below it); as the
+    mouse moves over the surface the blade follows and cuts step by step;
+    releasing the button withdraws it. The source receives
+    ``cut_begin(point, depth=...)``, ``cut_move(point)`` and ``cut_end()``.
 ``camera``
     The mouse only moves the camera.
 
 Keys (see :data:`KEYS`): ``i`` next tool, ``t`` stress view, ``space`` pause,
-``x`` reset, ``1``-``7`` camera presets, ``h`` help.
+``x`` reset, ``e`` end the attempt (it is scored), ``1``-``8`` camera presets,
+``h`` help.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ KEYS: dict[str, str] = {
     "t": "toggle the stress colour map",
     "space": "pause / resume the simulation",
     "x": "reset the simulation",
+    "e": "end the attempt: score it and close the window",
     "h": "show / hide this help",
     **{str(k + 1): f"camera: {name}" for k, name in enumerate(CAMERA_PRESETS)},
 }
@@ -82,18 +90,22 @@ class Interaction:
         self.bound = True
         for key in KEYS:
             pl.add_key_event(key, lambda k=key: self.on_key(k))
-        style = pl.iren.style if pl.iren is not None else None
-        if style is None:
+        if pl.iren is None:
             return
-        # An observer on the interactor style replaces the style's own handler for
-        # that event, so a press on the tissue does not also rotate the camera;
-        # presses on the background are handed back to the style.
-        style.AddObserver("LeftButtonPressEvent", self._on_press, 1.0)
-        style.AddObserver("LeftButtonReleaseEvent", self._on_release, 1.0)
-        style.AddObserver("MouseMoveEvent", self._on_move, 1.0)
+        import vtk
+
+        # A plain VTK trackball style, not pyvista's: pyvista's style keeps observers of
+        # its own that start a rotation on every press. On a VTK style an observer
+        # replaces the style's handler for that event, so organsim decides: a press on
+        # the tissue goes to the tool, a press on the background to the camera.
+        style = vtk.vtkInteractorStyleTrackballCamera()
+        pl.iren.style = style
+        style.AddObserver("LeftButtonPressEvent", self._on_press)
+        style.AddObserver("LeftButtonReleaseEvent", self._on_release)
+        style.AddObserver("MouseMoveEvent", self._on_move)
         # keys we use must not also reach the style's character handler ('3' = stereo...)
-        style.AddObserver("CharEvent", self._on_char, 1.0)
-        self._style = style
+        style.AddObserver("CharEvent", self._on_char)
+        self.style = style
 
     # ------------------------------------------------------------------ keys
     def on_key(self, key: str) -> None:
@@ -114,6 +126,10 @@ class Interaction:
             self.say("reset")
         elif key == "h":
             v.toggle_help()
+        elif key == "e":
+            self.dragging = None
+            v.end_attempt()
+            return
         elif key.isdigit() and 1 <= int(key) <= len(CAMERA_PRESETS):
             name = list(CAMERA_PRESETS)[int(key) - 1]
             v.scene.camera_preset(name)
@@ -177,26 +193,33 @@ class Interaction:
             self.dragging = "grasp"
             self.say("grasping")
         elif self.tool == "cut":
+            begin = getattr(src, "cut_begin", None)
+            if begin is None:
+                self.say("this view cannot cut (no simulation)")
+                return False
+            begin(p, depth=self.cut_depth)
             self.cut_points = [p]
             self.dragging = "cut"
-            self.viewer.scene.set_path(None)
-            self.say("drawing cut")
-        self.viewer.refresh()
+            self.say("cutting")
         return True
 
     def move(self, x: int, y: int) -> bool:
-        """Mouse moved to (x, y); returns True if a drag is in progress."""
+        """Mouse moved to (x, y); returns True if a drag is in progress.
+
+        Only sets the instrument's target: the next frame steps the simulation
+        towards it and renders (no render here, so a stream of mouse events
+        cannot starve the simulation's timer).
+        """
         if self.dragging == "grasp":
             target = self.display_to_world(x, y, self._depth)
             self.viewer.source.grasp_move(target)
         elif self.dragging == "cut":
             p = self.pick(x, y)
-            if p is not None and np.linalg.norm(p - self.cut_points[-1]) > 5e-4:
+            if p is not None and np.linalg.norm(p - self.cut_points[-1]) > 2e-4:
                 self.cut_points.append(p)
-                self.viewer.scene.set_path(np.array(self.cut_points), color=(0.1, 0.6, 0.2))
+                self.viewer.source.cut_move(p)
         else:
             return False
-        self.viewer.refresh()
         return True
 
     def release(self, x: int, y: int) -> bool:
@@ -205,20 +228,14 @@ class Interaction:
             self.viewer.source.grasp_end()
             self.say("released")
         elif self.dragging == "cut":
+            self.viewer.source.cut_end()
             pts = np.array(self.cut_points)
-            self.viewer.scene.set_path(None)
-            cut = getattr(self.viewer.source, "cut_path", None)
-            if len(pts) < 2:
-                self.say("cut path too short: drag across the surface")
-            elif cut is None:
-                self.say("this view cannot cut (no simulation)")
-            else:
-                msg = cut(pts, depth=self.cut_depth)
-                self.say(msg or f"cut along {len(pts)} points")
+            length = float(np.linalg.norm(np.diff(pts, axis=0), axis=1).sum()) if len(pts) > 1 else 0.0
+            self.say(f"cut stroke {length * 1e3:.0f} mm" if length > 0
+                     else "cut too short: drag across the surface")
         else:
             return False
         self.dragging = None
-        self.viewer.refresh()
         return True
 
     # vtk observers: an observer on the style replaces its default handler

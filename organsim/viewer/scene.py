@@ -26,6 +26,7 @@ REGION_COLORS: dict[str, tuple[int, int, int]] = {
     "parenchyma": (139, 62, 47),    # liver brown
     "liver": (139, 62, 47),
     "tissue": (196, 120, 110),
+    "gauze": (236, 232, 220),       # off-white cotton gauze
     "tumour": (236, 220, 150),      # pale yellow
     "tumor": (236, 220, 150),
     "vessel": (70, 95, 190),        # venous blue
@@ -305,6 +306,11 @@ class Scene:
         self._instrument_state: dict[str, tuple] = {}
         self.path_poly = pv.PolyData()
         self.path_actor = None
+        # the planned cut and its tolerance band, drawn on the tissue (sources with planned_band())
+        self.band_poly = pv.PolyData()
+        self.band_actor = None
+        self.line_poly = pv.PolyData()
+        self.line_actor = None
         self.panel = text_actor(plotter, "panel", (0.008, 0.99), top=True) if show_panel else None
         self._panel_text = None
         self._panel_t = -np.inf
@@ -357,6 +363,7 @@ class Scene:
             self._update_stress()
         self.surface.Modified()
         self._update_instruments(src.instruments())
+        self._update_band()
         if self.panel is not None:
             # redrawing text costs more than the organ in software rendering: refresh the
             # panel a few times a second, not every frame
@@ -412,6 +419,33 @@ class Scene:
         for name, actor in self.instrument_actors.items():
             if name not in seen:
                 actor.SetVisibility(False)
+
+    def _update_band(self) -> None:
+        """Draw the source's planned cut (a line) and its tolerance band (a translucent strip)."""
+        band = getattr(self.source, "planned_band", None)
+        got = band() if callable(band) else None
+        if got is None:
+            return
+        import pyvista as pv
+
+        centre, left, right = (np.asarray(a, dtype=float) for a in got)
+        k = len(centre)
+        if self.band_actor is None or self.band_poly.n_points != 2 * k:
+            # a strip of quads between the band's edges, and the line down its middle
+            quads = np.array([[4, i, i + 1, k + i + 1, k + i] for i in range(k - 1)]).ravel()
+            self.band_poly.copy_from(pv.PolyData(np.vstack([left, right]), faces=quads))
+            self.line_poly.copy_from(pv.lines_from_points(centre))
+            if self.band_actor is None:
+                self.band_actor = self.plotter.add_mesh(self.band_poly, color=(1.0, 0.85, 0.1),
+                                                        opacity=0.45, name="band", lighting=False,
+                                                        reset_camera=False)
+                self.line_actor = self.plotter.add_mesh(self.line_poly, color=(0.05, 0.25, 0.75),
+                                                        line_width=3, name="planned", lighting=False,
+                                                        reset_camera=False)
+        self.band_poly.points[:] = np.vstack([left, right])
+        self.band_poly.Modified()
+        self.line_poly.points[:] = centre
+        self.line_poly.Modified()
 
     def set_path(self, points: np.ndarray | None, *, color=(0.1, 0.6, 0.2)) -> None:
         """Draw (or hide) a polyline, e.g. a planned cut or the path being drawn (m)."""

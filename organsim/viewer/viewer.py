@@ -105,6 +105,8 @@ class Viewer:
         self._last_t: float | None = None
         self._help_actor = None
         self._shown = False
+        #: set when the user ends the attempt (key e) or closes the window
+        self.ended = False
         self.scene.extra_lines = self._status_lines()
         self.scene.update()
 
@@ -112,7 +114,7 @@ class Viewer:
     def _status_lines(self) -> list[str]:
         lines = []
         if self.show_fps and np.isfinite(self.fps):
-            lines.append(f"{self.fps:4.0f} fps")
+            lines.append(f"{self.fps:4.0f} fps, frame {self.last_frame_ms:.0f} ms")
         if hasattr(self.source, "grasp_begin") and self.interaction.bound:
             lines.append(f"tool: {self.interaction.tool}" + ("   [paused]" if self.paused else ""))
         elif self.paused:
@@ -123,7 +125,7 @@ class Viewer:
     def frame(self, *, render: bool = True) -> None:
         """Advance the source one frame (unless paused), update the scene and render."""
         t0 = time.perf_counter()
-        if not self.paused:
+        if not self.paused and not self.ended:
             try:
                 self.source.advance()
             except OrganSimError as exc:
@@ -166,6 +168,15 @@ class Viewer:
         if self._shown:
             self.plotter.render()
 
+    def end_attempt(self) -> None:
+        """End the attempt (key ``e``): stop stepping and close the window; ``show()`` returns."""
+        self.ended = True
+        self.interaction.say("attempt ended")
+        if self._shown and not self.off_screen:
+            iren = self.plotter.iren
+            if iren is not None and iren.interactor is not None:
+                iren.interactor.TerminateApp()
+
     def toggle_help(self) -> None:
         """Show or hide the key bindings overlay."""
         if self._help_actor is None:
@@ -194,15 +205,27 @@ class Viewer:
         self.toggle_help()
         interval_ms = max(1, int(1000.0 / self.target_fps))
         limit = 10**9 if max_frames is None else int(max_frames)
+        iren = self.plotter.iren.interactor
 
-        def tick(_step: int) -> None:
+        def tick(_obj=None, _event=None) -> None:
+            if self.ended:
+                return
             self.frame(render=True)
-            if max_frames is not None and self.frame_count >= limit:
-                self.plotter.close()
+            if self.frame_count >= limit:
+                self.end_attempt()
 
-        self.plotter.add_timer_event(max_steps=limit, duration=interval_ms, callback=tick)
+        # the timer is observed on the interactor style: while the style turns the camera it
+        # holds the interactor's focus, and observers elsewhere would not see the timer
+        style = self.interaction.style
+        if style is not None:
+            style.AddObserver("TimerEvent", tick)
+        else:
+            iren.AddObserver("TimerEvent", tick)
         self._shown = True
-        self.plotter.show()
+        self.plotter.show(auto_close=False, interactive_update=True)
+        iren.CreateRepeatingTimer(interval_ms)
+        iren.Start()
+        self.ended = True
 
     def bind_offscreen(self) -> None:
         """Initialise the off-screen window and bind mouse and keys (tests, scripted demos)."""

@@ -1,0 +1,99 @@
+"""The live window as a person uses it: a real X window (Xvfb), mouse and keys sent by xdotool.
+
+The events go through the X server and VTK's real interactor and style; nothing
+here calls organsim's handlers. Needs the Debian packages ``xvfb`` and
+``xdotool`` (``.ci/run`` installs them where it can); skips with the reason
+where they are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from organsim.scenario import dumps
+from organsim.viewer.xsession import VirtualDisplay, XWindow, missing_tools
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(bool(missing_tools()),
+                                 reason=f"needs Debian packages {', '.join(missing_tools())} "
+                                        "(apt-get install xvfb xdotool)")]
+
+
+def gauze_exercise(tmp_path):
+    """The pattern-cutting exercise as a TOML file (what a trainee opens)."""
+    from organsim.scenario.exercises import pattern_cutting
+
+    path = tmp_path / "pattern.toml"
+    path.write_text(dumps(pattern_cutting()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def display():
+    with VirtualDisplay((1280, 1024)) as d:
+        yield d
+
+
+def moved(frames, a, b):
+    return float(np.linalg.norm(np.subtract(frames[b]["camera"], frames[a]["camera"])))
+
+
+def test_tissue_drags_act_background_drags_rotate_and_the_attempt_is_scored(display, tmp_path):
+    scen = gauze_exercise(tmp_path)
+    out = tmp_path / "attempt"
+    # world points on the sheet's top (z = 0): grasp at (-30, 0); cut 40 mm from (-10, -28.5) to
+    # (30, -28.5), between two rows of nodes
+    pts = [(-0.03, 0.0, 0.0), (-0.03, 0.012, 0.0), (-0.01, -0.0285, 0.0), (0.03, -0.0285, 0.0)]
+    w = XWindow(display, scen, out, points=pts, size=(800, 600), trainee="ada",
+                history=tmp_path / "history.sqlite")
+    try:
+        grasp_px, pull_px, cut_a, cut_b = w.pixels
+        # grasp and drag on the tissue
+        n0 = len(w.frames())
+        w.drag(grasp_px, pull_px, steps=20)
+        f = w.frames()
+        during = [r for r in f[n0:] if r["grasping"]]
+        assert len(during) >= 5, "the simulation must keep stepping while the grasp is dragged"
+        assert during[-1]["t"] > during[0]["t"]
+        assert max(r["force_n"] for r in during) > 0.0
+        assert moved(f, n0, -1) < 1e-9, "a drag on the tissue must not move the camera"
+        # the cut tool (key i) and a drag along a straight line on the sheet
+        w.key("i")
+        n1 = len(w.frames())
+        w.drag(cut_a, cut_b, steps=40, step_s=0.06)
+        f = w.frames()
+        assert f[-1]["n_tets"] > f[n1]["n_tets"] and f[-1]["n_points"] > f[n1]["n_points"], \
+            "the cut drag must cut"
+        assert moved(f, n1, -1) < 1e-9
+        # a drag on the background turns the camera, and the simulation keeps stepping
+        n2 = len(w.frames())
+        w.drag((15, 15), (120, 60), steps=15)
+        f = w.frames()
+        assert moved(f, n2, -1) > 1e-6
+        assert len(f) - n2 >= 5
+    finally:
+        rc = w.close()
+    assert rc == 0, (out / "window.log").read_text()[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    # the dragged line on the tissue is 40 mm long
+    assert metrics["metrics"]["cut_length_mm"] == pytest.approx(40.0, rel=0.2)
+    assert (out / "report.html").exists() and "learning curve" in (out / "report.html").read_text().lower()
+    from organsim.scenario import TrainingHistory
+
+    h = TrainingHistory(tmp_path / "history.sqlite")
+    assert len(h.attempts("ada", "pattern cutting (gauze)")) == 1
+    h.close()
+    # the saved attempt replays through `organsim run` to the same metrics
+    r = subprocess.run([sys.executable, "-m", "organsim", "run", str(out / "attempt.toml"), "-o",
+                        str(tmp_path / "replay"), "--no-progress"], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    replay = json.loads((tmp_path / "replay" / "metrics.json").read_text())["metrics"]
+    live = metrics["metrics"]
+    for key in ("cut_length_mm", "mean_deviation_mm", "peak_force_n", "procedure_time_s"):
+        assert replay[key] == pytest.approx(live[key], rel=0.01, abs=1e-6), key

@@ -11,7 +11,6 @@ from organsim.cli import main
 from organsim.scenario.loader import save_scenario
 from organsim.scenario.schema import Action, Organ, Output
 
-pytest.importorskip("organsim.fem.simulation")
 
 
 @pytest.fixture

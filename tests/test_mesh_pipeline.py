@@ -88,7 +88,6 @@ def test_mesh_surface_without_repair_sphere():
 
 
 def test_mesh_surface_with_repair_fixes_inward_normals():
-    pytest.importorskip("organsim.mesh.repair")
     s = _sphere_surface(res=20)
     inward = TriSurface(s.points, s.faces[:, ::-1])
     mesh, rep = mesh_surface(inward, edge_length=0.012)

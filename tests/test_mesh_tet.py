@@ -266,7 +266,6 @@ def test_unpinch_boundary_separates_cubes_touching_along_an_edge():
 @pytest.mark.slow
 def test_tetwild_from_label_image_keeps_regions():
     pytest.importorskip("pytetwild")
-    pytest.importorskip("organsim.mesh.repair")
     img = _ball_image(n=30, r=10.0, inner=4.0, spacing=2e-3)
     mesh = tetrahedralize(img, edge_length=8e-3, method="tetwild")
     _assert_valid(mesh)

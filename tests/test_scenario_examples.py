@@ -50,7 +50,6 @@ def test_example_01_prepare_patient_organ(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_example_05_pattern_cutting(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("organsim.fem.simulation")
     _run_example("05_pattern_cutting.py", ["--quick", "-o", str(tmp_path)], monkeypatch)
     out = capsys.readouterr().out
     assert "attempt 2: score" in out and "learning curve of student" in out

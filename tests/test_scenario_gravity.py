@@ -13,8 +13,6 @@ import pytest
 
 from organsim.scenario.demos import demo_scenario
 
-pytest.importorskip("organsim.fem.simulation")
-pytest.importorskip("organsim.surgery.cutting")
 
 
 def liver_at_rest_scenario(*, settle_s: float, duration_s: float = 0.2):

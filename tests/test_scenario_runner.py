@@ -11,8 +11,6 @@ from organsim.mesh.generators import box_tet_mesh
 from organsim.mesh.tetmesh import TetMesh
 from organsim.scenario.schema import Action, Fixation, Material, Organ, Output, Scenario, Scoring
 
-pytest.importorskip("organsim.fem.simulation")
-pytest.importorskip("organsim.surgery.cutting")
 
 
 def block(nodes=(9, 9, 4), h=0.01) -> TetMesh:

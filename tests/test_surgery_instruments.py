@@ -10,7 +10,8 @@ from organsim.fem.body import Body
 from organsim.fem.materials import NeoHookean
 from organsim.fem.simulation import Simulation
 from organsim.mesh.generators import box_tet_mesh
-from organsim.surgery.contact import Box, Capsule, Sphere, remap_nodes
+from organsim.mesh.topology import all_parents_in
+from organsim.surgery.contact import Box, Capsule, Sphere
 from organsim.surgery.cutting import validate_mesh
 from organsim.surgery.instruments import Grasper, Pose, Probe, Retractor, Scalpel, Trajectory, step
 
@@ -132,12 +133,13 @@ def test_scalpel_cuts_while_retractor_holds_and_grasper_follows_the_topology_cha
     assert len(sc.cut_seconds) > 0
 
 
-def test_remap_nodes_follows_copies():
+def test_node_sets_follow_copies_and_need_every_parent():
     import scipy.sparse as sp
 
     T = sp.csr_matrix(np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 0], [0.5, 0.5, 0]]))
-    np.testing.assert_array_equal(remap_nodes(np.array([1]), T), [1, 3])
-    np.testing.assert_array_equal(remap_nodes(np.array([0, 1]), T), [0, 1, 3, 4])
+    select = all_parents_in(T)
+    np.testing.assert_array_equal(select(np.array([0.0, 1.0, 0.0])), [1, 3])
+    np.testing.assert_array_equal(select(np.array([1.0, 1.0, 0.0])), [0, 1, 3, 4])
 
 
 def test_duplicate_instrument_names_are_rejected():

@@ -67,8 +67,8 @@ from . import integrators
 from .assembly import Assembler, consistent_mass_blocks
 from .body import Body
 from .preconditioning import carry_preconditioner, refresh_preconditioner
+from ..mesh.topology import all_parents_in
 from .topology_transfer import (
-    all_parents_in,
     carry_constraints,
     carry_forces,
     carry_pressures,

@@ -22,7 +22,7 @@ from ..mesh.tetmesh import TetMesh
 
 log = logging.getLogger(__name__)
 
-__all__ = ["all_parents_in", "carry_constraints", "carry_forces", "carry_pressures", "checked_transfer"]
+__all__ = ["carry_constraints", "carry_forces", "carry_pressures", "checked_transfer"]
 
 
 def checked_transfer(transfer, old_mesh: TetMesh, new_mesh: TetMesh,
@@ -58,33 +58,6 @@ def checked_transfer(transfer, old_mesh: TetMesh, new_mesh: TetMesh,
         T = T.copy()
         T.eliminate_zeros()
     return T, tet_parent
-
-
-def all_parents_in(T: sp.csr_matrix, nparents: np.ndarray):
-    """The node-set rule of a transfer ``T`` as a function of a mark on the old nodes.
-
-    Parameters
-    ----------
-    T : scipy.sparse.csr_matrix (n_new, n_old)
-        The transfer, without stored zeros.
-    nparents : (n_new,) int64
-        Stored entries per row of ``T``.
-
-    Returns
-    -------
-    callable
-        ``select(mark_old)``: for a mark (n_old,) float (1 on the set, 0 elsewhere), the new
-        nodes whose every parent is marked (and that have a parent), ascending.
-    """
-    n_new = T.shape[0]
-    nz_rows = np.repeat(np.arange(n_new), nparents)
-
-    def select(mark_old: np.ndarray) -> np.ndarray:
-        """New nodes whose every parent is marked (and that have a parent)."""
-        hit = np.bincount(nz_rows, weights=mark_old[T.indices], minlength=n_new)
-        return np.flatnonzero((nparents > 0) & (hit == nparents))
-
-    return select
 
 
 def carry_constraints(T: sp.csr_matrix, select, x_old: np.ndarray,

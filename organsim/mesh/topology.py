@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from ..errors import MeshError
 from .tetmesh import TetMesh
 
-__all__ = ["TopologyChange", "face_keys", "FACE_KEY_BASE"]
+__all__ = ["TopologyChange", "all_parents_in", "face_keys", "FACE_KEY_BASE"]
 
 #: Node ids of a face key are packed in base 2**21 (meshes up to 2 million nodes).
 FACE_KEY_BASE = 1 << 21
@@ -63,6 +63,40 @@ def face_keys(faces: np.ndarray) -> np.ndarray:
     """
     f = np.sort(np.asarray(faces, dtype=np.int64).reshape(-1, 3), axis=1)
     return f[:, 0] + FACE_KEY_BASE * (f[:, 1] + FACE_KEY_BASE * f[:, 2])
+
+
+def all_parents_in(T: sp.csr_matrix, nparents: np.ndarray | None = None):
+    """The node-set rule of a transfer ``T`` as a function of a mark on the old nodes.
+
+    The one implementation of the rule (a new node belongs to a set when every
+    old node it draws from did): :class:`TopologyChange`, the simulation's
+    constraints and loads, and the instruments' contact sets all use it.
+
+    Parameters
+    ----------
+    T : scipy.sparse.csr_matrix (n_new, n_old)
+        The transfer, without stored zeros.
+    nparents : (n_new,) int64, optional
+        Stored entries per row of ``T`` (computed when not given).
+
+    Returns
+    -------
+    callable
+        ``select(mark_old)``: for a mark (n_old,) float (1 on the set, 0 elsewhere), the new
+        nodes whose every parent is marked (and that have a parent), ascending.
+    """
+    n_new = T.shape[0]
+    if nparents is None:
+        nparents = np.diff(T.indptr)
+    nz_rows = np.repeat(np.arange(n_new), nparents)
+
+    def select(mark_old: np.ndarray) -> np.ndarray:
+        """New nodes whose every parent is marked (and that have a parent)."""
+        hit = np.bincount(nz_rows, weights=mark_old[T.indices], minlength=n_new)
+        return np.flatnonzero((nparents > 0) & (hit == nparents))
+
+    return select
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,6 +143,12 @@ class TopologyChange:
             T.eliminate_zeros()
         return T.indptr, T.indices, np.diff(T.indptr)
 
+    @cached_property
+    def _select(self):
+        indptr, indices, npar = self._parent_pattern
+        T = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=self.transfer.shape)
+        return all_parents_in(T, npar)
+
     # ------------------------------------------------------------ carrying
     def _check_old_ids(self, node_ids, what: str) -> np.ndarray:
         ids = np.asarray(node_ids)
@@ -138,10 +178,7 @@ class TopologyChange:
             return np.zeros(0, dtype=np.int64)
         mark = np.zeros(self.n_old_points, dtype=np.float64)
         mark[ids] = 1.0
-        indptr, indices, npar = self._parent_pattern
-        rows = np.repeat(np.arange(len(npar)), npar)
-        hit = np.bincount(rows, weights=mark[indices], minlength=len(npar))
-        return np.flatnonzero((npar > 0) & (hit == npar)).astype(np.int64)
+        return self._select(mark).astype(np.int64)
 
     def carry_node_values(self, node_ids, values) -> tuple[np.ndarray, np.ndarray]:
         """Carry a node set with one value per node (targets, local coordinates, forces...).

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import SimulationError
 
 __all__ = ["Shape", "Sphere", "Capsule", "Box", "ContactSet"]
 
@@ -154,31 +153,11 @@ class ContactSet:
         f = sim.reaction(self.name)
         return f.sum(axis=0), f
 
-    def remap(self, transfer) -> None:
-        """Carry the active node ids across a topology change (``transfer`` (n_new, n_old))."""
-        self.active = remap_nodes(self.active, transfer)
+    def remap(self, change) -> None:
+        """Carry the active node ids across a topology change (a :class:`~organsim.mesh.topology.TopologyChange`)."""
+        self.active = change.carry_nodes(self.active)
 
     def _drop(self, sim) -> None:
         self.active = np.zeros(0, dtype=np.int64)
         if self.name in sim.constraint_names:
             sim.release(self.name)
-
-
-def remap_nodes(nodes: np.ndarray, transfer) -> np.ndarray:
-    """New node ids whose every parent (non-zero ``transfer`` entry) is among old ``nodes``."""
-    import scipy.sparse as sp
-
-    nodes = np.asarray(nodes, dtype=np.int64)
-    if len(nodes) == 0:
-        return nodes
-    T = sp.csr_matrix(transfer)
-    n_old = T.shape[1]
-    if nodes.max() >= n_old:
-        raise SimulationError("node ids do not belong to the mesh the transfer maps from")
-    Tb = T.copy()
-    Tb.data = (Tb.data != 0).astype(np.float64)
-    mark = np.zeros(n_old)
-    mark[nodes] = 1.0
-    hit = Tb @ mark
-    npar = np.diff(Tb.indptr)
-    return np.flatnonzero((npar > 0) & (hit == npar)).astype(np.int64)

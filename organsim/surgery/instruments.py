@@ -31,7 +31,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 
 from ..errors import SimulationError
-from .contact import Box, Capsule, ContactSet, Shape, remap_nodes
+from .contact import Box, Capsule, ContactSet, Shape
 from .cutting import Cutter, CutResult
 
 __all__ = ["Pose", "Trajectory", "ToolForces", "Instrument", "Grasper", "Probe", "Retractor",
@@ -261,11 +261,7 @@ class Grasper(Instrument):
 
     def on_topology_change(self, result: CutResult) -> None:
         if self.is_closed:
-            local_full = np.zeros((result.transfer.shape[1], 3))
-            local_full[self.nodes] = self._local
-            new = remap_nodes(self.nodes, result.transfer)
-            self._local = (result.transfer @ local_full)[new]
-            self.nodes = new
+            self.nodes, self._local = result.carry_node_values(self.nodes, self._local)
 
 
 class _ContactTool(Instrument):
@@ -286,7 +282,7 @@ class _ContactTool(Instrument):
         return out
 
     def on_topology_change(self, result: CutResult) -> None:
-        self.contact.remap(result.transfer)
+        self.contact.remap(result)
 
 
 class Probe(_ContactTool):

@@ -117,3 +117,22 @@ def test_random_cuts_while_grasping_keep_every_held_node_on_the_mesh(strokes):
             target = p.tools["g"].start + (p.tools["g"].tip - p.tools["g"].anchor)
             np.testing.assert_allclose(p.positions[held], target, atol=1e-9)
         assert np.all(np.isfinite(p.positions))
+
+
+def test_a_probe_presses_by_contact_and_the_tissue_pushes_back():
+    p = Procedure(scenario([], duration=10.0, integrator="realtime"), mesh=block(), fields_every=50,
+                  open_ended=True)
+    assert p.probe(np.array([0.0, 0.0, 0.0]), depth=0.004, duration=0.12)
+    for _ in range(6):
+        p.advance()
+    (view,) = p.instruments()
+    assert view.kind == "probe" and view.active
+    assert view.force[2] > 0.01          # the tissue pushes the probe back up (N)
+    top = np.flatnonzero(np.isclose(p.mesh.points[:, 2], 0.0))
+    sink = -(p.positions[top, 2] - p.mesh.points[top, 2])
+    assert sink.max() == pytest.approx(0.004, abs=5e-4)   # pressed in by its depth
+    # contact, not a hold: the nodes under the capsule sit on its surface, none is pulled up
+    assert np.all(p.positions[top, 2] <= 1e-9)
+    p.release("probe")
+    p.advance()
+    assert "probe" not in p.sim.constraint_names

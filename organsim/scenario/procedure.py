@@ -46,10 +46,17 @@ are positions in space the grasper's hand moves to.
 - *pull*: the held nodes move rigidly through ``path_mm`` (at constant speed
   over ``duration_s``, or reaching each point at its ``times_s``).
 - *release*: the constraint is removed.
-- *retract* / *probe*: the retractor blade (probe tip) engages the surface
-  patch of ``width_mm`` (probe: 8 mm) at the point and displaces it along
-  ``direction`` by ``distance_mm`` (``depth_mm``) over ``duration_s``, then
-  holds it until released (a retractor hooked under the tissue).
+- *retract*: a hooked retractor engages the surface patch of ``width_mm`` at
+  the point and draws it along ``direction`` by ``distance_mm`` over
+  ``duration_s``, then holds it until released (a hook can pull as well as
+  push, so it holds what it engaged).
+- *probe*: a blunt probe (a capsule of 4 mm radius,
+  :class:`~organsim.surgery.contact.Capsule`) is pressed into the surface at
+  the point along ``direction`` (default: the inward normal) by ``depth_mm``
+  over ``duration_s`` and held there until released. It acts by frictionless
+  contact (:class:`~organsim.surgery.contact.ContactSet`, the contact layer of
+  :class:`~organsim.surgery.instruments.Probe`): the tissue it touches slides
+  over it and lets go where it would be pulled.
 - *cut*: a scalpel blade (a segment from 2 mm above the surface to
   ``depth_mm`` below it, along the inward normal unless ``direction`` is
   given) moves along the marked path; each step the cutter splits what it
@@ -86,6 +93,8 @@ _MM = 1e-3
 SETTLED_SPEED = 1e-3
 #: Gap (m) above the surface where the blade's back starts.
 BLADE_LIFT = 0.002
+#: Radius (m) of the probe's capsule.
+PROBE_RADIUS = 0.004
 #: Instrument names of the mouse's grasper and scalpel (live attempts).
 HAND_GRASPER = "hand grasper"
 HAND_SCALPEL = "hand scalpel"
@@ -154,11 +163,14 @@ class _Tool:
     anchor: np.ndarray | None = None        # tip position at grasp
     motion: _Motion | None = None           # where the held nodes go
     cut: dict | None = None                 # active cut stroke
+    contact: object | None = None           # a probe's ContactSet (surgery.contact)
+    rotation: np.ndarray | None = None      # the probe's orientation (local +z: towards the handle)
     visible: bool = False
 
     @property
     def active(self) -> bool:
-        return self.held is not None or self.cut is not None
+        return (self.held is not None or self.cut is not None
+                or (self.contact is not None and len(self.contact.active) > 0))
 
 
 class Procedure:
@@ -347,6 +359,9 @@ class Procedure:
         self.sim.step()
         self.step_ms.append((_time.perf_counter() - t0) * 1e3)
         self.step_count += 1
+        for tool in self.tools.values():
+            if tool.contact is not None:
+                tool.contact.settle(self.sim, self._pose(tool))
         self._record()
 
     def _record(self) -> None:
@@ -397,7 +412,7 @@ class Procedure:
         return out
 
     def _force(self, tool: _Tool) -> np.ndarray:
-        if tool.held is None or tool.name not in self.sim.constraint_names:
+        if (tool.held is None and tool.contact is None) or tool.name not in self.sim.constraint_names:
             return np.zeros(3)
         return -np.asarray(self.sim.reaction(tool.name)).sum(axis=0)
 
@@ -666,6 +681,13 @@ class Procedure:
             self.sim.release(tool.name)
         tool.held = tool.start = None
         tool.motion = None
+        tool.contact = None
+
+    @staticmethod
+    def _pose(tool: _Tool):
+        from ..surgery.instruments import Pose
+
+        return Pose(tool.tip, tool.rotation)
 
     def _start(self, a: Action, *, live: bool = False) -> bool:
         if a.action == "resect":
@@ -698,14 +720,26 @@ class Procedure:
             tool.visible = False
             return True
         if a.action in ("retract", "probe"):
-            if tool.held is not None:
+            if tool.held is not None or tool.contact is not None:
                 self._let_go(tool)
             pos, nrm = self._surface_point(np.asarray(a.at_mm) * _MM)
-            width = (a.width_mm or 20.0) if a.action == "retract" else 8.0
             d = -nrm if a.direction is None else np.asarray(a.direction, float)
             d = d / np.linalg.norm(d)
-            dist = (a.distance_mm if a.action == "retract" else a.depth_mm) * _MM
-            tool.axis = -d if a.action == "probe" else nrm
+            if a.action == "probe":
+                from ..surgery.contact import Capsule, ContactSet
+
+                tool.axis = -d
+                tool.rotation = _frame_with_z(-d)
+                tool.contact = ContactSet(Capsule(PROBE_RADIUS, 0.05), name=tool.name)
+                # the capsule's end touches the surface, then goes in by depth_mm
+                start = pos - PROBE_RADIUS * d
+                tool.tip = start.copy()
+                way = np.vstack([start, start + a.depth_mm * _MM * d])
+                tool.motion = _Motion(self.time, list(way), [0.0, a.duration_s], a.duration_s)
+                return True
+            width = a.width_mm or 20.0
+            dist = a.distance_mm * _MM
+            tool.axis = nrm
             if not self._hold(tool, pos, 0.5 * width * _MM):
                 return False
             way = np.vstack([pos, pos + dist * d])
@@ -723,6 +757,13 @@ class Procedure:
         return True
 
     def _move(self, tool: _Tool, t: float) -> None:
+        if tool.contact is not None:
+            if tool.motion is not None:
+                tool.tip = tool.motion.at(t)
+                if tool.motion.done(t):
+                    tool.motion = None
+            tool.contact.update(self.sim, self._pose(tool))
+            return
         if tool.motion is not None and tool.held is not None:
             target = tool.motion.at(t)
             tool.tip = target
@@ -771,6 +812,8 @@ class Procedure:
         for tool in self.tools.values():
             if tool.held is not None:
                 tool.held, tool.start = change.carry_node_values(tool.held, tool.start)
+            if tool.contact is not None:
+                tool.contact.remap(change)
         self.sim.change_topology(change.mesh, change.transfer, change.tet_parent)
         if self._rest_loaded is not None:
             self._rest_loaded = (None if change.tet_parent is None
@@ -888,6 +931,15 @@ class Procedure:
         if description is not None:
             s.description = description
         return s
+
+
+def _frame_with_z(z: np.ndarray) -> np.ndarray:
+    """A rotation matrix (3, 3) whose third column (local +z in world) is the unit vector ``z``."""
+    z = np.asarray(z, float) / np.linalg.norm(z)
+    helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    x = np.cross(helper, z)
+    x /= np.linalg.norm(x)
+    return np.column_stack([x, np.cross(z, x), z])
 
 
 def _mm_point(p) -> tuple[float, float, float]:

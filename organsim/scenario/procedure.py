@@ -78,7 +78,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..mesh.tetmesh import TetMesh
-from ..viewer.sources import InstrumentView, grasp_nodes
+from ..surgery.hold import Hold
+from ..viewer.sources import InstrumentView
 from .anchors import SurfaceAnchors, eval_anchor, path_at_time
 from .build import build_simulation, load_organ
 from .metrics import MetricsRecorder, composite_score, path_length, point_to_polyline_distance
@@ -158,14 +159,17 @@ class _Tool:
     kind: str
     tip: np.ndarray = field(default_factory=lambda: np.full(3, np.nan))
     axis: np.ndarray = field(default_factory=lambda: np.array([0.0, -0.6, 0.8]))
-    held: np.ndarray | None = None          # node ids held by the constraint ``name``
-    start: np.ndarray | None = None         # (k, 3) positions of the held nodes at grasp
-    anchor: np.ndarray | None = None        # tip position at grasp
+    hold: Hold | None = None                # the tissue it holds (grasper, hooked retractor)
     motion: _Motion | None = None           # where the held nodes go
     cut: dict | None = None                 # active cut stroke
     contact: object | None = None           # a probe's ContactSet (surgery.contact)
     rotation: np.ndarray | None = None      # the probe's orientation (local +z: towards the handle)
     visible: bool = False
+
+    @property
+    def held(self) -> np.ndarray | None:
+        """Node ids held (None when holding nothing)."""
+        return None if self.hold is None else self.hold.nodes
 
     @property
     def active(self) -> bool:
@@ -412,7 +416,9 @@ class Procedure:
         return out
 
     def _force(self, tool: _Tool) -> np.ndarray:
-        if (tool.held is None and tool.contact is None) or tool.name not in self.sim.constraint_names:
+        if tool.hold is not None:
+            return tool.hold.force(self.sim)
+        if tool.contact is None or tool.name not in self.sim.constraint_names:
             return np.zeros(3)
         return -np.asarray(self.sim.reaction(tool.name)).sum(axis=0)
 
@@ -664,22 +670,18 @@ class Procedure:
         return eval_anchor(nodes, w, self.positions)
 
     def _hold(self, tool: _Tool, centre: np.ndarray, radius: float) -> bool:
-        nodes = grasp_nodes(self.mesh, self.positions, centre, radius)
-        if len(nodes) == 0:
+        tool.hold = Hold.take(self.sim, tool.name, centre, radius)
+        if tool.hold is None:
             self.last_message = f"{tool.name}: no tissue within reach"
             log.warning("%s: nothing to hold near %s mm", tool.name, np.round(centre / _MM, 1))
             return False
-        tool.held = nodes
-        tool.start = self.positions[nodes].copy()
-        tool.anchor = np.asarray(centre, float).copy()
-        tool.tip = tool.anchor.copy()
-        self.sim.prescribe(nodes, tool.start, name=tool.name)
+        tool.tip = tool.hold.anchor.copy()
         return True
 
     def _let_go(self, tool: _Tool) -> None:
         if tool.name in self.sim.constraint_names:
             self.sim.release(tool.name)
-        tool.held = tool.start = None
+        tool.hold = None
         tool.motion = None
         tool.contact = None
 
@@ -767,7 +769,7 @@ class Procedure:
         if tool.motion is not None and tool.held is not None:
             target = tool.motion.at(t)
             tool.tip = target
-            self.sim.prescribe(tool.held, tool.start + (target - tool.anchor), name=tool.name)
+            tool.hold.move_to(self.sim, target)
             if tool.motion.done(t):
                 tool.motion = None
         if tool.cut is not None:
@@ -810,8 +812,8 @@ class Procedure:
             From the cutter or a resection.
         """
         for tool in self.tools.values():
-            if tool.held is not None:
-                tool.held, tool.start = change.carry_node_values(tool.held, tool.start)
+            if tool.hold is not None:
+                tool.hold = tool.hold.carried(change)
             if tool.contact is not None:
                 tool.contact.remap(change)
         self.sim.change_topology(change.mesh, change.transfer, change.tet_parent)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..mesh.tetmesh import TetMesh
 
-__all__ = ["InstrumentView", "FrameSource", "StaticSource", "SimulationSource", "grasp_nodes"]
+__all__ = ["InstrumentView", "FrameSource", "StaticSource", "SimulationSource"]
 
 
 @dataclass
@@ -87,26 +87,6 @@ class FrameSource(Protocol):
     def nodal_field(self, name: str) -> np.ndarray | None: ...
 
     def panel_lines(self) -> list[str]: ...
-
-
-def grasp_nodes(mesh: TetMesh, positions: np.ndarray, point: np.ndarray,
-                radius: float) -> np.ndarray:
-    """Surface nodes within ``radius`` (m) of ``point``; at least the nearest one.
-
-    Returns
-    -------
-    ndarray, shape (k,)
-        Sorted node ids (int64); empty if the nearest surface node is farther than
-        three radii (the point is not on this tissue).
-    """
-    surf = mesh.boundary_nodes
-    d = np.linalg.norm(np.asarray(positions)[surf] - np.asarray(point, float), axis=1)
-    if d.size == 0 or d.min() > 3.0 * radius:
-        return np.zeros(0, dtype=np.int64)
-    sel = surf[d <= radius]
-    if sel.size == 0:
-        sel = surf[[int(np.argmin(d))]]
-    return np.sort(sel).astype(np.int64)
 
 
 def _toward_camera_axis() -> np.ndarray:
@@ -181,7 +161,8 @@ class SimulationSource:
         self.cut_face_mask = None
         self._fields_cache: tuple[float, dict] | None = None
         self.last_step_ms = float("nan")
-        self._grasp: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._hold = None          # organsim.surgery.hold.Hold while the mouse grasps
+        self._grasp_tip = None
 
     @property
     def mesh(self) -> TetMesh:
@@ -217,40 +198,33 @@ class SimulationSource:
 
     def grasp_begin(self, point: np.ndarray, *, radius: float = 0.006) -> bool:
         """Hold the surface nodes within ``radius`` (m) of ``point`` (m); False if none."""
-        nodes = grasp_nodes(self.simulation.mesh, self.positions, point, radius)
-        if len(nodes) == 0:
-            return False
-        start = self.positions[nodes].copy()
-        self._grasp = (nodes, start, np.asarray(point, dtype=float).copy())
-        self.simulation.prescribe(nodes, start, name=self.GRASP_NAME)
-        return True
+        from ..surgery.hold import Hold
+
+        self.grasp_end()
+        self._hold = Hold.take(self.simulation, self.GRASP_NAME, point, radius)
+        self._grasp_tip = None if self._hold is None else self._hold.anchor.copy()
+        return self._hold is not None
 
     def grasp_move(self, target: np.ndarray) -> None:
         """Move the held nodes rigidly so the grasped point goes to ``target`` (m)."""
-        if self._grasp is None:
-            return
-        nodes, start, anchor = self._grasp
-        self.simulation.prescribe(nodes, start + (np.asarray(target, float) - anchor),
-                                  name=self.GRASP_NAME)
-        self._grasp_tip = np.asarray(target, float)
+        if self._hold is not None:
+            self._hold.move_to(self.simulation, target)
+            self._grasp_tip = np.asarray(target, float)
 
     def grasp_end(self) -> None:
         """Let go of the held nodes."""
-        if self._grasp is not None:
-            self.simulation.release(self.GRASP_NAME)
-        self._grasp = None
+        if self._hold is not None:
+            self._hold.release(self.simulation)
+        self._hold = None
 
     def grasp_force(self) -> np.ndarray:
         """Force (N, shape (3,)) the tissue pulls the grasper with; zero when not grasping."""
-        if self._grasp is None:
-            return np.zeros(3)
-        return -np.asarray(self.simulation.reaction(self.GRASP_NAME)).sum(axis=0)
+        return np.zeros(3) if self._hold is None else self._hold.force(self.simulation)
 
     def instruments(self) -> list[InstrumentView]:
-        if self._grasp is None:
+        if self._hold is None:
             return []
-        tip = getattr(self, "_grasp_tip", self._grasp[2])
-        return [InstrumentView("grasper", "grasper", tip, _toward_camera_axis(),
+        return [InstrumentView("grasper", "grasper", self._grasp_tip, _toward_camera_axis(),
                                self.grasp_force(), True)]
 
     def nodal_field(self, name: str) -> np.ndarray | None:

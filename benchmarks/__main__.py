@@ -11,6 +11,7 @@ Usage::
     python -m benchmarks                 # all
     python -m benchmarks step-beam-19k   # one or more by id
     python -m benchmarks --quick         # smaller sizes, for a smoke run
+    python -m benchmarks fuzz-readers --n 20000   # size for benchmarks that take one
     python -m benchmarks --list
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--list", action="store_true", help="list benchmark ids and exit")
     parser.add_argument("--no-save", action="store_true", help="do not write results/*.json")
+    parser.add_argument("--n", type=int, default=None,
+                        help="number of cases, for benchmarks whose run() takes n (fuzz-readers)")
     args = parser.parse_args(argv)
     known = discover()
     if args.list:
@@ -73,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(exist_ok=True)
     for bench_id in args.ids or list(known):
         mod = importlib.import_module(known[bench_id])
-        result = mod.run(quick=args.quick)
+        takes_n = "n" in inspect.signature(mod.run).parameters
+        if args.n is not None and not takes_n:
+            print(f"{bench_id}: --n is ignored (its run() takes no n)", file=sys.stderr)
+        result = mod.run(quick=args.quick, **({"n": args.n} if takes_n and args.n else {}))
         _print_table(bench_id, result)
         if not args.no_save and not args.quick:
             record = {

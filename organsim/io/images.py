@@ -387,6 +387,9 @@ def _sort_slices(files: list[str], folder: Path) -> list[str]:
 def _read_vti(path: Path) -> LabelImage:
     from vtkmodules.vtkIOXML import vtkXMLImageDataReader
 
+    from .legacy_vtk import check_vtk_xml_counts
+
+    check_vtk_xml_counts(path)  # VTK allocates what the header announces, before reading
     with capture_vtk_messages() as msgs:
         reader = vtkXMLImageDataReader()
         reader.SetFileName(str(path))

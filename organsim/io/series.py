@@ -27,6 +27,7 @@ import numpy as np
 from ..errors import InputFileError, MeshError, SimulationError
 from .atomic import atomic_output
 from ._common import capture_vtk_messages, check_input_file
+from .surfaces import read_vtk_dataset
 
 __all__ = ["SeriesWriter", "read_series"]
 
@@ -227,13 +228,15 @@ def read_series(pvd_path: str | os.PathLike) -> list[tuple[float, object]]:
             t = float(ds.get("timestep", len(frames)))
         except ValueError as exc:
             raise InputFileError(f"{path}: timestep {ds.get('timestep')!r} is not a number") from exc
-        with capture_vtk_messages() as msgs:
-            try:
-                grid = pv.read(frame)
-            except Exception as exc:  # noqa: BLE001 - re-raised as ours
-                raise InputFileError(f"{frame}: cannot read this frame of {path.name}: {exc}") from exc
-        if msgs.has_error or grid.n_points == 0:
+        ext = frame.suffix.lower()
+        if ext not in (".vtu", ".vtp", ".vtk"):
+            raise InputFileError(f"{frame}: a frame of {path.name} must be a .vtu, .vtp or .vtk"
+                                 f" file, not {ext or '(no extension)'!r}")
+        try:
+            # checked reads: VTK's own readers crash (segfault, bad_alloc) on corrupt files
+            grid = pv.wrap(read_vtk_dataset(frame, ext))
+        except InputFileError as exc:
             raise InputFileError(f"{frame}: this frame of {path.name} is empty or corrupt"
-                                 f" ({msgs.summary() or 'no points'}); re-run the simulation")
+                                 f" ({exc}); re-run the simulation") from exc
         frames.append((t, grid))
     return frames

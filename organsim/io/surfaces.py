@@ -39,6 +39,7 @@ from ..units import check_plausible_size, to_metres
 from ._common import (capture_vtk_messages, check_finite, check_input_file, meshio_read,
                       read_head, weld_exact)
 from .atomic import atomic_output, full_suffix
+from .legacy_vtk import check_vtk_cells, check_vtk_xml_counts, read_legacy_vtk
 
 __all__ = ["read_surface", "write_surface", "SURFACE_READ_EXTENSIONS", "SURFACE_WRITE_EXTENSIONS"]
 
@@ -319,8 +320,12 @@ def _read_vtk_surface(path: Path, ext: str):
 
 
 def read_vtk_dataset(path: Path, ext: str | None = None):
-    """Read a ``.vtp``/``.vtu``/``.vtk`` file with VTK, raising on any reader error."""
-    from vtkmodules.vtkIOLegacy import vtkDataSetReader
+    """Read a ``.vtp``/``.vtu``/``.vtk`` file into a checked VTK object, raising on any error.
+
+    Legacy ``.vtk`` files are parsed and checked by :mod:`organsim.io.legacy_vtk`
+    (never by VTK's C++ legacy reader); XML files are read by VTK, then their
+    cells are checked before any filter walks them.
+    """
     from vtkmodules.vtkIOXML import vtkXMLPolyDataReader, vtkXMLUnstructuredGridReader
 
     ext = ext or full_suffix(path)
@@ -329,8 +334,15 @@ def read_vtk_dataset(path: Path, ext: str | None = None):
         if not head.startswith(b"# vtk DataFile"):
             raise InputFileError(f"{path}: not a legacy VTK file (it must start with"
                                  " '# vtk DataFile Version'); the file is corrupt or mislabelled")
-        reader = vtkDataSetReader()
-    elif ext == ".vtp":
+        # never VTK's C++ legacy reader: it trusts the declared counts and crashes the
+        # process (segfault) on corrupt binary files; ours checks everything first
+        data = read_legacy_vtk(path)
+        if data.GetNumberOfPoints() == 0:
+            raise InputFileError(f"{path}: the file holds no points; it is empty, truncated or"
+                                 " corrupt: export it again")
+        return data
+    check_vtk_xml_counts(path)  # VTK allocates what the header announces, before reading
+    if ext == ".vtp":
         reader = vtkXMLPolyDataReader()
     else:
         reader = vtkXMLUnstructuredGridReader()
@@ -344,6 +356,7 @@ def read_vtk_dataset(path: Path, ext: str | None = None):
     if data is None or data.GetNumberOfPoints() == 0:
         raise InputFileError(f"{path}: the file holds no points; it is empty, truncated or"
                              " corrupt: export it again")
+    check_vtk_cells(data, path)
     return data
 
 

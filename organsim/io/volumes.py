@@ -337,8 +337,9 @@ def _write(mesh: TetMesh, pts: np.ndarray, tmp: Path, ext: str, msh_version: str
         grid = mesh.to_pyvista()
         grid.points = pts
         if ext == ".vtk":
-            # VTK's legacy reader crashes (segfault) on a file cut short inside a string
-            # array, so legacy files carry no string field data: region names need .vtu
+            # VTK's own legacy reader (ParaView and other tools; organsim reads legacy files
+            # with its checked parser) crashes on a file cut short inside a string array,
+            # so legacy files carry no string field data: region names need .vtu
             grid.field_data.clear()
         with capture_vtk_messages() as msgs:
             grid.save(str(tmp), binary=True)

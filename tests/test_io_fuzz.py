@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_fuzz_readers import fuzz
+from benchmarks.bench_fuzz_readers import fuzz  # noqa: E402 - the repository root first
 
 
 def _assert_clean(res: dict) -> None:

@@ -24,6 +24,12 @@ def _inv3(a, out):
     det = (a[0, 0] * (a[1, 1] * a[2, 2] - a[1, 2] * a[2, 1])
            - a[0, 1] * (a[1, 0] * a[2, 2] - a[1, 2] * a[2, 0])
            + a[0, 2] * (a[1, 0] * a[2, 1] - a[1, 1] * a[2, 0]))
+    if det == 0.0:
+        # a flat element: no inverse (callers treat det <= 0 as inverted); never divide by zero
+        for i in range(3):
+            for j in range(3):
+                out[i, j] = 0.0
+        return 0.0
     idet = 1.0 / det
     out[0, 0] = (a[1, 1] * a[2, 2] - a[1, 2] * a[2, 1]) * idet
     out[0, 1] = (a[0, 2] * a[2, 1] - a[0, 1] * a[2, 2]) * idet

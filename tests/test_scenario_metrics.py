@@ -147,3 +147,19 @@ def test_recorder_summary_from_a_synthetic_run():
     import json
 
     json.dumps(m)  # JSON-ready
+
+
+def test_an_incomplete_pattern_scores_only_the_part_that_was_cut():
+    from organsim.scenario.metrics import composite_score, cut_deviation
+
+    plan = np.array([[0.0, 0, 0], [0.1, 0, 0]])
+    half = np.array([[0.0, 0, 0], [0.05, 0, 0]])
+    full_m = {"procedure_time_s": 10.0, **cut_deviation(plan, plan)}
+    half_m = {"procedure_time_s": 5.0, **cut_deviation(half, plan)}
+    assert full_m["planned_covered_fraction"] == 1.0
+    assert abs(half_m["planned_covered_fraction"] - 0.5) < 0.02
+    full = composite_score(full_m, target_time_s=10.0, safe_force_n=3.0)
+    half_s = composite_score(half_m, target_time_s=10.0, safe_force_n=3.0)
+    # half the pattern, twice as fast, exactly on the line: half the credit, not full marks
+    assert full["score"] == 100.0
+    assert abs(half_s["score"] - 50.0) < 2.0 and not half_s["proficient_attempt"]

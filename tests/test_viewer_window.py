@@ -97,3 +97,60 @@ def test_tissue_drags_act_background_drags_rotate_and_the_attempt_is_scored(disp
     live = metrics["metrics"]
     for key in ("cut_length_mm", "mean_deviation_mm", "peak_force_n", "procedure_time_s"):
         assert replay[key] == pytest.approx(live[key], rel=0.01, abs=1e-6), key
+
+
+def test_organsim_view_exercise_as_a_trainee_runs_it(display, tmp_path):
+    """`organsim view pattern-cutting --trainee NAME` as typed: a window, a cut with the mouse, e, results."""
+    import os
+    import time
+
+    out = tmp_path / "attempt"
+    cmd = [sys.executable, "-m", "organsim", "view", "pattern-cutting", "--trainee", "bo", "-o", str(out),
+           "--history", str(tmp_path / "h.sqlite"), "--camera", "superior"]
+    log = open(tmp_path / "view.log", "w")
+    proc = subprocess.Popen(cmd, env=display.env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    env = display.env
+    try:
+        wid = subprocess.run(["xdotool", "search", "--sync", "--name", "organsim: pattern cutting"],
+                             env=env, capture_output=True, text=True, timeout=400).stdout.split()[0]
+        time.sleep(2.0)
+        geo = subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid], env=env,
+                             capture_output=True, text=True, timeout=30).stdout
+        size = dict(line.split("=") for line in geo.split())
+        w, h = int(size["WIDTH"]), int(size["HEIGHT"])
+
+        def xdo(*args):
+            subprocess.run(["xdotool", *args], env=env, check=True, timeout=30)
+
+        xdo("windowfocus", "--sync", wid)
+        xdo("key", "i")                                   # the cut tool
+        time.sleep(0.5)
+        # a stroke across the middle of the sheet (the superior view looks straight down on it)
+        y = int(h * 0.62)
+        xdo("mousemove", "--window", wid, str(int(w * 0.35)), str(y))
+        xdo("mousedown", "1")
+        for k in range(1, 31):
+            xdo("mousemove", "--window", wid, str(int(w * (0.35 + 0.3 * k / 30))), str(y))
+            time.sleep(0.05)
+        time.sleep(0.5)
+        xdo("mouseup", "1")
+        time.sleep(0.5)
+        xdo("key", "e")                                   # end the attempt
+        rc = proc.wait(300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    text = (tmp_path / "view.log").read_text()
+    assert rc == 0, text[-3000:]
+    assert "preparing numeric kernels" in text            # first use says what it does
+    assert "score" in text and "replay it: organsim run" in text
+    m = json.loads((out / "metrics.json").read_text())["metrics"]
+    assert m["cut_length_mm"] > 10.0
+    assert (out / "attempt.toml").exists() and (out / "report.html").exists()
+    from organsim.scenario import TrainingHistory
+
+    hist = TrainingHistory(tmp_path / "h.sqlite")
+    assert len(hist.attempts("bo", "pattern cutting (gauze)")) == 1
+    hist.close()
+    assert os.path.getsize(out / "attempt.toml") > 0

@@ -24,7 +24,9 @@ time       0.20   1 at or below the target time, falling linearly to 0 at
                   the time taken from a cut-off)
 accuracy   0.35   1 - mean cut deviation / (3 x tolerance), minus the
                   fraction of the cut length outside the tolerance band
-                  (FLS penalises the area cut outside the marked lines)
+                  (FLS penalises the area cut outside the marked lines);
+                  with a planned cut, time, accuracy and economy are each
+                  multiplied by the fraction of the plan that was cut
 force      0.20   1 - fraction of the time above the safe force, times
                   safe / peak force when the peak exceeds it
 damage     0.15   1 - volume above the damage stress / 1 % of the organ
@@ -255,7 +257,9 @@ def cut_deviation(actual: np.ndarray, planned: np.ndarray, *, tolerance: float =
         plan that were never cut), ``length_outside_mm`` and
         ``fraction_outside`` (of the cut's length beyond ``tolerance``),
         ``area_outside_mm2`` (the area between the cut and the band's edge where
-        the cut strays outside it: FLS pattern cutting's error measure), and
+        the cut strays outside it: FLS pattern cutting's error measure),
+        ``planned_covered_fraction`` (of the planned line's length, the part
+        the cut passed within ``tolerance`` of: 1 for a complete pattern), and
         ``planned_length_mm``, ``cut_length_mm``.
 
     Examples
@@ -270,6 +274,7 @@ def cut_deviation(actual: np.ndarray, planned: np.ndarray, *, tolerance: float =
     if len(a) == 0 or len(p) == 0:
         return {"mean_deviation_mm": float("nan"), "hausdorff_mm": float("nan"),
                 "length_outside_mm": 0.0, "fraction_outside": 0.0, "area_outside_mm2": 0.0,
+                "planned_covered_fraction": 0.0,
                 "planned_length_mm": path_length(planned) * 1e3, "cut_length_mm": 0.0}
     d_ap = point_to_polyline_distance(a, np.asarray(planned, float))
     d_pa = point_to_polyline_distance(p, np.asarray(actual, float))
@@ -287,6 +292,7 @@ def cut_deviation(actual: np.ndarray, planned: np.ndarray, *, tolerance: float =
         "hausdorff_mm": float(max(d_ap.max(), d_pa.max())) * 1e3,
         "length_outside_mm": out_len * 1e3,
         "area_outside_mm2": area_out * 1e6,
+        "planned_covered_fraction": float(np.mean(d_pa <= tolerance)) if len(d_pa) else 0.0,
         "fraction_outside": out_len / cut_len if cut_len > 0 else 0.0,
         "planned_length_mm": path_length(planned) * 1e3,
         "cut_length_mm": cut_len * 1e3,
@@ -350,6 +356,13 @@ def composite_score(metrics: dict, *, target_time_s: float, safe_force_n: float,
     L = metrics.get("path_length_m")
     if planned_path_m is not None and planned_path_m > 0 and L is not None:
         parts["economy"] = float(np.clip(planned_path_m / max(L, 1e-12), 0.0, 1.0))
+    cov = metrics.get("planned_covered_fraction")
+    if cov is not None:
+        # an incomplete pattern is not a fast, accurate, economical one (FLS fails it): time,
+        # accuracy and economy count for the part of the plan that was cut
+        for k in ("time", "accuracy", "economy"):
+            if k in parts:
+                parts[k] = float(parts[k] * np.clip(cov, 0.0, 1.0))
     used = {k: w[k] for k in parts if w.get(k, 0) > 0}
     total = sum(used.values())
     score = 100.0 * sum(parts[k] * used[k] for k in used) / total if total > 0 else 0.0

@@ -150,13 +150,26 @@ def _per_node_vectors(values, k: int, what: str) -> np.ndarray:
     return np.array(v)
 
 
+def _integer_ids(values, what: str, kind: str = "node") -> np.ndarray:
+    """Integer ids from ``values``, refusing non-integral or non-finite numbers (never truncating)."""
+    ids = np.atleast_1d(np.asarray(values))
+    if ids.dtype.kind == "f":
+        if not np.all(np.isfinite(ids)) or np.any(ids != np.round(ids)):
+            bad = ids[~np.isfinite(ids) | (ids != np.round(ids))][:3]
+            raise SimulationError(f"{what}: {kind} ids must be whole numbers, got {bad.tolist()}; pass "
+                                  f"integer ids (for example from organsim.fem.selection)")
+    elif ids.dtype.kind not in "iu" and ids.size:
+        raise SimulationError(f"{what}: {kind} ids must be integers, got {ids.dtype} values")
+    return ids.astype(np.int64).ravel()
+
+
 def _node_ids(node_ids, n: int, what: str) -> np.ndarray:
     ids = np.asarray(node_ids)
     if ids.dtype == bool:
         if ids.shape != (n,):
             raise SimulationError(f"{what}: a boolean node mask must have shape ({n},), got {ids.shape}")
         ids = np.flatnonzero(ids)
-    ids = np.atleast_1d(ids).astype(np.int64).ravel()
+    ids = _integer_ids(ids, what)
     if ids.size == 0:
         raise SimulationError(f"{what}: the node selection is empty; check the selector (box, region...)")
     if ids.min() < 0 or ids.max() >= n:
@@ -239,9 +252,14 @@ class Simulation:
         if g.shape != (3,) or not np.all(np.isfinite(g)):
             raise SimulationError(f"gravity must be 3 finite numbers (m/s^2), got {gravity!r}")
         self.gravity = g
-        a, b = (float(v) for v in damping)
-        if a < 0 or b < 0:
-            raise SimulationError(f"Rayleigh damping coefficients must be >= 0, got {damping!r}")
+        try:
+            a, b = (float(v) for v in damping)
+        except (TypeError, ValueError):
+            raise SimulationError(f"damping must be two numbers (alpha 1/s, beta s) for Rayleigh damping "
+                                  f"C = alpha M + beta K, got {damping!r}; for example damping=(0.5, 0.01)"
+                                  ) from None
+        if not (a >= 0 and b >= 0 and np.isfinite(a) and np.isfinite(b)):
+            raise SimulationError(f"Rayleigh damping coefficients must be finite and >= 0, got {damping!r}")
         self.damping = (a, b)
         self.integrator = integrator
         self.mass_kind = mass
@@ -417,7 +435,7 @@ class Simulation:
             Pressure (Pa); positive pushes into the body.
         name : str
         """
-        fids = np.atleast_1d(np.asarray(face_ids, dtype=np.int64))
+        fids = _integer_ids(face_ids, f"add_pressure({name!r})", "face")
         nf = len(self.mesh.boundary_faces)
         if fids.size == 0 or fids.min() < 0 or fids.max() >= nf:
             raise SimulationError(f"add_pressure({name!r}): face ids must be a non-empty selection of"

@@ -14,10 +14,12 @@ frames (cutting, resection).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import uuid
 from pathlib import Path
 from types import TracebackType
 from xml.etree import ElementTree as ET
@@ -68,6 +70,8 @@ class SeriesWriter:
         self.frame_dir = self.path.parent / self.stem
         self._entries: list[tuple[float, str]] = []
         self._closed = False
+        self._prefix = self.stem
+        self._stale: list[Path] = []
 
     # ------------------------------------------------------------ protocol
     def __enter__(self) -> SeriesWriter:
@@ -139,7 +143,7 @@ class SeriesWriter:
         for name, values in (cell_data or {}).items():
             grid.cell_data[name] = _field(values, mesh.n_tets, name, "cell")
         index = len(self._entries)
-        rel = f"{self.stem}/{self.stem}_{index:06d}.vtu"
+        rel = f"{self.stem}/{self._prefix}_{index:06d}.vtu"
         target = self.path.parent / rel
         with atomic_output(target) as tmp, capture_vtk_messages() as msgs:
             grid.save(str(tmp), binary=True)
@@ -150,20 +154,35 @@ class SeriesWriter:
         return target
 
     def close(self) -> None:
-        """Finish the series (the ``.pvd`` index is already up to date)."""
+        """Finish the series (the ``.pvd`` index is already up to date).
+
+        The frames of an earlier run into the same ``.pvd`` are deleted only now,
+        once the new series is complete: until then the index lists either the old
+        frames or the new ones, never a file that is gone.
+        """
         if not self._closed and not self._entries:
             self._write_pvd()  # an empty but valid collection
+        if not self._closed:
+            for p in self._stale:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            if self._stale:
+                log.info("removed %d frame files of an earlier run from %s", len(self._stale), self.frame_dir)
         self._closed = True
 
     # ------------------------------------------------------------ internals
     def _start(self) -> None:
         self.frame_dir.mkdir(parents=True, exist_ok=True)
-        pattern = re.compile(rf"^{re.escape(self.stem)}_\d{{6}}\.vtu$")
-        stale = [p for p in self.frame_dir.iterdir() if pattern.match(p.name)]
-        for p in stale:
-            p.unlink()
-        if stale:
-            log.info("removed %d frame files of an earlier run from %s", len(stale), self.frame_dir)
+        stem = re.escape(self.stem)
+        frame = re.compile(rf"^{stem}(-[0-9a-f]{{6}})?_\d{{6}}\.vtu$")
+        # temporaries of writes that were killed are never anyone's file
+        for p in self.frame_dir.glob(f".{self.stem}*.partial.vtu"):
+            with contextlib.suppress(OSError):
+                p.unlink()
+        self._stale = [p for p in self.frame_dir.iterdir() if frame.match(p.name)]
+        if self._stale:
+            # an earlier run's frames stay until this series is complete: write next to them
+            self._prefix = f"{self.stem}-{uuid.uuid4().hex[:6]}"
 
     def _write_pvd(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

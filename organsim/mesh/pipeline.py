@@ -299,6 +299,10 @@ def mesh_image(image: LabelImage, *, labels=None, edge_length: float | None = No
     check_plausible_size(np.stack([np.zeros(3), extent]), source=source)
     if edge_length is None:
         edge_length = default_edge_length(float(extent.max()))
+    elif isinstance(edge_length, bool) or not isinstance(edge_length, (int, float, np.floating)) \
+            or not np.isfinite(edge_length) or edge_length <= 0:
+        raise MeshError(f"edge_length must be a positive number of metres, got {edge_length!r}; for "
+                        f"example edge_length=0.006 for 6 mm (or leave it out for the default)")
     report = MeshingReport(source=source, method=method, edge_length_m=float(edge_length),
                            reference="voxel volume")
     report.reference_volume_m3 = len(mask_idx) * image.voxel_volume

@@ -8,6 +8,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import MeshError
+from .tetmesh import _owned
 
 __all__ = ["TriSurface"]
 
@@ -52,10 +53,10 @@ class TriSurface:
             lab = np.ascontiguousarray(self.face_labels, dtype=np.int32)
             if lab.shape != (len(faces),):
                 raise MeshError(f"face_labels must have shape ({len(faces)},), got {lab.shape}")
-            lab.setflags(write=False)
+            lab = _owned(lab, self.face_labels)
             object.__setattr__(self, "face_labels", lab)
-        pts.setflags(write=False)
-        faces.setflags(write=False)
+        # the surface's arrays are read-only; never make the caller's own arrays so: copy those
+        pts, faces = _owned(pts, self.points), _owned(faces, self.faces)
         object.__setattr__(self, "points", pts)
         object.__setattr__(self, "faces", faces)
 

@@ -77,6 +77,14 @@ def dihedral_angles(points: np.ndarray, tets: np.ndarray) -> np.ndarray:
     return out
 
 
+def _owned(a: np.ndarray, source) -> np.ndarray:
+    """``a`` made read-only, copied first when it is the caller's writeable array."""
+    if a.flags.writeable and isinstance(source, np.ndarray) and np.shares_memory(a, source):
+        a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
 @dataclass(frozen=True, eq=False)
 class TetMesh:
     """A linear tetrahedral mesh with a region id per element.
@@ -130,9 +138,9 @@ class TetMesh:
             present = np.unique(rid)
         for r in present.tolist():
             names.setdefault(int(r), "tissue" if r == 1 and not names else f"region_{r}")
-        pts.setflags(write=False)
-        tets.setflags(write=False)
-        rid.setflags(write=False)
+        # the mesh's arrays are read-only; never make the caller's own arrays so: copy those
+        pts, tets, rid = (_owned(a, src) for a, src in
+                          ((pts, self.points), (tets, self.tets), (rid, self.region_ids)))
         object.__setattr__(self, "points", pts)
         object.__setattr__(self, "tets", tets)
         object.__setattr__(self, "region_ids", rid)

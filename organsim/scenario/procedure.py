@@ -94,6 +94,8 @@ _MM = 1e-3
 SETTLED_SPEED = 1e-3
 #: Gap (m) above the surface where the blade's back starts.
 BLADE_LIFT = 0.002
+#: How far (m) from the organ's surface a scenario's instrument point may lie.
+REACH = 0.015
 #: Radius (m) of the probe's capsule.
 PROBE_RADIUS = 0.004
 #: Instrument names of the mouse's grasper and scalpel (live attempts).
@@ -219,12 +221,37 @@ class Procedure:
         self._organ = load_organ(scenario) if mesh is None else mesh
         self.notes: list[str] = []
         self.topology_version = 0
+        self._check_reach()
         if any(a.action == "cut" for a in scenario.timeline):
             # the compiled cutting kernels load now, not in the frame of the first cut
             from ..surgery.cutting import warm_up
 
             warm_up()
         self.reset()
+
+    def _check_reach(self) -> None:
+        """Every instrument point of the timeline must lie on the tissue (within :data:`REACH`).
+
+        Raises
+        ------
+        ScenarioError
+            Naming the key, the point and its distance from the organ's surface.
+        """
+        from ..errors import ScenarioError
+
+        surf = SurfaceAnchors(self._organ)
+        for i, a in enumerate(self.scenario.timeline):
+            points = [("at_mm", a.at_mm)] if a.at_mm is not None else []
+            if a.action == "cut":
+                points += [(f"path_mm[{k}]", p) for k, p in enumerate(a.path_mm)]
+            for key, p in points:
+                q = np.asarray(p, dtype=float) * _MM
+                d = float(np.linalg.norm(surf.on_rest_surface(q) - q))
+                if d > REACH:
+                    raise ScenarioError(
+                        f"timeline[{i}].{key}: {list(p)} mm is {d / _MM:.0f} mm from the organ's surface;"
+                        f" a {a.action} must start on the tissue (within {REACH / _MM:.0f} mm): move the"
+                        " point onto the organ (organsim info MESH shows its bounds)")
 
     # ---------------------------------------------------------------- state
     def reset(self) -> None:

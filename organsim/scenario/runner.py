@@ -68,6 +68,15 @@ def _state_arrays(proc: Procedure, with_fields: bool) -> tuple[dict, dict]:
     return point_data, cell_data
 
 
+def _remove_leftovers(out: Path) -> None:
+    """Temporaries that a killed earlier run into ``out`` left behind (never anyone's file)."""
+    import contextlib
+
+    for p in [*out.glob(".*.partial*"), *out.glob(".*.tmp")]:
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
 def cut_face_bits(mesh: TetMesh, mask: np.ndarray) -> np.ndarray:
     """Per tet, a 4-bit mask of which local faces are cut faces (for replay), shape (m,) uint8."""
     from ..mesh.tetmesh import TET_FACES
@@ -119,6 +128,7 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(out)
     t_start = _time.perf_counter()
     proc = Procedure(scenario)
     o = scenario.output

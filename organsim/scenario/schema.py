@@ -526,6 +526,9 @@ def scenario_from_dict(d: Any) -> Scenario:
     ScenarioError
         Naming the key, what is wrong and what is allowed.
     """
+    if isinstance(d, dict) and not d:
+        raise ScenarioError("the scenario is empty; give at least [organ] (shipped = \"liver\" or "
+                            "path = \"mesh.vtu\") and a [[timeline]]; see examples/scenarios/")
     top = [f.name for f in fields(Scenario)]
     _check_keys(d, "", top)
     s = Scenario()

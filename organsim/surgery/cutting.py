@@ -386,6 +386,9 @@ class Cutter:
         X = self.mesh.points if positions is None else np.asarray(positions, dtype=np.float64)
         if X.shape != self.mesh.points.shape:
             raise MeshError(f"positions must have shape {self.mesh.points.shape}, got {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise MeshError("positions contain NaN or infinite values; pass the simulation's current "
+                            "positions (Simulation.positions)")
         self.blade = None
         if len(self.fam_verts) == 0 or not self._stroke:
             return _identity_result(self.mesh, self.cut_face_keys)
@@ -426,6 +429,9 @@ class Cutter:
         X = self.mesh.points if positions is None else np.asarray(positions, dtype=np.float64)
         if X.shape != self.mesh.points.shape:
             raise MeshError(f"positions must have shape {self.mesh.points.shape}, got {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise MeshError("positions contain NaN or infinite values; pass the simulation's current "
+                            "positions (Simulation.positions)")
         tris = swept_quads(prev, self.blade, 1e-16)     # as swept_triangles, degenerate ones dropped
         if len(tris) == 0:
             return _identity_result(self.mesh, self.cut_face_keys)

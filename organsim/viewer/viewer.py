@@ -242,8 +242,15 @@ class Viewer:
         """
         self._ensure_shown()
         self.refresh()
-        img = self.plotter.screenshot(None if path is None else str(Path(path)),
-                                      return_img=True)
+        img = self.plotter.screenshot(None, return_img=True)
+        if path is not None:
+            from PIL import Image
+
+            from ..io.atomic import atomic_output
+
+            with atomic_output(Path(path)) as tmp:   # a kill never leaves a half-written image
+                Image.fromarray(np.asarray(img)).save(tmp, format=Path(path).suffix.lstrip(".").upper()
+                                                      .replace("JPG", "JPEG") or "PNG")
         return np.asarray(img)[..., :3]
 
     def close(self) -> None:

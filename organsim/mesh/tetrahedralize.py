@@ -415,6 +415,10 @@ def improve_interior(mesh: TetMesh, *, target_deg: float = MIN_DIHEDRAL_DEG,
     return mesh.with_points(pts), n_moved
 
 
+class FoldedMeshError(MeshError):
+    """The mesher's output folds over itself (see :func:`organsim.mesh.validity.folded_faces`)."""
+
+
 def quality_gate(mesh: TetMesh, *, min_dihedral_deg: float = MIN_DIHEDRAL_DEG,
                  max_dihedral_deg: float = MAX_DIHEDRAL_DEG, max_peel_volume: float = 0.005,
                  source: str = "mesh") -> tuple[TetMesh, dict]:
@@ -441,7 +445,9 @@ def quality_gate(mesh: TetMesh, *, min_dihedral_deg: float = MIN_DIHEDRAL_DEG,
     Raises
     ------
     MeshError
-        Inverted tets, or bad tets that are not on the boundary or cost too much volume.
+        Inverted tets, a fold (an interior face with both its tets on one side, or tet
+        volumes that do not add up to the volume the boundary encloses), or bad tets
+        that are not on the boundary or cost too much volume.
 
     Examples
     --------
@@ -487,6 +493,17 @@ def quality_gate(mesh: TetMesh, *, min_dihedral_deg: float = MIN_DIHEDRAL_DEG,
             f"{ang.min():.2f}..{ang.max():.2f} deg, accepted {min_dihedral_deg:g}..{max_dihedral_deg:g})"
             " and could not be repaired; try method='lattice', a smaller edge length, or a"
             " smoother input surface")
+    # positive volumes do not make a solid: a tet can overlap its neighbours (a fold)
+    from .validity import enclosed_volume, folded_faces
+
+    n_fold = folded_faces(cur)
+    enclosed = enclosed_volume(cur)
+    excess = (cur.volume - enclosed) / enclosed if enclosed > 0 else float("inf")
+    if n_fold or abs(excess) > 1e-9:
+        raise FoldedMeshError(
+            f"{source}: the tet mesh folds over itself ({n_fold} interior faces have both tets on one"
+            f" side; the tet volumes sum to {100 * excess:+.3g}% of the volume the boundary encloses) and"
+            " cannot be used; try a slightly different edge length (a few percent) or method='tetwild'")
     info["peeled_volume_fraction"] = float((v0 - cur.volume) / v0)
     if info["n_peeled"]:
         log.info("%s: peeled %d bad boundary tets (%.3f%% of the volume)", source,

@@ -43,6 +43,14 @@ def _stats(ms: list[float]) -> dict:
             "fps_median": float(1e3 / np.median(a)), "frames": int(a.size)}
 
 
+def _work(frames: list[dict]) -> dict:
+    """Median work per frame (ms): the whole frame, and its simulation step."""
+    fm = [f["frame_ms"] for f in frames if f.get("frame_ms") is not None]
+    sm = [f["step_ms"] for f in frames if f.get("step_ms") is not None]
+    return {"work_median_ms": float(np.median(fm)) if fm else None,
+            "step_median_ms": float(np.median(sm)) if sm else None}
+
+
 def _intervals(frames: list[dict]) -> list[float]:
     """Frame-to-frame wall intervals (ms): what a person sees as the frame time."""
     w = [f["wall"] for f in frames]
@@ -90,7 +98,7 @@ def _session(outdir: Path, env_extra: dict | None, quick: bool) -> dict:
                 w.drag(w.pixels[0], w.pixels[1], steps=15 if quick else 40, step_s=0.04)
                 f = w.frames()
                 grasp = [r for r in f[n0:] if r["grasping"]]
-                res["grasp"] = _stats(_intervals(grasp))
+                res["grasp"] = {**_stats(_intervals(grasp)), **_work(grasp)}
                 lags = _lag_frames(f[n0:])
                 res["lag_frames_median"] = float(np.median(lags)) if lags else None
                 res["lag_frames_max"] = int(max(lags)) if lags else None
@@ -99,7 +107,7 @@ def _session(outdir: Path, env_extra: dict | None, quick: bool) -> dict:
                 n1 = len(w.frames())
                 w.drag(w.pixels[2], w.pixels[3], steps=15 if quick else 40, step_s=0.05)
                 f = w.frames()
-                res["cut"] = _stats(_intervals(f[n1:]))
+                res["cut"] = {**_stats(_intervals(f[n1:])), **_work(f[n1:])}
                 res["cut_tets_added"] = f[-1]["n_tets"] - f[n1]["n_tets"]
             w.close()
             return res

@@ -192,13 +192,17 @@ def backward_euler_substep(sim, h, cons, ck):
     return it, lin_total, rnorm / scale, True, minJ, refac
 
 
-def line_search(asm, x, d, rnorm, free, residual):
+def line_search(asm, x, d, rnorm, free, residual, *, potential=None, g=None):
     """Backtracking line search along the Newton direction ``d`` from ``x``.
 
     Tries the steps ``d, d/2, ...`` (8 at most) and takes the first that lowers the
-    residual norm on the ``free`` nodes below ``(1 - 1e-4 alpha) rnorm``, else the best
-    one tried. ``residual(x, f, K)`` gives the nonlinear residual (n, 3) from the elastic
-    forces and stiffness of ``asm`` at ``x``.
+    residual norm on the ``free`` nodes below ``(1 - 1e-4 alpha) rnorm``, or, when a
+    ``potential`` (the energy the problem minimises, with gradient ``g`` at ``x``) is
+    given and ``d`` descends it, lowers that energy by the Armijo amount
+    ``1e-4 alpha g . d``; else the best one tried. ``residual(x, f, K)`` gives the
+    nonlinear residual (n, 3) from the elastic forces and stiffness of ``asm`` at ``x``.
+    The energy test accepts the full Newton steps a bending body needs: there the
+    residual norm often rises on the way to the minimum although the energy falls.
 
     Returns
     -------
@@ -214,6 +218,8 @@ def line_search(asm, x, d, rnorm, free, residual):
     """
     alpha = 1.0
     best = None
+    slope = float(np.sum(g[free] * d[free])) if potential is not None and g is not None else 0.0
+    e0 = potential(x) if slope < 0 else None
     for _ in range(8):
         xt = x + alpha * d
         try:
@@ -227,6 +233,10 @@ def line_search(asm, x, d, rnorm, free, residual):
             continue
         if rt <= (1.0 - 1e-4 * alpha) * rnorm:
             return xt, ft, Kt, gt, rt
+        if e0 is not None:
+            et = potential(xt)
+            if np.isfinite(et) and et <= e0 + 1e-4 * alpha * slope:
+                return xt, ft, Kt, gt, rt
         if best is None or rt < best[4]:
             best = (xt, ft, Kt, gt, rt)
         alpha *= 0.5
@@ -360,6 +370,13 @@ def static_increment(sim, x, free, cons, ck, lam, tol, max_newton):
     x = x.copy()
     x[cons] = ck
     fext_fn = lambda xt: sim._external(xt, lam)  # noqa: E731
+    # gravity and nodal forces are conservative: the increment minimises the potential energy
+    # W(x) - fext . x, and the line search can judge a Newton step by it (follower pressures
+    # have no potential: then by the residual alone)
+    potential = None
+    if not sim._pressures:
+        fext0 = fext_fn(x)
+        potential = lambda xt: sim._asm.energy(xt) - float(np.sum(fext0[free] * xt[free]))  # noqa: E731
     f, K = sim._asm.forces_and_stiffness(x, exact=True)
     g = f - fext_fn(x)
     rnorm = float(np.linalg.norm(g[free]))
@@ -376,7 +393,8 @@ def static_increment(sim, x, free, cons, ck, lam, tol, max_newton):
         d = np.zeros_like(x)
         d[free] = fac.solve(-g[free].ravel()).reshape(-1, 3)
         prev = rnorm
-        x, f, K, g, rnorm = line_search(sim._asm, x, d, rnorm, free, lambda xt, ft, Kt: ft - fext_fn(xt))
+        x, f, K, g, rnorm = line_search(sim._asm, x, d, rnorm, free, lambda xt, ft, Kt: ft - fext_fn(xt),
+                                        potential=potential, g=g)
         it += 1
         stall = stall + 1 if rnorm > 0.5 * prev else 0
         if stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale:

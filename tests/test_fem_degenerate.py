@@ -27,3 +27,12 @@ def test_dragging_a_corner_across_the_block_converges_or_is_refused_never_crashe
         np.testing.assert_array_equal(sim.positions, before)   # refused: the state is unchanged
     else:
         assert info.min_jacobian > 0 and np.all(np.isfinite(sim.positions))
+
+
+def test_a_step_with_every_node_prescribed_moves_them_there():
+    mesh = box_tet_mesh((3, 3, 3), 0.01)
+    sim = Simulation(Body(mesh, NeoHookean(3e3, 0.45), density=1000.0), dt=0.01)
+    target = mesh.points + [0.0, 0.0, 0.001]
+    sim.prescribe(np.arange(mesh.n_points), target, name="all")   # nothing left to solve for
+    sim.step()
+    np.testing.assert_allclose(sim.positions, target, atol=1e-12)

@@ -89,13 +89,16 @@ class CholeskyFactor:
         self.kind = "cholesky"
         self._chol = None
         self._lu = None
+        if self.n == 0:
+            self.kind = "empty"   # every node is constrained: nothing to solve
+            return
         try:
             import cholespy
             self._chol = cholespy.CholeskySolverD(self.n, np.ascontiguousarray(rows, dtype=np.int32),
                                                   np.ascontiguousarray(cols, dtype=np.int32),
                                                   np.ascontiguousarray(vals, dtype=np.float64),
                                                   cholespy.MatrixType.COO)
-        except (ImportError, ValueError):
+        except (ImportError, ValueError, RuntimeError):
             self.kind = "lu"
             L = sp.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
             A = (L + L.T - sp.diags(L.diagonal())).tocsc()
@@ -108,6 +111,8 @@ class CholeskyFactor:
     def solve(self, b: np.ndarray) -> np.ndarray:
         """Solve ``A x = b`` for b (n,) or (n, k)."""
         b = np.ascontiguousarray(b, dtype=np.float64)
+        if self.n == 0:
+            return np.zeros_like(b)
         if self._chol is not None:
             x = np.empty_like(b)
             self._chol.solve(b, x)

@@ -45,7 +45,7 @@ def cluster():
     from dask.distributed import Client, LocalCluster
 
     lc = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None)
+                      dashboard_address=None, scheduler_kwargs={"dashboard": False})
     client = Client(lc)
     yield lc, client
     client.close()

@@ -62,6 +62,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from ..scenario.sweeps import require_sweep_dependencies, sweep
 
     require_sweep_dependencies()
+    if not getattr(args, "verbose", False):
+        import logging
+
+        # Dask logs every scheduler and worker start at INFO: keep the terminal to the results
+        for name in ("distributed", "dask"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if not args.vary and not args.zipped:
         raise OrganSimError("nothing to vary: give at least one --vary KEY=V1,V2,... "
                             "(e.g. --vary materials.default.E_pa=2000,4000,8000)")

@@ -432,7 +432,8 @@ def _make_client(client, scheduler: str | None, workers: int | None):
         return c, [c]
     n = int(workers or max(1, os.cpu_count() or 1))
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                           host="127.0.0.1", dashboard_address=None)
+                           host="127.0.0.1", dashboard_address=None,
+                           scheduler_kwargs={"dashboard": False})
     c = Client(cluster)
     return c, [c, cluster]
 

@@ -112,6 +112,7 @@ _LAZY = {
     # procedures and viewing
     "Scenario": "organsim.scenario", "load_scenario": "organsim.scenario",
     "save_scenario": "organsim.scenario", "run": "organsim.scenario",
+    "sweep": "organsim.scenario.sweeps",
     "Viewer": "organsim.viewer",
 }
 

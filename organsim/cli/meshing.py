@@ -17,7 +17,7 @@ __all__ = ["register", "cmd_mesh", "cmd_info", "describe"]
 _UNITS_HELP = (f"length unit of surface and volume-mesh files, whose formats carry none"
                f" (one of {', '.join(LENGTH_UNITS)}). Default: {DEFAULT_MESH_UNITS}, as imaging"
                " software exports, except VTU files written by organsim (recognised by their"
-               " region_names field), which are in metres. Label images carry their own"
+               " region_names_json (or older region_names) field), which are in metres. Label images carry their own"
                " spacing and ignore it.")
 
 
@@ -29,7 +29,7 @@ def effective_units(path, units: str | None) -> str:
     if p.is_file() and p.suffix.lower() == ".vtu":
         with open(p, "rb") as fh:
             head = fh.read(1 << 16)
-        if b'Name="region_names"' in head:
+        if b'Name="region_names_json"' in head or b'Name="region_names"' in head:
             return "m"
     return DEFAULT_MESH_UNITS
 

@@ -682,6 +682,24 @@ class Simulation:
         out[mine] = g
         return out
 
+    def constraint_nodes(self, name: str) -> np.ndarray:
+        """Node ids (k,) that constraint ``name`` holds, in the order :meth:`reaction` reports them."""
+        if name not in self._constraints:
+            raise SimulationError(f"no constraint named {name!r}; active: {list(self._constraints)}")
+        return self._constraints[name].nodes.copy()
+
+    def reaction_field(self) -> np.ndarray:
+        """Force (n, 3) N that all the constraints together exert on the tissue, per node.
+
+        Zero at free nodes; at a held node, what :meth:`reaction` reports for the
+        constraint holding it (the sum over a fixation's nodes is the force on its
+        holder, with the opposite sign).
+        """
+        out = np.zeros((self.mesh.n_points, 3))
+        for name in self._constraints:
+            out[self._constraints[name].nodes] += self.reaction(name)
+        return out
+
     def _block_rows(self, data: np.ndarray, nodes: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Rows ``nodes`` (k,) of the block matrix with block data ``data`` times ``u`` (n, 3): (k, 3)."""
         pat = self._asm.pattern

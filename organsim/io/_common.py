@@ -185,3 +185,24 @@ def weld_exact(points: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.nd
     rank[order] = np.arange(len(order))
     new_ids = rank[inverse.ravel()]
     return pts[first[order]], new_ids[np.asarray(cells)]
+
+
+def save_legacy_vtk(dataset, path: Path) -> None:
+    """Write a dataset as a binary legacy ``.vtk`` file in format version 4.2.
+
+    VTK 9 writes version 5.1 by default, which meshio (the other half of organsim's
+    readers, and many third-party tools) cannot read; 4.2 reads everywhere: VTK,
+    ParaView, pyvista and meshio.
+    """
+    from vtkmodules.vtkIOLegacy import vtkDataSetWriter
+
+    w = vtkDataSetWriter()
+    w.SetFileName(str(path))
+    w.SetInputData(dataset)
+    w.SetFileTypeToBinary()
+    if hasattr(w, "SetFileVersion"):
+        w.SetFileVersion(42)
+    if not w.Write():
+        from ..errors import InputFileError
+
+        raise InputFileError(f"{path}: VTK could not write the legacy .vtk file")

@@ -37,7 +37,7 @@ from ..errors import InputFileError, MeshError, OrganSimError
 from ..mesh.surface import TriSurface
 from ..units import check_plausible_size, to_metres
 from ._common import (capture_vtk_messages, check_finite, check_input_file, meshio_read,
-                      read_head, weld_exact)
+                      read_head, save_legacy_vtk, weld_exact)
 from .atomic import atomic_output, full_suffix
 from .legacy_vtk import check_vtk_cells, check_vtk_xml_counts, read_legacy_vtk
 
@@ -597,7 +597,10 @@ def _write_vtk(surface, pts, faces, tmp: Path) -> None:
     if surface.face_labels is not None:
         poly.cell_data["face_label"] = np.asarray(surface.face_labels)
     with capture_vtk_messages() as msgs:
-        poly.save(str(tmp), binary=True)
+        if tmp.suffix.lower() == ".vtk":
+            save_legacy_vtk(poly, tmp)  # version 4.2: meshio reads it, not 5.1
+        else:
+            poly.save(str(tmp), binary=True)
     if msgs.has_error:
         raise InputFileError(f"VTK could not write the surface: {msgs.summary()}")
 

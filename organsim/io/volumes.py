@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError, MeshError, OrganSimError
-from ..mesh.tetmesh import TetMesh, tet_volumes
+from ..mesh.tetmesh import TetMesh, decode_region_names, tet_volumes
 from ..units import check_plausible_size, to_metres
-from ._common import capture_vtk_messages, check_finite, check_input_file, meshio_read, read_head
+from ._common import (capture_vtk_messages, check_finite, check_input_file, meshio_read, read_head,
+                      save_legacy_vtk)
 from .atomic import atomic_output, full_suffix
 from .gmsh import read_gmsh_v1, write_gmsh41
 from .surfaces import read_vtk_dataset
@@ -172,13 +173,7 @@ def _load_vtk(p: Path, ext: str) -> RawMesh:
         sel = celltypes == vtk_type
         name = _VTK_TYPE_NAMES.get(int(vtk_type), f"vtk_type_{int(vtk_type)}")
         blocks.append((name, np.asarray(conn, dtype=np.int64), None if tags is None else tags[sel]))
-    names = {}
-    if "region_names" in grid.field_data:
-        for entry in np.asarray(grid.field_data["region_names"]).ravel():
-            k, _, v = str(entry).partition(":")
-            if k.strip().lstrip("-").isdigit():
-                names[int(k)] = v
-    return RawMesh(grid.points, blocks, names)
+    return RawMesh(grid.points, blocks, decode_region_names(grid.field_data))
 
 
 def _integral(arr: np.ndarray) -> bool:
@@ -342,7 +337,10 @@ def _write(mesh: TetMesh, pts: np.ndarray, tmp: Path, ext: str, msh_version: str
             # so legacy files carry no string field data: region names need .vtu
             grid.field_data.clear()
         with capture_vtk_messages() as msgs:
-            grid.save(str(tmp), binary=True)
+            if ext == ".vtk":
+                save_legacy_vtk(grid, tmp)  # version 4.2: meshio reads it, not 5.1
+            else:
+                grid.save(str(tmp), binary=True)
         if msgs.has_error:
             raise InputFileError(f"VTK could not write the mesh: {msgs.summary()}")
     elif ext == ".msh" and msh_version == "4.1":

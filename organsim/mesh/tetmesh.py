@@ -15,7 +15,66 @@ import numpy as np
 
 from ..errors import MeshError
 
-__all__ = ["TetMesh", "TET_FACES", "tet_volumes", "dihedral_angles"]
+__all__ = ["TetMesh", "TET_FACES", "tet_volumes", "dihedral_angles", "REGION_NAMES_FIELD",
+           "encode_region_names", "decode_region_names"]
+
+#: Field-data array that carries the region names in the VTU files organsim writes: the
+#: JSON text ``{"id": "name", ...}`` as UTF-8 bytes (a UInt8 array). VTK's String arrays
+#: would be the natural choice, but meshio refuses them (it exits the process on one),
+#: and a numeric array reads in meshio, pyvista and ParaView alike.
+REGION_NAMES_FIELD = "region_names_json"
+
+
+def encode_region_names(names: dict[int, str]) -> np.ndarray:
+    """Region names as the UInt8 field array :data:`REGION_NAMES_FIELD` holds.
+
+    Examples
+    --------
+    >>> arr = encode_region_names({2: "tumour", 1: "parenchyma"})
+    >>> arr.dtype.name, bytes(arr).decode()
+    ('uint8', '{"1": "parenchyma", "2": "tumour"}')
+    >>> decode_region_names({REGION_NAMES_FIELD: arr})
+    {1: 'parenchyma', 2: 'tumour'}
+    """
+    import json
+
+    text = json.dumps({str(k): str(v) for k, v in sorted(names.items())}, ensure_ascii=False)
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).copy()
+
+
+def decode_region_names(field_data) -> dict[int, str]:
+    """Region names from a file's field data (a mapping of name -> array), any organsim version.
+
+    Reads :data:`REGION_NAMES_FIELD` (JSON bytes, written since organsim 0.1's interoperable
+    results) and, from older files, the ``region_names`` String array of ``"id:name"`` entries.
+    Anything else is ignored (an empty dict).
+
+    Examples
+    --------
+    >>> decode_region_names({"region_names": np.array(["1:parenchyma", "3:vessel"])})
+    {1: 'parenchyma', 3: 'vessel'}
+    """
+    import json
+
+    names: dict[int, str] = {}
+    if REGION_NAMES_FIELD in field_data:
+        raw = np.asarray(field_data[REGION_NAMES_FIELD]).ravel()
+        try:
+            doc = json.loads(raw.astype(np.uint8).tobytes().decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            doc = {}
+        if isinstance(doc, dict):
+            for k, v in doc.items():
+                if str(k).strip().lstrip("-").isdigit():
+                    names[int(k)] = str(v)
+        if names:
+            return names
+    if "region_names" in field_data:
+        for entry in np.asarray(field_data["region_names"]).ravel():
+            k, _, v = str(entry).partition(":")
+            if k.strip().lstrip("-").isdigit():
+                names[int(k)] = v
+    return names
 
 #: Local vertex ids of the four faces of a positively oriented tet, each
 #: ordered so that its normal points out of the tet.
@@ -286,13 +345,16 @@ class TetMesh:
         return sub, used
 
     def to_pyvista(self):
-        """This mesh as a :class:`pyvista.UnstructuredGrid` with a ``region`` cell array."""
+        """This mesh as a :class:`pyvista.UnstructuredGrid` with a ``region`` cell array.
+
+        The region names go in the field array :data:`REGION_NAMES_FIELD` (JSON bytes), which
+        meshio, pyvista and ParaView all read.
+        """
         import pyvista as pv
 
         grid = pv.UnstructuredGrid({pv.CellType.TETRA: np.asarray(self.tets)}, np.array(self.points))
         grid.cell_data["region"] = np.asarray(self.region_ids)
-        grid.field_data["region_names"] = np.array(
-            [f"{k}:{v}" for k, v in sorted(self.region_names.items())])
+        grid.field_data[REGION_NAMES_FIELD] = encode_region_names(self.region_names)
         return grid
 
     @classmethod
@@ -312,12 +374,7 @@ class TetMesh:
         if region_array in grid.cell_data:
             celltypes = np.asarray(grid.celltypes)
             rid = np.asarray(grid.cell_data[region_array])[celltypes == pv.CellType.TETRA]
-        names: dict[int, str] = {}
-        if "region_names" in grid.field_data:
-            for entry in np.asarray(grid.field_data["region_names"]).ravel():
-                k, _, v = str(entry).partition(":")
-                if k.strip().lstrip("-").isdigit():
-                    names[int(k)] = v
+        names = decode_region_names(grid.field_data)
         return cls(np.asarray(grid.points, dtype=np.float64), np.asarray(tets), rid, names)
 
     def __repr__(self) -> str:

@@ -405,6 +405,9 @@ class MetricsRecorder:
         self.tracks: dict[str, _Track] = {}
         self.peak_stress_pa: list[float] = []
         self.damaged_m3: list[float] = []
+        #: times (s) of the entries of ``peak_stress_pa`` and ``damaged_m3`` (fields are not
+        #: computed every step)
+        self.stress_times: list[float] = []
         self.cut_paths: list[np.ndarray] = []
         self._max_vm: np.ndarray | None = None
         self._volumes: np.ndarray | None = None
@@ -434,6 +437,7 @@ class MetricsRecorder:
             tr.forces.append(np.asarray(v.force, float).copy() if v.active else np.zeros(3))
         if tet_von_mises is not None and tet_volumes is not None:
             vm = np.asarray(tet_von_mises, float)
+            self.stress_times.append(float(time))
             self.peak_stress_pa.append(float(vm.max()) if vm.size else 0.0)
             if self._max_vm is None or len(self._max_vm) != len(vm):
                 # a topology change restarts the per-tet running maximum on the new mesh

@@ -5,8 +5,12 @@ engine scripted and live attempts share) through a scenario's duration and
 writes::
 
     outdir/
-      series.pvd, series/series_NNNNNN.vtu   time series (ParaView)
-      metrics.json                           metrics, score, timings
+      series.pvd, series/series_NNNNNN.vtu   time series (ParaView, meshio, pyvista)
+      metrics.json                           metrics, score, timings, and what made them:
+                                             organsim version, scenario and its hash,
+                                             parameters and seed of a sweep run
+      steps.csv                              per-step metrics (units in the header)
+      forces.csv                             per-step instrument forces and tips (units in the header)
       report.html                            plots, score, rendered image
       final.png                              the final state, rendered off-screen
       <video>                                if recording was asked for
@@ -31,7 +35,7 @@ from ..mesh.tetmesh import TetMesh
 from .procedure import Procedure
 from .schema import Scenario
 
-__all__ = ["Results", "run", "write_results", "cut_face_bits"]
+__all__ = ["Results", "run", "write_results", "cut_face_bits", "scenario_hash", "write_time_series_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +62,17 @@ class Results:
 
 
 def _state_arrays(proc: Procedure, with_fields: bool) -> tuple[dict, dict]:
+    """Arrays of one series frame: von Mises stress (Pa), Green-Lagrange strain (3x3, as 9
+    components), the reaction force (N) that the fixations and instruments exert on the tissue
+    at each node they hold, cut faces."""
     point_data, cell_data = {}, {}
     if with_fields:
         f = proc._get_fields()
         point_data["von_mises"] = f["nodal_von_mises"]
+        point_data["green_lagrange"] = np.asarray(f["nodal_green_lagrange"]).reshape(-1, 9)
+        point_data["reaction_force"] = proc.sim.reaction_field()
         cell_data["von_mises"] = f["von_mises"]
+        cell_data["green_lagrange"] = np.asarray(f["green_lagrange"]).reshape(-1, 9)
     if proc.cut_face_mask is not None:
         cell_data["cut_faces"] = cut_face_bits(proc.mesh, proc.cut_face_mask)
     return point_data, cell_data
@@ -94,9 +104,95 @@ def cut_face_bits(mesh: TetMesh, mask: np.ndarray) -> np.ndarray:
     return bits
 
 
+def scenario_hash(scenario: Scenario) -> str:
+    """SHA-256 (hex) of the scenario's canonical JSON form: equal scenarios, equal hashes.
+
+    Examples
+    --------
+    >>> from organsim.scenario.schema import Scenario
+    >>> scenario_hash(Scenario(name="a")) == scenario_hash(Scenario(name="a"))
+    True
+    >>> scenario_hash(Scenario(name="a")) == scenario_hash(Scenario(name="a", dt_s=0.01))
+    False
+    """
+    import hashlib
+
+    from .schema import scenario_to_dict
+
+    text = json.dumps(scenario_to_dict(scenario), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _write_csv(path: Path, header: list[str], rows) -> Path:
+    """A CSV table, written atomically; floats in full precision, missing values empty."""
+    import csv
+
+    from ..io.atomic import atomic_output
+
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(header)
+            for r in rows:
+                w.writerow(["" if v is None or (isinstance(v, float) and not np.isfinite(v)) else v
+                            for v in r])
+    return path
+
+
+def write_time_series_csv(proc: Procedure, outdir: str | Path) -> tuple[Path, Path]:
+    """Write ``steps.csv`` (per-step metrics) and ``forces.csv`` (instrument forces and tips).
+
+    Every column's unit is in its name (``time_s``, ``peak_stress_pa``, ``grasper_fx_n``,
+    ``grasper_tip_x_mm`` ...), so ``pandas.read_csv`` gives a ready table. Stress and damage
+    are computed every few steps (``Procedure.fields_every``): other rows leave them empty.
+
+    Returns
+    -------
+    (Path, Path)
+        ``steps.csv`` and ``forces.csv``.
+    """
+    from ..io.series import exact_time
+    from .metrics import NO_FORCE_KINDS
+
+    out = Path(outdir)
+    rec = proc.recorder
+    times = [exact_time(t) for t in rec.times]
+    step_ms = [None, *proc.step_ms]  # the first record is the state before the first step
+    stress = {exact_time(t): (p, d) for t, p, d in zip(rec.stress_times, rec.peak_stress_pa, rec.damaged_m3)}
+    rows = []
+    for i, t in enumerate(times):
+        p, d = stress.get(t, (None, None))
+        rows.append([i, t, step_ms[i] if i < len(step_ms) else None, p,
+                     None if d is None else d * 1e6])
+    steps = _write_csv(out / "steps.csv", ["step", "time_s", "step_ms", "peak_stress_pa",
+                                           "damaged_volume_ml"], rows)
+    header = ["time_s"]
+    cols = []
+    for name, tr in rec.tracks.items():
+        idx = {exact_time(t): j for j, t in enumerate(tr.times)}
+        if tr.kind not in NO_FORCE_KINDS:
+            header += [f"{name}_force_n", f"{name}_fx_n", f"{name}_fy_n", f"{name}_fz_n"]
+        header += [f"{name}_tip_x_mm", f"{name}_tip_y_mm", f"{name}_tip_z_mm"]
+        cols.append((tr, idx))
+    frows = []
+    for t in times:
+        r = [t]
+        for tr, idx in cols:
+            j = idx.get(t)
+            if tr.kind not in NO_FORCE_KINDS:
+                f = None if j is None else np.asarray(tr.forces[j], float)
+                r += [None] * 4 if f is None else [float(np.linalg.norm(f)), *map(float, f)]
+            tip = None if j is None else np.asarray(tr.tips[j], float) / _MM
+            r += [None] * 3 if tip is None else [float(c) for c in tip]
+        frows.append(r)
+    forces = _write_csv(out / "forces.csv", header, frows)
+    return steps, forces
+
+
 def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = None,
         progress: bool = True, trainee: str | None = None, history_path: str | Path | None = None,
-        image: bool = True, window_size: tuple[int, int] = (800, 600)) -> Results:
+        image: bool = True, window_size: tuple[int, int] = (800, 600),
+        parameters: dict | None = None, seed: int | None = None) -> Results:
     """Run a scenario to the end and write its results.
 
     Parameters
@@ -119,12 +215,24 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
         Render the final state (for the report) off-screen.
     window_size : (int, int)
         Pixels of the rendered image and video.
+    parameters : dict, optional
+        The parameters this run was made with (a sweep's), recorded in ``metrics.json``.
+    seed : int, optional
+        Seeds numpy's and Python's random generators before the run, and is recorded in
+        ``metrics.json`` (organsim's simulations are deterministic; this covers any
+        randomness a user's code adds).
 
     Returns
     -------
     Results
     """
     from ..io.series import SeriesWriter
+
+    if seed is not None:
+        import random
+
+        random.seed(int(seed))
+        np.random.seed(int(seed) % 2**32)
 
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,7 +301,8 @@ def run(scenario: Scenario, outdir: str | Path, *, record: str | Path | None = N
     return write_results(proc, out, wall_s=_time.perf_counter() - t_start,
                          failure=failure[0] if failure else None, notes=notes, viewer=viewer,
                          trainee=trainee, history_path=history_path, image=image,
-                         window_size=window_size, series_path=series_path, video_path=video_path)
+                         window_size=window_size, series_path=series_path, video_path=video_path,
+                         parameters=parameters, seed=seed)
 
 
 def write_results(proc: Procedure, outdir: str | Path, *, wall_s: float = 0.0,
@@ -201,8 +310,10 @@ def write_results(proc: Procedure, outdir: str | Path, *, wall_s: float = 0.0,
                   viewer=None, trainee: str | None = None, history_path: str | Path | None = None,
                   image: bool = True, window_size: tuple[int, int] = (800, 600),
                   series_path: Path | None = None, video_path: Path | None = None,
-                  attempt: Scenario | None = None) -> Results:
-    """Score a procedure and write ``metrics.json``, ``report.html``, ``final.png``.
+                  attempt: Scenario | None = None, parameters: dict | None = None,
+                  seed: int | None = None) -> Results:
+    """Score a procedure and write ``metrics.json``, ``steps.csv``, ``forces.csv``,
+    ``report.html``, ``final.png``.
 
     The same for a scripted run (:func:`run`) and a live attempt in the viewer.
 
@@ -230,6 +341,10 @@ def write_results(proc: Procedure, outdir: str | Path, *, wall_s: float = 0.0,
         Files already written (listed in ``metrics.json``).
     attempt : Scenario, optional
         The scenario that replays the attempt: written as ``attempt.toml``.
+    parameters : dict, optional
+        Parameters of a sweep run (dotted scenario keys -> values), recorded.
+    seed : int, optional
+        The run's random seed, recorded.
 
     Returns
     -------
@@ -290,11 +405,20 @@ def write_results(proc: Procedure, outdir: str | Path, *, wall_s: float = 0.0,
         if reached:
             notes.append(f"proficiency reached at attempt {reached}")
         h.close()
+    from .. import __version__
+    from .schema import scenario_to_dict
+
+    steps_csv, forces_csv = write_time_series_csv(proc, out)
     doc = {"scenario": scenario.name, "description": scenario.description,
+           "organsim_version": __version__,
+           "scenario_sha256": scenario_hash(scenario),
+           "parameters": dict(parameters or {}), "seed": seed,
            "score": score, "metrics": metrics, "timings": timings, "notes": notes,
            "files": {"series": series_path.name if series_path else None,
                      "video": video_path.name if video_path else None,
-                     "image": image_path.name if image_path else None}}
+                     "image": image_path.name if image_path else None,
+                     "steps": steps_csv.name, "forces": forces_csv.name},
+           "scenario_definition": scenario_to_dict(scenario)}
     mpath = out / "metrics.json"
     tmp = out / ".metrics.json.tmp"
     tmp.write_text(json.dumps(doc, indent=2, default=float), encoding="utf-8")

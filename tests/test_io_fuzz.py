@@ -23,7 +23,6 @@ from organsim.io import (
     read_mesh,
     read_surface,
     write_mesh,
-    write_surface,
 )
 from organsim.mesh.generators import box_tet_mesh
 from organsim.mesh.surface import TriSurface
@@ -67,6 +66,19 @@ def _surface() -> TriSurface:
     return TriSurface(mesh.points, mesh.boundary_faces)
 
 
+def _vtk51(obj, path: Path) -> Path:
+    """``obj`` (TriSurface or TetMesh, metres) as a binary legacy VTK 5.1 file in mm, as VTK 9 writes it.
+
+    organsim writes legacy VTK 4.2 (what meshio reads); files from other tools are 5.1, with
+    OFFSETS/CONNECTIVITY cell arrays: the reader must take both.
+    """
+    grid = obj.to_pyvista()
+    grid.points = np.asarray(grid.points) * 1e3
+    grid.save(str(path), binary=True)
+    assert b"OFFSETS" in path.read_bytes() or b"CELLS" in path.read_bytes()
+    return path
+
+
 def _binary_array_offset(blob: bytes, keyword: bytes) -> int:
     """Byte offset of the binary data after the line starting with ``keyword``."""
     m = re.search(re.escape(keyword) + rb"[^\n]*\n", blob)
@@ -76,7 +88,7 @@ def _binary_array_offset(blob: bytes, keyword: bytes) -> int:
 
 def test_binary_polydata_with_vertex_id_out_of_range_is_a_typed_error(tmp_path):
     # a bit flip in the connectivity of a binary POLYDATA used to segfault VTK's filters
-    path = write_surface(_surface(), tmp_path / "s.vtk", units="mm")
+    path = _vtk51(_surface(), tmp_path / "s.vtk")
     blob = bytearray(path.read_bytes())
     at = _binary_array_offset(bytes(blob), b"CONNECTIVITY")
     blob[at:at + 4] = (1 << 30).to_bytes(4, "big")
@@ -89,7 +101,7 @@ def test_binary_polydata_with_vertex_id_out_of_range_is_a_typed_error(tmp_path):
 
 
 def test_binary_polydata_with_bad_offsets_is_a_typed_error(tmp_path):
-    path = write_surface(_surface(), tmp_path / "s.vtk", units="mm")
+    path = _vtk51(_surface(), tmp_path / "s.vtk")
     blob = bytearray(path.read_bytes())
     at = _binary_array_offset(bytes(blob), b"OFFSETS")
     blob[at + 8 * 3:at + 8 * 4] = (2 ** 40).to_bytes(8, "big")  # the 4th offset: huge
@@ -111,7 +123,7 @@ def test_binary_polydata_with_bad_offsets_is_a_typed_error(tmp_path):
 def test_binary_unstructured_grid_with_tampered_header_is_a_typed_error(tmp_path, old, new,
                                                                         match):
     # tampered header numbers in a binary UNSTRUCTURED_GRID crashed VTK's legacy reader
-    path = write_mesh(box_tet_mesh((3, 3, 3), 0.01), tmp_path / "m.vtk", units="mm")
+    path = _vtk51(box_tet_mesh((3, 3, 3), 0.01), tmp_path / "m.vtk")
     blob = path.read_bytes()
     assert old in blob
     path.write_bytes(blob.replace(old, new, 1))

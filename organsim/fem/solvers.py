@@ -19,7 +19,10 @@ shows it has gone stale.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -68,6 +71,34 @@ class BlockOperator:
         return sp.bsr_matrix((self.data, self.indices, self.indptr), shape=self.shape).tocsr()
 
 
+@contextlib.contextmanager
+def _quiet_c_output():
+    """Silence what C libraries print to the process's stdout and stderr (CHOLMOD's warnings).
+
+    CHOLMOD reports a matrix that is not positive definite on the terminal before
+    :class:`CholeskyFactor` falls back to LU; the fallback is organsim's own business,
+    not the user's.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:          # no file descriptors (an embedded interpreter): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 class CholeskyFactor:
     """A sparse factorization of a symmetric matrix given by its lower-triangle triplets.
 
@@ -94,10 +125,11 @@ class CholeskyFactor:
             return
         try:
             import cholespy
-            self._chol = cholespy.CholeskySolverD(self.n, np.ascontiguousarray(rows, dtype=np.int32),
-                                                  np.ascontiguousarray(cols, dtype=np.int32),
-                                                  np.ascontiguousarray(vals, dtype=np.float64),
-                                                  cholespy.MatrixType.COO)
+            with _quiet_c_output():
+                self._chol = cholespy.CholeskySolverD(self.n, np.ascontiguousarray(rows, dtype=np.int32),
+                                                      np.ascontiguousarray(cols, dtype=np.int32),
+                                                      np.ascontiguousarray(vals, dtype=np.float64),
+                                                      cholespy.MatrixType.COO)
         except (ImportError, ValueError, RuntimeError):
             self.kind = "lu"
             L = sp.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()

@@ -154,3 +154,30 @@ def test_organsim_view_exercise_as_a_trainee_runs_it(display, tmp_path):
     assert len(hist.attempts("bo", "pattern cutting (gauze)")) == 1
     hist.close()
     assert os.path.getsize(out / "attempt.toml") > 0
+
+
+def test_closing_the_window_ends_and_scores_the_attempt(display, tmp_path):
+    """The window manager's close button (WM_DELETE_WINDOW) ends the attempt like key e."""
+    import time
+
+    from organsim.viewer.xsession import request_close
+
+    out = tmp_path / "attempt"
+    cmd = [sys.executable, "-m", "organsim", "view", "retraction", "-o", str(out),
+           "--history", str(tmp_path / "h.sqlite"), "--trainee", "cy"]
+    log = open(tmp_path / "view.log", "w")
+    proc = subprocess.Popen(cmd, env=display.env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        wid = subprocess.run(["xdotool", "search", "--sync", "--name", "organsim: retraction"],
+                             env=display.env, capture_output=True, text=True, timeout=400).stdout.split()[0]
+        time.sleep(3.0)
+        request_close(display.display, int(wid))
+        rc = proc.wait(300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert rc == 0, (tmp_path / "view.log").read_text()[-3000:]
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["metrics"]["target_exposed"] is False           # nobody lifted the lobe
+    assert (out / "attempt.toml").exists() and (out / "report.html").exists()

@@ -29,13 +29,59 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["VirtualDisplay", "missing_tools", "XWindow"]
+__all__ = ["VirtualDisplay", "missing_tools", "XWindow", "request_close"]
 
 
 def missing_tools() -> list[str]:
     """Debian packages missing for a virtual-display session (``xvfb``, ``xdotool``)."""
     need = {"Xvfb": "xvfb", "xdotool": "xdotool"}
     return [pkg for exe, pkg in need.items() if shutil.which(exe) is None]
+
+
+def request_close(display: str, window_id: int) -> None:
+    """Ask a window to close as a window manager's close button does (``WM_DELETE_WINDOW``).
+
+    Xvfb runs no window manager, and xdotool's ``windowclose`` destroys the window
+    instead, which no application survives; this sends the ``WM_PROTOCOLS`` client
+    message the application handles, through libX11 (ctypes).
+    """
+    import ctypes
+    import ctypes.util
+
+    lib = ctypes.util.find_library("X11")
+    if lib is None:
+        raise RuntimeError("libX11 not found (Debian: libx11-6)")
+    x11 = ctypes.cdll.LoadLibrary(lib)
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    x11.XFlush.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+
+    class _ClientMessage(ctypes.Structure):
+        _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+                    ("display", ctypes.c_void_p), ("window", ctypes.c_ulong),
+                    ("message_type", ctypes.c_ulong), ("format", ctypes.c_int), ("data", ctypes.c_long * 5)]
+
+    class _XEvent(ctypes.Union):
+        _fields_ = [("xclient", _ClientMessage), ("pad", ctypes.c_long * 24)]
+
+    d = x11.XOpenDisplay(display.encode())
+    if not d:
+        raise RuntimeError(f"cannot open X display {display}")
+    try:
+        ev = _XEvent()
+        ev.xclient.type = 33                      # ClientMessage
+        ev.xclient.window = int(window_id)
+        ev.xclient.message_type = x11.XInternAtom(d, b"WM_PROTOCOLS", 0)
+        ev.xclient.format = 32
+        ev.xclient.data[0] = x11.XInternAtom(d, b"WM_DELETE_WINDOW", 0)
+        x11.XSendEvent(d, int(window_id), 0, 0, ctypes.byref(ev))
+        x11.XFlush(d)
+    finally:
+        x11.XCloseDisplay(d)
 
 
 class VirtualDisplay:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import UnitsError
 
-__all__ = ["LENGTH_UNITS", "to_metres", "check_plausible_size", "DEFAULT_MESH_UNITS"]
+__all__ = ["LENGTH_UNITS", "to_metres", "check_plausible_size", "DEFAULT_MESH_UNITS", "effective_units"]
 
 #: Scale factor from each accepted unit name to metres.
 LENGTH_UNITS: dict[str, float] = {
@@ -56,7 +56,8 @@ def to_metres(units: str) -> float:
     if key not in LENGTH_UNITS:
         raise UnitsError(
             f"unknown length unit {units!r}; expected one of {', '.join(LENGTH_UNITS)}"
-            " (pass units='mm' for files exported by imaging software)"
+            " (mm for files exported by imaging software: --units mm on the command line,"
+            ' units = "mm" under [organ] in a scenario, units="mm" in Python)'
         )
     return LENGTH_UNITS[key]
 
@@ -83,11 +84,29 @@ def check_plausible_size(points_m: np.ndarray, *, source: str = "mesh",
         raise UnitsError(
             f"{source}: the object is {extent:.3g} m across{read_as}, implausible for an organ "
             f"(at most {MAX_ORGAN_EXTENT_M:g} m expected); the file is probably in smaller units:"
-            " pass units='mm' (CLI: --units mm) or the unit it was exported in"
+            " read it in the unit it was exported in (--units mm on the command line,"
+            ' units = "mm" under [organ] in a scenario, units="mm" in Python)'
         )
     if extent < MIN_ORGAN_EXTENT_M:
         raise UnitsError(
             f"{source}: the object is {extent:.3g} m across{read_as}, implausible for an organ "
             f"(at least {MIN_ORGAN_EXTENT_M * 1e3:g} mm expected); the file is probably in larger"
-            " units: pass units='m', 'cm' or 'mm' to match how it was exported"
+            " units: read it in the unit it was exported in, m, cm or mm (--units m on the command"
+            ' line, units = "m" under [organ] in a scenario, units="m" in Python)'
         )
+
+
+def effective_units(path, units: str | None) -> str:
+    """The unit a file is read with: ``units`` if given; metres for a VTU that organsim wrote
+    (it carries organsim's region-name field); else the documented default, mm."""
+    if units:
+        return units
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_file() and p.suffix.lower() == ".vtu":
+        with open(p, "rb") as fh:
+            head = fh.read(1 << 16)
+        if b'Name="region_names_json"' in head or b'Name="region_names"' in head:
+            return "m"
+    return DEFAULT_MESH_UNITS

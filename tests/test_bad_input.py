@@ -87,3 +87,23 @@ def test_an_instrument_point_off_the_organ_names_the_distance(action):
 
 def test_errors_are_organsim_errors():
     assert issubclass(ScenarioError, OrganSimError) and issubclass(MeshError, OrganSimError)
+
+
+def test_a_scenario_on_an_organsim_vtu_needs_no_units(tmp_path):
+    from organsim.scenario.build import load_organ
+
+    path = tmp_path / "block.vtu"
+    block().to_pyvista().save(str(path))
+    s = loads(f'[organ]\npath = "{path.as_posix()}"\n')
+    assert s.organ.units is None
+    mesh = load_organ(s)
+    assert np.allclose(mesh.points, block().points)          # metres, as organsim wrote them
+
+
+def test_an_edge_length_given_in_metres_on_the_command_line_gets_a_hint(tmp_path, capsys):
+    from organsim.cli import main
+
+    assert main(["mesh", "no-such-file-needed.nii.gz", "-o", str(tmp_path / "m.vtu"),
+                 "--edge-length", "0.006"]) != 0
+    err = capsys.readouterr().err
+    assert "did you mean --edge-length 6?" in err and err.count("\n") == 1

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import InputFileError, MeshError
 from . import HelpFormatter
-from ..units import DEFAULT_MESH_UNITS, LENGTH_UNITS
+from ..units import DEFAULT_MESH_UNITS, LENGTH_UNITS, effective_units
 
 __all__ = ["register", "cmd_mesh", "cmd_info", "describe"]
 
@@ -19,19 +19,6 @@ _UNITS_HELP = (f"length unit of surface and volume-mesh files, whose formats car
                " software exports, except VTU files written by organsim (recognised by their"
                " region_names_json (or older region_names) field), which are in metres. Label images carry their own"
                " spacing and ignore it.")
-
-
-def effective_units(path, units: str | None) -> str:
-    """The unit a file is read with: ``units`` if given, else the documented default."""
-    if units:
-        return units
-    p = Path(path)
-    if p.is_file() and p.suffix.lower() == ".vtu":
-        with open(p, "rb") as fh:
-            head = fh.read(1 << 16)
-        if b'Name="region_names_json"' in head or b'Name="region_names"' in head:
-            return "m"
-    return DEFAULT_MESH_UNITS
 
 
 def register(subparsers) -> None:
@@ -118,6 +105,10 @@ def cmd_mesh(args) -> int:
         if not np.isfinite(args.edge_length) or args.edge_length <= 0:
             raise MeshError(f"--edge-length must be a positive number of millimetres, got"
                             f" {args.edge_length}")
+        if args.edge_length < 0.5:
+            raise MeshError(f"--edge-length {args.edge_length:g} mm is far smaller than a tet mesh of an"
+                            f" organ can be (0.5 mm at least); --edge-length is in millimetres: did you"
+                            f" mean --edge-length {args.edge_length * 1e3:g}?")
         edge = args.edge_length * 1e-3
     thickness = None
     if args.thickness is not None:

@@ -21,8 +21,9 @@ def load_organ(scenario: Scenario) -> TetMesh:
 
         return load_shipped(o.shipped)
     from ..io import read_mesh
+    from ..units import effective_units
 
-    return read_mesh(o.path, units=o.units)
+    return read_mesh(o.path, units=effective_units(o.path, o.units))
 
 
 def _material_for(scenario: Scenario, region: str):

@@ -88,14 +88,14 @@ class Organ:
     path : str, optional
         A volume mesh file (VTU, MSH, MEDIT, XDMF); relative paths are relative
         to the scenario file.
-    units : str
-        Length unit of ``path`` if its format has none (``"mm"`` by default, as
-        imaging software exports).
+    units : str, optional
+        Length unit of ``path`` if its format has none. Not given: metres for a
+        VTU written by organsim, else ``"mm"`` (as imaging software exports).
     """
 
     shipped: str | None = "liver"
     path: str | None = None
-    units: str = "mm"
+    units: str | None = None
 
 
 @dataclass

@@ -107,3 +107,17 @@ def test_an_edge_length_given_in_metres_on_the_command_line_gets_a_hint(tmp_path
                  "--edge-length", "0.006"]) != 0
     err = capsys.readouterr().err
     assert "did you mean --edge-length 6?" in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_an_organ_that_cannot_settle_is_told_where_it_crushes():
+    from organsim.errors import ConvergenceError
+    from organsim.scenario.demos import demo_scenario
+    from organsim.scenario.schema import Fixation, Material
+
+    s = demo_scenario()
+    s.fixations = [Fixation(region="ligament")]          # hanging from the thin ligament alone
+    s.materials = {"default": Material(tissue="liver", model="corotational")}
+    with pytest.raises(ConvergenceError, match=r"most compressed element is in region '\w+' at "
+                                               r"\(-?\d+, -?\d+, -?\d+\) mm"):
+        Procedure(s)

@@ -354,15 +354,15 @@ class Procedure:
                 info = self.sim.step()
             except ConvergenceError as exc:
                 raise ConvergenceError(f"the organ could not settle under gravity (step {k + 1} of the"
-                                       f" settling): {exc}.{advice}") from exc
+                                       f" settling): {exc}; {self._most_crushed()}.{advice}") from exc
             self.settle_steps = k + 1
             if k >= 2 and float(np.abs(self.sim.velocities).max()) < SETTLED_SPEED:
                 break
         if not info.min_jacobian > 0:
             # linear and corotational tissue can be crushed inside out without the step failing
             raise ConvergenceError(f"the organ could not settle under gravity: after {self.settle_steps} steps"
-                                   f" elements are crushed inside out (min det F = {info.min_jacobian:.3g})."
-                                   + advice)
+                                   f" elements are crushed inside out (min det F = {info.min_jacobian:.3g});"
+                                   f" {self._most_crushed()}." + advice)
         if self.sim.integrator == "realtime":
             # the solver's preconditioner was factored for the unloaded organ: refit it to
             # the settled, loaded state (a few CG iterations per step instead of ten or more)
@@ -373,6 +373,19 @@ class Procedure:
         self._t_origin = float(self.sim.time)
         log.info("settled under gravity in %d steps (%.2f s simulated, %.2f s wall): largest sag %.1f mm",
                  self.settle_steps, self._t_origin, self.settle_wall_s, self.settle_sag_m / _MM)
+
+    def _most_crushed(self) -> str:
+        """Where the organ is compressed most: region, position (mm) and volume ratio of that tet."""
+        from ..mesh.tetmesh import tet_volumes
+
+        m = self.sim.mesh
+        ratio = tet_volumes(self.sim.positions, m.tets) / m.volumes
+        e = int(np.argmin(ratio))
+        c = m.points[m.tets[e]].mean(axis=0) / _MM
+        name = m.region_names.get(int(m.region_ids[e]), str(m.region_ids[e]))
+        return (f"the most compressed element is in region {name!r} at ({c[0]:.0f}, {c[1]:.0f}, {c[2]:.0f})"
+                f" mm, at {100 * ratio[e]:.0f}% of its volume (materials.{name}: a stiffer material, or a"
+                " fixation nearer it, holds it)")
 
     # --------------------------------------------------------------- frames
     def advance(self) -> None:

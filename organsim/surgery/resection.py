@@ -24,7 +24,7 @@ from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
 from ._split_kernel import run_split
 from ..mesh.topology import TopologyChange, face_keys
 
-__all__ = ["ResectionResult", "resect", "point_triangle_distance"]
+__all__ = ["ResectionResult", "resect", "point_triangle_distance", "segment_distance", "surface_gap"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,73 @@ def distance_to_surface(points: np.ndarray, surf_points: np.ndarray, faces: np.n
     return d.min(axis=1)
 
 
+def segment_distance(p0, p1, q0, q1) -> np.ndarray:
+    """Distance between paired segments ``p0-p1`` and ``q0-q1`` (each (k, 3)), exact.
+
+    Examples
+    --------
+    >>> a = np.array([[0.0, 0, 0]]); b = np.array([[1.0, 0, 0]])
+    >>> float(segment_distance(a, b, np.array([[0.5, -1, 2.0]]), np.array([[0.5, 1, 2.0]]))[0])
+    2.0
+    """
+    d1, d2 = p1 - p0, q1 - q0
+    r = p0 - q0
+    a = np.einsum("ij,ij->i", d1, d1)
+    e = np.einsum("ij,ij->i", d2, d2)
+    f = np.einsum("ij,ij->i", d2, r)
+    c = np.einsum("ij,ij->i", d1, r)
+    b = np.einsum("ij,ij->i", d1, d2)
+    denom = a * e - b * b
+    safe_a = np.where(a > 0, a, 1.0)
+    safe_e = np.where(e > 0, e, 1.0)
+    # closest points of the infinite lines, clamped to the segments (Ericson, 5.1.9)
+    s = np.where(denom > 1e-30 * np.maximum(a * e, 1e-300), (b * f - c * e) / np.where(denom > 0, denom, 1.0), 0.0)
+    s = np.clip(s, 0.0, 1.0)
+    t = (b * s + f) / safe_e
+    s = np.where(t < 0, np.clip(-c / safe_a, 0, 1), np.where(t > 1, np.clip((b - c) / safe_a, 0, 1), s))
+    t = np.clip(t, 0.0, 1.0)
+    s = np.where(a > 0, s, 0.0)
+    t = np.where(e > 0, t, 0.0)
+    return np.linalg.norm(p0 + s[:, None] * d1 - (q0 + t[:, None] * d2), axis=1)
+
+
+def _edges(faces: np.ndarray) -> np.ndarray:
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
+    return np.unique(e, axis=0)
+
+
+def surface_gap(xa: np.ndarray, fa: np.ndarray, xb: np.ndarray, fb: np.ndarray) -> float:
+    """Smallest distance (m) between two triangle sets that do not intersect, exact.
+
+    The closest points of two disjoint triangles are a vertex and a face, or two edges:
+    vertices of each set against the other's faces, then the edge pairs that could come
+    closer than that.
+
+    Parameters
+    ----------
+    xa, xb : ndarray, shape (p, 3)
+        Points of each set (m).
+    fa, fb : ndarray, shape (f, 3)
+        Their triangles.
+    """
+    if len(fa) == 0 or len(fb) == 0:
+        return float("nan")
+    va, vb = np.unique(fa), np.unique(fb)
+    best = min(float(distance_to_surface(xa[va], xb, fb, k=24).min()),
+               float(distance_to_surface(xb[vb], xa, fa, k=24).min()))
+    ea, eb = _edges(fa), _edges(fb)
+    ma, mb = xa[ea].mean(axis=1), xb[eb].mean(axis=1)
+    ha = 0.5 * np.linalg.norm(xa[ea[:, 1]] - xa[ea[:, 0]], axis=1)
+    hb = 0.5 * np.linalg.norm(xb[eb[:, 1]] - xb[eb[:, 0]], axis=1)
+    near = cKDTree(mb).query_ball_point(ma, best + ha.max() + hb.max())
+    ia = np.repeat(np.arange(len(ea)), [len(n) for n in near])
+    if ia.size:
+        ib = np.concatenate([np.asarray(n, dtype=np.int64) for n in near if len(n)])
+        d = segment_distance(xa[ea[ia, 0]], xa[ea[ia, 1]], xb[eb[ib, 0]], xb[eb[ib, 1]])
+        best = min(best, float(d.min()))
+    return best
+
+
 @dataclass(frozen=True, eq=False)
 class ResectionResult(TopologyChange):
     """Outcome of :func:`resect`: a :class:`~organsim.mesh.topology.TopologyChange`.
@@ -182,8 +249,9 @@ def resect(mesh: TetMesh, region: str | int, *, margin_m: float, positions: np.n
         The distance field is linear per tet and crossings are snapped, so the
         cut can come closer to the region than requested (by up to about a
         fifth of the local edge length). If True, the level set is pushed out
-        until the achieved minimum margin (measured at the resection surface's
-        nodes and face centroids) is at least ``margin_m``, then bisected back
+        until the achieved minimum margin (the exact smallest distance between
+        the resection surface and the region's boundary, :func:`surface_gap`) is at
+        least ``margin_m``, then bisected back
         (4 steps) towards the smallest such level, so that no more tissue is
         removed than needed.
 
@@ -317,9 +385,10 @@ def _resect_once(mesh, rid, region, margin, level, positions, snap) -> Resection
     Xall = T_pre @ X
     Xk = Xall[used]
     if len(res_faces) and len(bfaces):
+        # the minimum exactly, over the whole resection surface (its faces, not only its nodes)
+        m_min = surface_gap(Xk, res_faces, X, bfaces)
         samples = np.concatenate([Xk[np.unique(res_faces)], Xk[res_faces].mean(axis=1)])
-        dist = distance_to_surface(samples, X, bfaces)
-        m_min, m_mean = float(dist.min()), float(dist.mean())
+        m_mean = float(distance_to_surface(samples, X, bfaces).mean())
     else:
         m_min = m_mean = float("nan")
     v0 = mesh.volume

@@ -60,3 +60,14 @@ def test_no_point_of_the_resection_surface_is_closer_to_the_tumour_than_the_marg
     dense = brute_gap(r.mesh.points, res_faces, liver.points, tumour_faces, n=6)
     assert dense >= r.margin_achieved_m - 1e-9
     assert r.margin_achieved_m >= margin_mm * 1e-3
+
+
+def test_the_specimen_reports_how_much_more_it_holds_than_the_margin_needs():
+    liver = load_shipped("liver")
+    r = resect(liver, "tumour", margin_m=0.005)
+    s = r.summary()
+    assert 0 < s["needed_cm3"] < s["removed_cm3"]            # the margin is kept: at least what it needs
+    assert s["excess_fraction"] == pytest.approx(s["removed_cm3"] / s["needed_cm3"] - 1.0)
+    assert s["margin_measured_to"] == "the meshed region"
+    tumour = liver.volumes[liver.region_ids == [k for k, v in liver.region_names.items() if v == "tumour"][0]]
+    assert s["needed_cm3"] > tumour.sum() * 1e6              # the tumour plus a 5 mm shell

@@ -19,6 +19,24 @@ def web_missing() -> list[str]:
     return [m for m in WEB_MODULES if importlib.util.find_spec(m) is None]
 
 
+def host_warning(host: str) -> str | None:
+    """The warning printed when the lab listens beyond this machine (None on loopback).
+
+    Examples
+    --------
+    >>> host_warning("127.0.0.1") is None
+    True
+    >>> host_warning("0.0.0.0").startswith("organsim serve: warning")
+    True
+    """
+    from ..web.lab import LOOPBACK
+
+    if host in LOOPBACK:
+        return None
+    return (f"organsim serve: warning: listening on {host}, not only this machine: anyone who can "
+            "reach it can start sessions (there is no login); use a trusted network")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve", help="serve live attempts in the browser (a skills lab: one session per trainee)",
@@ -48,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print('organsim serve needs the web extra: pip install "organsim[web]"', file=sys.stderr)
         return 1
     from ..web.app import quiet_vtk
-    from ..web.lab import LOOPBACK, Lab
+    from ..web.lab import Lab
     from ..warmup import warm_up
 
     try:
@@ -60,10 +78,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     quiet_vtk()
     lab = Lab(args.scenarios, host=args.host, port=args.port, history_path=args.history,
               outdir=args.outdir, max_sessions=args.max_sessions, size=(w, h))
-    if args.host not in LOOPBACK:
-        print(f"organsim serve: warning: listening on {args.host}, not only this machine: anyone who "
-              "can reach it can start sessions (there is no login); use a trusted network",
-              file=sys.stderr)
+    warning = host_warning(args.host)
+    if warning:
+        print(warning, file=sys.stderr)
     warm_up(progress=True)  # compile once here, not in every session
 
     def ready(port: int) -> None:

@@ -139,6 +139,8 @@ class SessionApp:
         self._ack_times: list[float] = []
         self._task = None
         self._last_sent = 0.0
+        #: print the ready line (the lab reads it); off in a notebook
+        self.announce = True
         #: server time (ms) of the last frames: step, render, encode
         self.frame_ms: list[float] = []
         self.state.trame__title = "organsim"
@@ -269,7 +271,8 @@ class SessionApp:
 
     # ---------------------------------------------------------------- loop
     def _on_ready(self, **_kwargs) -> None:
-        print(f"ORGANSIM_SESSION_READY port={self.server.port}", flush=True)
+        if self.announce:
+            print(f"ORGANSIM_SESSION_READY port={self.server.port}", flush=True)
         self._task = asyncio.ensure_future(self._loop())
 
     def displayed_fps(self) -> float:

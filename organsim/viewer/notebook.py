@@ -135,17 +135,16 @@ def live(obj="pattern-cutting", *, trainee: str | None = None, history_path=None
     _quiet_vtk()
     scenario = obj if isinstance(obj, Scenario) else resolve_scenario(obj)
     port = _free_port(host) if port is None else int(port)
-    session = LiveSession(scenario, trainee=trainee, history_path=history_path, outdir=outdir, size=size)
-    app = SessionApp(session)
-    app.announce = False
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # not in a kernel's event loop (a plain script): nothing to serve from
         from ..errors import OrganSimError
 
-        session.close()
         raise OrganSimError("organsim.viewer.notebook.live() runs inside Jupyter (an event loop); "
                             "in a script use 'organsim serve'") from None
+    app = SessionApp(lambda: LiveSession(scenario, trainee=trainee, history_path=history_path,
+                                         outdir=outdir, size=size))
+    app.announce = False
     app.start(host=host, port=port, idle_timeout_s=0, exec_mode="task")
     frame = IFrame(f"http://{host}:{port}/", width=size[0] + 320, height=height)
     frame.app = app

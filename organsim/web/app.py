@@ -4,8 +4,8 @@ The simulation steps and renders on the server (off-screen, the desktop
 viewer's scene); each frame goes to the page as JPEG bytes in trame's shared
 state (a binary websocket message, no base64), with the HUD beside it. The
 page's own script (:data:`PAGE_JS`) shows the frames, sends the mouse (left
-drag, coalesced to one move per browser frame) and acknowledges every frame
-it has drawn: the server sends a frame only while fewer than ``window`` are
+drag, coalesced to one move per browser frame) and acknowledges the frames
+it has drawn (by the frame id in the HUD): the server sends a frame only while fewer than ``window`` are
 undrawn, so a slow client drops frames instead of queueing them, and the
 simulation keeps its pace either way.
 
@@ -26,7 +26,9 @@ import logging
 import math
 import os
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .live import TOOLS, LiveSession
 
@@ -53,11 +55,14 @@ PAGE_JS = r"""
   function setup() {
     const img = document.getElementById('os-view');
     if (!img || !window.trame || !window.trame.state) { setTimeout(setup, 50); return; }
-    window.trame.state.watch(['hud'], (h) => { if (h) st.hudSeq = h.input_seq || 0; });
+    window.trame.state.watch(['hud'], (h) => {
+      if (h) { st.hudSeq = h.input_seq || 0; st.hudFrame = h.frame_id || 0; }
+    });
+    window.trame.trigger('os_hello');
     const ctx = img.getContext('2d');
     window.trame.state.watch(['frame'], (f) => {
       if (!f || !f.byteLength) return;
-      const seq = st.hudSeq;
+      const seq = st.hudSeq, id = st.hudFrame;
       st.bytes.push(f.byteLength);
       createImageBitmap(new Blob([f], {type: 'image/jpeg'})).then((bmp) => {
         ctx.drawImage(bmp, 0, 0, img.width, img.height);
@@ -68,8 +73,8 @@ PAGE_JS = r"""
           st.latency.push(now - st.pending[0][1]);
           st.pending.shift();
         }
-        window.trame.trigger('os_ack', [st.drawn.length]);
-      }, () => window.trame.trigger('os_ack', [st.drawn.length]));
+        window.trame.trigger('os_ack', [id]);
+      }, () => window.trame.trigger('os_ack', [id]));
     });
     img.addEventListener('pointerdown', (e) => {
       if (e.button !== 0) return;
@@ -119,17 +124,23 @@ class SessionApp:
 
     Parameters
     ----------
-    live : LiveSession
+    live : callable or LiveSession
+        A function making the session (called in the frame thread, which then owns the
+        renderer's OpenGL context), or a session made in that thread already.
     server : trame server, optional
         Default: a new one (``trame.app.get_server``).
     fps : float
         Steps per second the simulation is driven at (its real-time pace is 1/dt).
     """
 
-    def __init__(self, live: LiveSession, *, server=None, fps: float = 25.0, window: int = 4) -> None:
+    def __init__(self, live, *, server=None, fps: float = 25.0, window: int = 4) -> None:
         from trame.app import get_server
 
-        self.live = live
+        # one worker thread owns the engine and the renderer (its OpenGL context is made, used
+        # and released in that thread only): give a factory, it is called there
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="organsim-frame")
+        self.live: LiveSession = self._pool.submit(live).result() if callable(live) else live
+        live = self.live
         self.server = server or get_server(f"organsim-{id(self)}", client_type="vue3")
         self.fps = float(fps)
         #: frames sent and not yet drawn by the page before the server waits (drops) frames
@@ -139,6 +150,11 @@ class SessionApp:
         self._ack_times: list[float] = []
         self._task = None
         self._last_sent = 0.0
+        self._lock = threading.Lock()
+        self._actions: list = []
+        self._results = None
+        #: a page has connected (the simulation waits for the first one)
+        self.connected = False
         #: print the ready line (the lab reads it); off in a notebook
         self.announce = True
         #: server time (ms) of the last frames: step, render, encode
@@ -151,6 +167,7 @@ class SessionApp:
         ctrl = self.server.controller
         self.server.trigger("os_mouse")(self._safe(self.on_mouse))
         self.server.trigger("os_ack")(self._safe(self.on_ack))
+        self.server.trigger("os_hello")(self._safe(self.on_hello))
         self.server.trigger("os_tool")(self._safe(self.on_tool))
         self.server.trigger("os_pause")(self._safe(self.on_pause))
         self.server.trigger("os_reset")(self._safe(self.on_reset))
@@ -207,6 +224,10 @@ class SessionApp:
         self.layout = layout
 
     # ------------------------------------------------------------- handlers
+    # Every handler only checks its arguments and queues the action: the engine, the renderer
+    # and the encoder run in one worker thread (`_work`), one frame at a time, so that the event
+    # loop stays free to move websocket messages while a frame is computed, and the engine is
+    # only ever touched from that one thread.
     def _safe(self, fn):
         """A trigger handler that answers a bad request with a message in the page, never a traceback."""
 
@@ -225,49 +246,55 @@ class SessionApp:
             raise ValueError("not a finite number")
         return float(v)
 
+    def _queue(self, fn, *args) -> None:
+        with self._lock:
+            self._actions.append((fn, args))
+
     def on_mouse(self, kind, x, y, seq=0) -> None:
         x, y = self._number(x), self._number(y)
         seq = int(self._number(seq))
-        if kind == "down":
-            self.live.mouse_down(x, y)
-        elif kind == "move":
-            self.live.mouse_move(x, y)
-        elif kind == "up":
-            self.live.mouse_up(x, y)
-        else:
+        fn = {"down": self.live.mouse_down, "move": self.live.mouse_move, "up": self.live.mouse_up}.get(kind)
+        if fn is None:
             raise ValueError("unknown mouse event")
-        self.live.input_seq = seq
+        self._queue(fn, x, y)
+        self._queue(setattr, self.live, "input_seq", seq)
 
-    def on_ack(self, n=0) -> None:
-        # n: frames the page has drawn since it connected (a reload starts again from 0)
-        n = int(self._number(n))
-        self.acked = n if n <= self.sent else self.sent
-        now = time.perf_counter()
-        self._ack_times.append(now)
+    def on_hello(self) -> None:
+        # a page (re)connected: its frame count starts from 0; the simulation starts with the first page
+        self.sent = self.acked = 0
+        self.connected = True
+
+    def on_ack(self, frame_id=0) -> None:
+        # the id of the frame the page drew: it has all frames up to it (the client's state may
+        # skip a frame when two arrive at once; those count as seen)
+        n = int(self._number(frame_id))
+        self.acked = max(self.acked, min(n, self.sent))
+        self._ack_times.append(time.perf_counter())
         del self._ack_times[:-30]
 
     def on_tool(self, tool) -> None:
         if tool not in TOOLS:
             raise ValueError("unknown tool")
-        self.live.set_tool(tool)
-        self.state.hud = self.live.hud()
+        self._queue(self.live.set_tool, tool)
 
     def on_pause(self) -> None:
-        self.live.set_paused(not self.live.paused)
-        self.state.hud = self.live.hud()
+        self._queue(lambda: self.live.set_paused(not self.live.paused))
 
     def on_reset(self) -> None:
-        self.live.reset()
-        self.state.results = None
-        self.state.error = ""
-        self.state.hud = self.live.hud()
+        self._queue(self.live.reset)
+        self._queue(self._set_results, None)
 
     def on_finish(self) -> None:
+        self._queue(self._finish)
+
+    def _finish(self) -> None:
         if self.live.finished:
             return
         res = self.live.finish()
-        self.state.results = {k: res[k] for k in ("score", "proficient", "parts", "report_html")}
-        self.state.hud = self.live.hud()
+        self._set_results({k: res[k] for k in ("score", "proficient", "parts", "report_html")})
+
+    def _set_results(self, value) -> None:
+        self._results = ("set", value)
 
     # ---------------------------------------------------------------- loop
     def _on_ready(self, **_kwargs) -> None:
@@ -282,37 +309,76 @@ class SessionApp:
             return 0.0
         return (len(t) - 1) / (t[-1] - t[0])
 
+    def _work(self, send: bool):
+        """One frame, in the worker thread: queued actions, a step, and (if sent) the image."""
+        t0 = time.perf_counter()
+        with self._lock:
+            actions, self._actions = self._actions, []
+        error = None
+        for fn, args in actions:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - one bad action must not stop the session
+                log.warning("action %s failed: %s", getattr(fn, "__name__", fn), exc)
+                error = f"request refused: {type(exc).__name__}"
+        try:
+            self.live.step()
+        except Exception as exc:  # noqa: BLE001 - keep serving; say what stopped
+            log.exception("step failed")
+            self.live.set_paused(True)
+            error = f"simulation stopped: {type(exc).__name__} (reset to go on)"
+        jpeg = self.live.jpeg() if send else None
+        return jpeg, self.live.hud(), error, (time.perf_counter() - t0) * 1e3
+
     async def _loop(self) -> None:
         period = 1.0 / self.fps
+        loop = asyncio.get_running_loop()
         nxt = time.perf_counter()
         while True:
-            t0 = time.perf_counter()
+            if not self.connected:
+                await asyncio.sleep(period)
+                nxt = time.perf_counter()
+                continue
+            if self.sent - self.acked >= self.window and time.perf_counter() - self._last_sent > 1.0:
+                self.acked = self.sent  # an acknowledgement was lost: go on
+            send = self.sent - self.acked < self.window
             try:
-                self.live.step()
-                if self.sent - self.acked >= self.window and time.perf_counter() - self._last_sent > 1.0:
-                    self.acked = self.sent  # an acknowledgement was lost: go on
-                if self.sent - self.acked < self.window:
-                    jpeg = self.live.jpeg()
-                    with self.state:
-                        self.state.frame = jpeg
-                        self.state.hud = self.live.hud()
-                        self.state.fps = round(self.displayed_fps(), 1)
-                        self.state.server_ms = round(float(sorted(self.frame_ms)[len(self.frame_ms) // 2]), 1) \
-                            if self.frame_ms else 0.0
-                    self.sent += 1
-                    self.frame_ms.append((time.perf_counter() - t0) * 1e3)
-                    del self.frame_ms[:-50]
-                    self._last_sent = time.perf_counter()
-            except Exception as exc:  # noqa: BLE001 - keep serving; say what stopped
+                jpeg, hud, error, ms = await loop.run_in_executor(self._pool, self._work, send)
+            except Exception:  # noqa: BLE001 - rendering failed: keep the session alive
                 log.exception("frame failed")
-                self.state.error = f"simulation stopped: {type(exc).__name__} (reset to go on)"
-                self.live.set_paused(True)
+                jpeg, hud, error, ms = None, None, "frame failed", 0.0
+            with self.state:
+                if hud is not None:
+                    if jpeg is not None:
+                        hud["frame_id"] = self.sent + 1
+                    self.state.hud = hud
+                if error:
+                    self.state.error = error
+                if self._results is not None:
+                    self.state.results = self._results[1]
+                    if self._results[1] is None:
+                        self.state.error = ""
+                    self._results = None
+                if jpeg is not None:
+                    self.state.frame = jpeg
+                    self.state.fps = round(self.displayed_fps(), 1)
+                    self.frame_ms.append(ms)
+                    del self.frame_ms[:-50]
+                    self.state.server_ms = round(float(sorted(self.frame_ms)[len(self.frame_ms) // 2]), 1)
+                    self.sent += 1
+                    self._last_sent = time.perf_counter()
             nxt += period
             delay = nxt - time.perf_counter()
-            if delay < 0:
-                nxt = time.perf_counter()
-                delay = 0.0
+            if delay < 0.002:
+                # behind: still leave the event loop a moment for the websocket
+                nxt = time.perf_counter() + 0.002
+                delay = 0.002
             await asyncio.sleep(delay)
+
+    def close(self) -> None:
+        """Release the session's renderer (in the thread that owns it)."""
+        self._pool.submit(self.live.close).result()
+        self._pool.shutdown(wait=False)
 
     def start(self, *, host: str = "127.0.0.1", port: int = 0, idle_timeout_s: int = 60, **kwargs):
         """Serve (blocking unless ``exec_mode`` says otherwise)."""
@@ -337,12 +403,13 @@ def main() -> int:
     quiet_vtk()
     sys.argv = sys.argv[:1]  # trame parses the command line too: give it nothing of ours
     size = tuple(cfg.get("size", (800, 600)))
-    live = LiveSession(resolve_scenario(cfg["scenario"]), trainee=cfg.get("trainee"),
-                       history_path=cfg.get("history"), outdir=cfg.get("outdir"), size=size)
-    app = SessionApp(live, fps=float(cfg.get("fps", 25.0)))
+    scenario = resolve_scenario(cfg["scenario"])
+    app = SessionApp(lambda: LiveSession(scenario, trainee=cfg.get("trainee"), history_path=cfg.get("history"),
+                                         outdir=cfg.get("outdir"), size=size),
+                     fps=float(cfg.get("fps", 25.0)))
     app.start(host=cfg.get("host", "127.0.0.1"), port=int(cfg.get("port", 0)),
               idle_timeout_s=int(cfg.get("idle_timeout_s", 60)))
-    live.close()
+    app.close()
     return 0
 
 

@@ -174,6 +174,10 @@ class Lab:
                "host": self.host, "port": 0, "size": list(self.size), "fps": self.fps,
                "idle_timeout_s": self.idle_timeout_s}
         env = {**os.environ, "ORGANSIM_SESSION": json.dumps(cfg)}
+        # sessions run side by side as processes: one compute thread each (BLAS, numba) does
+        # not oversubscribe the cores
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
+            env.setdefault(var, "1")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "organsim.web.app", env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=None)

@@ -58,7 +58,13 @@ PAGE_JS = r"""
     window.trame.state.watch(['hud'], (h) => {
       if (h) { st.hudSeq = h.input_seq || 0; st.hudFrame = h.frame_id || 0; }
     });
-    window.trame.trigger('os_hello');
+    // say hello until the first frame is drawn (a call made while the client still connects is lost)
+    const hello = () => {
+      if (st.drawn.length) return;
+      window.trame.trigger('os_hello').catch(() => {});
+      setTimeout(hello, 1000);
+    };
+    hello();
     const ctx = img.getContext('2d');
     window.trame.state.watch(['frame'], (f) => {
       if (!f || !f.byteLength) return;
@@ -260,8 +266,10 @@ class SessionApp:
         self._queue(setattr, self.live, "input_seq", seq)
 
     def on_hello(self) -> None:
-        # a page (re)connected: its frame count starts from 0; the simulation starts with the first page
-        self.sent = self.acked = 0
+        # a page (re)connected: the simulation starts with the first page; the page repeats its
+        # hello until it has drawn a frame, so only the first of a run resets the window
+        if not self.connected or self.acked == 0:
+            self.sent = self.acked = 0
         self.connected = True
 
     def on_ack(self, frame_id=0) -> None:

@@ -172,7 +172,7 @@ def run(quick: bool = False) -> dict:
         for exercise in ("retraction", "pattern-cutting"):
             rows = []
             with tempfile.TemporaryDirectory() as tmp, \
-                    browser.LabProcess([exercise], Path(tmp), extra=["--max-sessions", "8"]) as lab:
+                    browser.LabProcess([exercise], Path(tmp), extra=["--max-sessions", "16"]) as lab:
                 for n in counts:
                     res = _measure(lab.url, chromium, n, seconds, lab.proc.pid)
                     rows += [{"exercise": exercise, "sessions": n, **r} for r in res["rows"]]

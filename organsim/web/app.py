@@ -32,7 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .live import TOOLS, LiveSession
 
-__all__ = ["SessionApp", "PAGE_JS", "PAGE_CSS", "main"]
+__all__ = ["SessionApp", "PAGE_JS", "PAGE_CSS", "IDLE_AFTER_S", "main"]
+
+#: Seconds without an acknowledgement after which the session stops stepping (the page is gone;
+#: the server re-sends after 1 s without one, so an open page always answers sooner).
+IDLE_AFTER_S = 3.0
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +160,8 @@ class SessionApp:
         self._ack_times: list[float] = []
         self._task = None
         self._last_sent = 0.0
+        #: when the page last acknowledged a frame or said hello
+        self._last_seen = 0.0
         self._lock = threading.Lock()
         self._actions: list = []
         self._results = None
@@ -271,11 +277,13 @@ class SessionApp:
         if not self.connected or self.acked == 0:
             self.sent = self.acked = 0
         self.connected = True
+        self._last_seen = time.perf_counter()
 
     def on_ack(self, frame_id=0) -> None:
         # the id of the frame the page drew: it has all frames up to it (the client's state may
         # skip a frame when two arrive at once; those count as seen)
         n = int(self._number(frame_id))
+        self._last_seen = time.perf_counter()
         self.acked = max(self.acked, min(n, self.sent))
         self._ack_times.append(time.perf_counter())
         del self._ack_times[:-30]
@@ -317,7 +325,7 @@ class SessionApp:
             return 0.0
         return (len(t) - 1) / (t[-1] - t[0])
 
-    def _work(self, send: bool):
+    def _work(self, send: bool, step: bool = True):
         """One frame, in the worker thread: queued actions, a step, and (if sent) the image."""
         t0 = time.perf_counter()
         with self._lock:
@@ -330,7 +338,8 @@ class SessionApp:
                 log.warning("action %s failed: %s", getattr(fn, "__name__", fn), exc)
                 error = f"request refused: {type(exc).__name__}"
         try:
-            self.live.step()
+            if step:
+                self.live.step()
         except Exception as exc:  # noqa: BLE001 - keep serving; say what stopped
             log.exception("step failed")
             self.live.set_paused(True)
@@ -343,7 +352,10 @@ class SessionApp:
         loop = asyncio.get_running_loop()
         nxt = time.perf_counter()
         while True:
-            if not self.connected:
+            idle = time.perf_counter() - self._last_seen > IDLE_AFTER_S
+            if not self.connected or (idle and time.perf_counter() - self._last_sent < 1.0):
+                # no page (yet, or it was closed): do not step or render for nobody; once a second
+                # a frame without a step goes out, so that a page that is still there answers
                 await asyncio.sleep(period)
                 nxt = time.perf_counter()
                 continue
@@ -351,7 +363,8 @@ class SessionApp:
                 self.acked = self.sent  # an acknowledgement was lost: go on
             send = self.sent - self.acked < self.window
             try:
-                jpeg, hud, error, ms = await loop.run_in_executor(self._pool, self._work, send)
+                jpeg, hud, error, ms = await loop.run_in_executor(self._pool, self._work, send or idle,
+                                                                  not idle)
             except Exception:  # noqa: BLE001 - rendering failed: keep the session alive
                 log.exception("frame failed")
                 jpeg, hud, error, ms = None, None, "frame failed", 0.0

@@ -26,6 +26,12 @@ from pathlib import Path
 
 __version__ = "0.1.0"
 
+# pyvista imports pooch, which imports tqdm.auto: in Jupyter without ipywidgets that warns
+# "IProgress not found" into the first cell that renders; organsim shows no such progress bar
+import warnings as _warnings  # noqa: E402
+
+_warnings.filterwarnings("ignore", message="IProgress not found")
+
 
 def _writable(folder: Path) -> bool:
     try:

@@ -27,7 +27,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 #: Modules of this package that each register subcommands, in help order.
-COMMAND_MODULES = ["meshing", "procedure", "sweep", "dataset"]
+COMMAND_MODULES = ["meshing", "procedure", "sweep", "dataset", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,7 +158,10 @@ class Viewer:
         if self._shown:
             return
         if self.off_screen:
-            self.plotter.show(auto_close=False)
+            # jupyter_backend="none": inside a notebook pyvista would otherwise display a static
+            # image of its own (and warn) when an off-screen viewer only initialises its window
+            extra = {"jupyter_backend": "none"} if getattr(self.plotter, "notebook", False) else {}
+            self.plotter.show(auto_close=False, **extra)
         self._shown = True
 
     def refresh(self) -> None:

@@ -1,0 +1,1 @@
+"""organsim in the browser and in Jupyter (optional extra ``organsim[web]``)."""

@@ -429,7 +429,7 @@ def test_compiled_edge_crossings_match_the_numpy_reference(seed, n_edges, n_tris
     c, t = _edge_hits(p0, p1, tris)
     assert np.array_equal(c, c_ref)
     assert np.array_equal(np.isnan(t), np.isnan(t_ref))
-    assert np.allclose(t[~np.isnan(t)], t_ref[~np.isnan(t_ref)], rtol=0, atol=1e-14)
+    assert np.allclose(t[~np.isnan(t)], t_ref[~np.isnan(t_ref)], rtol=0, atol=1e-12)  # round-off: two operation orders
 
 
 @settings(max_examples=60, deadline=None)

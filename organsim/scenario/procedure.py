@@ -222,6 +222,7 @@ class Procedure:
         self.notes: list[str] = []
         self.topology_version = 0
         self._check_reach()
+        self._planned_rest = self._project_planned_cut()
         if any(a.action == "cut" for a in scenario.timeline):
             # the compiled cutting kernels load now, not in the frame of the first cut
             from ..surgery.cutting import warm_up
@@ -879,7 +880,14 @@ class Procedure:
 
     # --------------------------------------------------------------- results
     def planned_cut_rest(self) -> np.ndarray | None:
-        """The planned cut (m, rest surface) used for the deviation metrics, shape (k, 3)."""
+        """The planned cut (m, rest surface) used for the deviation metrics, shape (k, 3).
+
+        Computed once: the organ's rest surface and the scenario do not change (the live
+        deviation shown every frame reads it).
+        """
+        return self._planned_rest
+
+    def _project_planned_cut(self) -> np.ndarray | None:
         s = self.scenario
         if s.scoring.planned_cut_mm is not None:
             pts = s.scoring.planned_cut_mm
@@ -888,8 +896,7 @@ class Procedure:
                    for p in a.path_mm]
             if not pts:
                 return None
-        surf = SurfaceAnchors(self._organ) if not hasattr(self, "_organ_surface") else self._organ_surface
-        self._organ_surface = surf
+        surf = SurfaceAnchors(self._organ)
         return np.array([surf.on_rest_surface(np.asarray(p) * _MM) for p in pts])
 
     def summary(self) -> tuple[dict, dict]:

@@ -213,10 +213,11 @@ class XWindow:
     def close(self, timeout: float = 300.0) -> int:
         """End the attempt (key ``e``) and wait for the window process to write its results."""
         if self.proc.poll() is None:
-            try:
+            import contextlib
+
+            # a window that cannot take the key is killed below if it does not exit by itself
+            with contextlib.suppress(subprocess.SubprocessError):
                 self.key("e")
-            except subprocess.SubprocessError:
-                pass
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

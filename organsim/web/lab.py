@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import contextlib
 import logging
 import os
 import re
@@ -205,8 +206,9 @@ class Lab:
 
     @staticmethod
     async def _drain(proc) -> None:
-        while await proc.stdout.readline():
-            pass
+        """Read a session process's output as it comes (a full pipe would block it); log it."""
+        while line := await proc.stdout.readline():
+            log.debug("session %d: %s", proc.pid, line.decode(errors="replace").rstrip())
 
     # ------------------------------------------------------------------- app
     def make_app(self):
@@ -296,10 +298,9 @@ class Lab:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                try:
+                # not on every platform (Windows): there Ctrl+C ends the process as usual
+                with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, stop.set)
-                except (NotImplementedError, RuntimeError):  # pragma: no cover - not on POSIX
-                    pass
             await stop.wait()
             await self.stop()
 

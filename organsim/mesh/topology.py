@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from ..errors import MeshError
 from .tetmesh import TetMesh
 
-__all__ = ["TopologyChange", "all_parents_in", "face_keys", "FACE_KEY_BASE"]
+__all__ = ["TopologyChange", "all_parents_in", "face_keys", "split_vertex_pinches", "FACE_KEY_BASE"]
 
 #: Node ids of a face key are packed in base 2**21 (meshes up to 2 million nodes).
 FACE_KEY_BASE = 1 << 21
@@ -63,6 +63,77 @@ def face_keys(faces: np.ndarray) -> np.ndarray:
     """
     f = np.sort(np.asarray(faces, dtype=np.int64).reshape(-1, 3), axis=1)
     return f[:, 0] + FACE_KEY_BASE * (f[:, 1] + FACE_KEY_BASE * f[:, 2])
+
+
+def split_vertex_pinches(tets: np.ndarray, n_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Give each group of tets that meets the others at a node only through that node (or an
+    edge) its own copy of the node.
+
+    Around a node, the tets connected to each other through faces at the node form groups;
+    a valid solid has one group per node. Two lumps of tissue touching at a single vertex
+    (left, for example, where a resection's specimen touched the organ's surface at a
+    vertex) have two: the boundary is pinched there and the lumps would hang together
+    through one node. Each group after the first gets a copy.
+
+    Parameters
+    ----------
+    tets : ndarray, shape (m, 4), int
+    n_points : int
+
+    Returns
+    -------
+    tets : ndarray, shape (m, 4), int64
+        A new array with the copies numbered ``n_points + arange(d)`` (the input itself when
+        nothing was split).
+    src : ndarray, shape (d,), int64
+        The node each copy was made from.
+
+    Examples
+    --------
+    >>> t = np.array([[0, 1, 2, 3], [0, 4, 5, 6]])          # two tets touching at node 0
+    >>> new, src = split_vertex_pinches(t, 7)
+    >>> new.tolist(), src.tolist()
+    ([[0, 1, 2, 3], [7, 4, 5, 6]], [0])
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    tets = np.asarray(tets, dtype=np.int64)
+    m = len(tets)
+    if m == 0:
+        return tets, np.zeros(0, dtype=np.int64)
+    local = np.array([[1, 2, 3], [0, 3, 2], [0, 1, 3], [0, 2, 1]])
+    faces = tets[:, local].reshape(-1, 3)
+    keys = face_keys(faces)
+    order = np.argsort(keys, kind="stable")
+    ks = keys[order]
+    same = np.flatnonzero(ks[1:] == ks[:-1])
+    fa, fb = order[same], order[same + 1]                # two tets sharing a face
+    ta, tb = fa // 4, fb // 4
+    la = local[fa % 4]                                   # (p, 3) local corners of the face in tet a
+    va = tets[ta[:, None], la]                           # (p, 3) its nodes
+    lb = np.argmax(tets[tb][:, None, :] == va[:, :, None], axis=2)   # the same nodes' corners in tet b
+    rows = (4 * ta[:, None] + la).ravel()
+    cols = (4 * tb[:, None] + lb).ravel()
+    g = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(4 * m, 4 * m))
+    _, comp = connected_components(g, directed=False)
+    node = tets.ravel()
+    pair_key = node * (4 * m) + comp                     # (node, group) of each corner
+    ukey, first = np.unique(pair_key, return_index=True)
+    unode = ukey // (4 * m)
+    # the group of a node's first corner (in tets order) keeps the node; the others get copies
+    keeper = np.zeros(len(ukey), dtype=bool)
+    by_node = np.lexsort((first, unode))                 # per node, its groups by first corner
+    starts = np.flatnonzero(np.r_[True, unode[by_node][1:] != unode[by_node][:-1]])
+    keeper[by_node[starts]] = True
+    if keeper.all():
+        return tets, np.zeros(0, dtype=np.int64)
+    copies = np.flatnonzero(~keeper)
+    copies = copies[np.lexsort((first[copies], unode[copies]))]   # numbered by node, then group
+    new_of = unode.copy()
+    new_of[copies] = n_points + np.arange(len(copies))
+    out = new_of[np.searchsorted(ukey, pair_key)]
+    src = unode[copies].astype(np.int64)
+    return out.reshape(m, 4), src
 
 
 def all_parents_in(T: sp.csr_matrix, nparents: np.ndarray | None = None):

@@ -10,7 +10,12 @@ mesh size):
   faces, and pinched boundary vertices (whose boundary faces form more than one
   fan);
 - :func:`enclosed_volume`: the volume the boundary encloses (divergence
-  theorem); for a valid mesh it equals the sum of the tet volumes.
+  theorem); for a valid mesh it equals the sum of the tet volumes;
+- :func:`internal_boundary_faces`: boundary faces with tissue right outside them
+  and no coincident face on the other side: a non-conforming interface (the two
+  sides triangulate the same polygon differently, so the mesh has a crack no cut
+  made). The volume and manifold checks cannot see it: the two triangulations'
+  contributions cancel, and an isolated one closes on itself.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import numpy as np
 
 from .tetmesh import TET_FACES, TetMesh
 
-__all__ = ["boundary_defects", "enclosed_volume", "folded_faces", "solid_report"]
+__all__ = ["boundary_defect_sites", "boundary_defects", "enclosed_volume", "folded_faces", "internal_boundary_faces",
+           "solid_report"]
 
 
 def folded_faces(mesh: TetMesh) -> int:
@@ -73,12 +79,26 @@ def boundary_defects(mesh: TetMesh) -> tuple[int, int]:
     >>> boundary_defects(box_tet_mesh((3, 3, 3), 0.01))
     (0, 0)
     """
+    edges, verts = boundary_defect_sites(mesh)
+    return len(edges), len(verts)
+
+
+def boundary_defect_sites(mesh: TetMesh) -> tuple[np.ndarray, np.ndarray]:
+    """Where the boundary is not a closed 2-manifold.
+
+    Returns
+    -------
+    edges : ndarray, shape (e, 2), int64
+        Boundary edges (smaller node first) not in exactly two boundary faces.
+    vertices : ndarray, shape (v,), int64
+        Pinched boundary vertices: their boundary faces form more than one fan, ascending.
+    """
     import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
     bf = mesh.boundary_faces
     if len(bf) == 0:
-        return 0, 0
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0, dtype=np.int64)
     k = len(bf)
     # each face's three edges, as (lo, hi) with the face and the two corner slots
     e = np.concatenate([bf[:, [0, 1]], bf[:, [1, 2]], bf[:, [2, 0]]])
@@ -89,7 +109,8 @@ def boundary_defects(mesh: TetMesh) -> tuple[int, int]:
     ks = ekey[order]
     starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
     counts = np.diff(np.r_[starts, len(ks)])
-    n_bad_edges = int(np.count_nonzero(counts != 2))
+    bad = order[starts[counts != 2]]
+    bad_edges = np.column_stack([lo[bad], hi[bad]]).astype(np.int64)
     # fans: a corner (face, vertex) is joined to the corner of the other face across each of
     # the vertex's two edges in the face; a vertex is pinched when its corners form >1 fan
     pair = starts[counts == 2]
@@ -107,11 +128,69 @@ def boundary_defects(mesh: TetMesh) -> tuple[int, int]:
     vert = bf.ravel()
     comp = np.unique(np.c_[vert, lab], axis=0)
     fans = np.bincount(comp[:, 0], minlength=mesh.n_points)
-    return n_bad_edges, int(np.count_nonzero(fans > 1))
+    return bad_edges, np.flatnonzero(fans > 1).astype(np.int64)
+
+
+def internal_boundary_faces(mesh: TetMesh, *, rel_offset: float = 1e-2) -> np.ndarray:
+    """Boundary faces that have tissue right outside them and no coincident partner face.
+
+    In the rest configuration every boundary face of a valid mesh has either nothing
+    outside it (the skin) or, across a separated cut, a coincident face of the other side
+    (same node positions). A face with tissue outside and no such partner lies on an
+    interface the two sides triangulate differently (hanging nodes).
+
+    Parameters
+    ----------
+    mesh : TetMesh
+        In its rest configuration (cut sides coincide there).
+    rel_offset : float
+        The probe point is the face centroid moved out along the normal by this fraction
+        of the face's size (square root of twice its area); tissue thinner than that
+        outside a face is not seen.
+
+    Returns
+    -------
+    ndarray, shape (q,), int64
+        Indices into ``mesh.boundary_faces``, ascending.
+
+    Examples
+    --------
+    >>> from organsim.mesh.generators import box_tet_mesh
+    >>> len(internal_boundary_faces(box_tet_mesh((3, 3, 3), 0.01)))
+    0
+    """
+    bf = mesh.boundary_faces
+    if len(bf) == 0:
+        return np.zeros(0, dtype=np.int64)
+    P = mesh.points[bf]                                   # (k, 3, 3)
+    n = np.cross(P[:, 1] - P[:, 0], P[:, 2] - P[:, 0])
+    size = np.sqrt(np.linalg.norm(n, axis=1))             # sqrt(2 area)
+    nn = n / np.maximum(np.linalg.norm(n, axis=1), 1e-300)[:, None]
+    probe = P.mean(axis=1) + rel_offset * size[:, None] * nn
+    cell = np.asarray(mesh.to_pyvista().find_containing_cell(probe), dtype=np.int64).reshape(-1)
+    cand = np.flatnonzero((cell >= 0) & (cell != mesh.boundary_face_tets))
+    if len(cand) == 0:
+        return cand
+    # the locator answers within a tolerance: keep the probes truly inside the tet it found
+    T = mesh.points[mesh.tets[cell[cand]]]                       # (c, 4, 3)
+    A = np.transpose(T[:, 1:] - T[:, :1], (0, 2, 1))
+    lam = np.linalg.solve(A, (probe[cand] - T[:, 0])[:, :, None])[:, :, 0]
+    cand = cand[np.minimum(1.0 - lam.sum(axis=1), lam.min(axis=1)) > -1e-9]
+    if len(cand) == 0:
+        return cand
+    # coincident partners: the same three positions (rounded far below any edge length)
+    scale = float(np.ptp(mesh.points, axis=0).max()) or 1.0
+    q = np.round(P / (1e-9 * scale)).astype(np.int64)
+    order = np.lexsort((q[:, :, 2], q[:, :, 1], q[:, :, 0]), axis=-1)       # the corners in a fixed order
+    q = np.take_along_axis(q, order[:, :, None], axis=1).reshape(len(bf), 9)
+    _, inv, counts = np.unique(q, axis=0, return_inverse=True, return_counts=True)
+    partnered = counts[inv.reshape(-1)] > 1
+    return cand[~partnered[cand]].astype(np.int64)
 
 
 def solid_report(mesh: TetMesh) -> dict:
     """All the checks: ``n_folded_faces``, ``n_nonmanifold_boundary_edges``, ``n_pinched_vertices``,
+    ``n_internal_boundary_faces`` (:func:`internal_boundary_faces`) and
     ``volume_excess_fraction`` ((sum of tet volumes - enclosed volume) / enclosed volume)."""
     n_edges, n_pinched = boundary_defects(mesh)
     enclosed = enclosed_volume(mesh)
@@ -120,5 +199,6 @@ def solid_report(mesh: TetMesh) -> dict:
         "n_folded_faces": folded_faces(mesh),
         "n_nonmanifold_boundary_edges": n_edges,
         "n_pinched_vertices": n_pinched,
+        "n_internal_boundary_faces": len(internal_boundary_faces(mesh)),
         "volume_excess_fraction": (total - enclosed) / enclosed if enclosed > 0 else float("inf"),
     }

@@ -33,7 +33,7 @@ def crossed_edge_ends(n, fam_verts, fam_epid):
 
 
 @njit(cache=True, nogil=True)
-def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_steiner):
+def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_steiner, fam_gen):
     """The tets one increment re-splits: fresh candidates, then the original tets of touched families.
 
     Parameters
@@ -43,6 +43,8 @@ def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_s
     fam_verts : (F, 4) int64, fam_epid : (F, 6) int64, fam_steiner : (F,) int64
         Each family's original tet, the crossing node on each of its edges (-1: none)
         and its centroid node.
+    fam_gen : (F, 6) int64
+        The increment that added each crossing node (-1: none).
 
     Returns
     -------
@@ -51,6 +53,7 @@ def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_s
     w_steiner : (f + g,) int64 centroid node (-1 for fresh tets).
     w_forced : (f + g, 6) int64 crossing node of each edge (-1 for fresh tets).
     removed : (m,) bool, the tets the working rows replace.
+    w_gen : (f + g, 6) int64 the increment that added each crossing node (-1 for fresh tets).
     """
     m = tets.shape[0]
     nf = fresh.shape[0]
@@ -60,6 +63,7 @@ def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_s
     w_src = np.empty(w, dtype=np.int64)
     w_steiner = np.full(w, -1, dtype=np.int64)
     w_forced = np.full((w, 6), -1, dtype=np.int64)
+    w_gen = np.full((w, 6), -1, dtype=np.int64)
     removed = np.zeros(m, dtype=np.bool_)
     for i in range(nf):
         t = fresh[i]
@@ -85,19 +89,24 @@ def working_set(tets, tet_family, fresh, fam_touched, fam_verts, fam_epid, fam_s
                 wg[r, c] = fam_verts[f, c]
             for e in range(6):
                 w_forced[r, e] = fam_epid[f, e]
+                w_gen[r, e] = fam_gen[f, e]
             w_src[r] = first[j]
             w_steiner[r] = fam_steiner[f]
-    return wg, w_src, w_steiner, w_forced, removed
+    return wg, w_src, w_steiner, w_forced, removed, w_gen
 
 
 @njit(cache=True, nogil=True)
-def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, mode, wg, epid_w, w_steiner,
-                    stroke_no):
+def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_gen, fam_touched, mode, wg, epid_w,
+                    w_steiner, w_gen, stroke_no, increment_no):
     """Pending families after a split: the untouched ones, then the working rows split without separating.
+
+    ``fam_gen`` (F, 6) and ``w_gen`` (w, 6): the increment that added each crossing node
+    of a family and of a working row (-1: none, or added now); a node added now gets
+    ``increment_no``.
 
     Returns
     -------
-    fam_verts (F', 4), fam_epid (F', 6), fam_steiner (F',), fam_stroke (F',) : int64
+    fam_verts (F', 4), fam_epid (F', 6), fam_steiner (F',), fam_stroke (F',), fam_gen (F', 6) : int64
     fam_renum : (F + 1,) int64, new id of each old family (-1: restored), and -1 at [F].
     w_fam : (w,) int64, the new family of each working row (-1: none).
     """
@@ -121,6 +130,7 @@ def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, m
     fe = np.empty((F, 6), dtype=np.int64)
     fs = np.empty(F, dtype=np.int64)
     fk = np.empty(F, dtype=np.int64)
+    fgen = np.empty((F, 6), dtype=np.int64)
     w_fam = np.full(w, -1, dtype=np.int64)
     for f in range(nf):
         g = fam_renum[f]
@@ -129,6 +139,7 @@ def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, m
             fe[g] = fam_epid[f]
             fs[g] = fam_steiner[f]
             fk[g] = fam_stroke[f]
+            fgen[g] = fam_gen[f]
     g = n_old
     for r in range(w):
         if mode[r] == 2:
@@ -136,9 +147,16 @@ def update_families(fam_verts, fam_epid, fam_steiner, fam_stroke, fam_touched, m
             fe[g] = epid_w[r]
             fs[g] = w_steiner[r]
             fk[g] = stroke_no
+            for e in range(6):
+                if epid_w[r, e] < 0:
+                    fgen[g, e] = -1
+                elif w_gen[r, e] >= 0:
+                    fgen[g, e] = w_gen[r, e]
+                else:
+                    fgen[g, e] = increment_no
             w_fam[r] = g
             g += 1
-    return fv, fe, fs, fk, fam_renum, w_fam
+    return fv, fe, fs, fk, fgen, fam_renum, w_fam
 
 
 @njit(cache=True, nogil=True)

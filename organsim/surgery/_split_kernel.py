@@ -27,7 +27,12 @@ such children have positive volume, because each face piece lies in a plane
 of the parent tet and the centroid is strictly inside it.
 
 Both rules triangulate a tet face in the same way whatever its neighbour
-does, so the result is conforming. The children's volumes add up to the
+does, so the result is conforming. A tet split without separation earlier and
+split again (a pending family, restored to its original tet) is the exception
+handled apart: its neighbours have refined the triangles they already had, so
+its faces are triangulated as their history did (oldest edge points first,
+``epid_gen``), and a separating split cones from a vertex that suits those
+faces (:func:`_apex_for`). The children's volumes add up to the
 parent's exactly (up to round-off): each side is a closed, consistently
 oriented polyhedron, and the two sides share the cut polygon.
 
@@ -74,34 +79,39 @@ def _poly_tris(poly, npoly, L, tris, nt):
 
 
 @njit(cache=True)
-def _canonical_face(F, ep, L, tris, nt):
-    """Canonical triangulation of face ``F`` (3 local vertex ids, outward) given its edge points."""
+def _tri_split(T, pe, L, tris, nt):
+    """Canonical triangulation of triangle ``T`` (3 local ids) with points ``pe`` on its edges.
+
+    ``pe[k]`` is the local id of the point on edge ``(T[k], T[k+1])``, or -1. One point:
+    split from it to the opposite corner; two: the corner triangle between them and the
+    quad by its min-global-id diagonal; three: four triangles. The result depends only on
+    the triangle and its points, not on the order ``T`` lists them in, so two tets sharing
+    the triangle split it alike.
+    """
     cnt = 0
     for k in range(3):
-        if ep[_EDGE_OF[F[k], F[(k + 1) % 3]]] >= 0:
+        if pe[k] >= 0:
             cnt += 1
     if cnt == 0:
-        return _tri_push(tris, nt, F[0], F[1], F[2])
-    poly = np.empty(4, dtype=np.int64)
+        return _tri_push(tris, nt, T[0], T[1], T[2])
     if cnt == 1:
         for k in range(3):
-            g0 = F[k]
-            g1 = F[(k + 1) % 3]
-            g2 = F[(k + 2) % 3]
-            e = _EDGE_OF[g0, g1]
-            if ep[e] >= 0:
-                p = 4 + e
-                nt = _tri_push(tris, nt, g0, p, g2)
-                return _tri_push(tris, nt, p, g1, g2)
+            if pe[k] >= 0:
+                g0 = T[k]
+                g1 = T[(k + 1) % 3]
+                g2 = T[(k + 2) % 3]
+                nt = _tri_push(tris, nt, g0, pe[k], g2)
+                return _tri_push(tris, nt, pe[k], g1, g2)
     if cnt == 2:
+        poly = np.empty(4, dtype=np.int64)
         for k in range(3):
             # rotation with the uncrossed edge (g2, g0)
-            g0 = F[k]
-            g1 = F[(k + 1) % 3]
-            g2 = F[(k + 2) % 3]
-            if ep[_EDGE_OF[g2, g0]] < 0:
-                p01 = 4 + _EDGE_OF[g0, g1]
-                p12 = 4 + _EDGE_OF[g1, g2]
+            if pe[(k + 2) % 3] < 0:
+                g0 = T[k]
+                g1 = T[(k + 1) % 3]
+                g2 = T[(k + 2) % 3]
+                p01 = pe[k]
+                p12 = pe[(k + 1) % 3]
                 nt = _tri_push(tris, nt, p01, g1, p12)
                 poly[0] = g0
                 poly[1] = p01
@@ -109,18 +119,142 @@ def _canonical_face(F, ep, L, tris, nt):
                 poly[3] = g2
                 return _poly_tris(poly, 4, L, tris, nt)
     # three points
-    g0, g1, g2 = F[0], F[1], F[2]
-    p01 = 4 + _EDGE_OF[g0, g1]
-    p12 = 4 + _EDGE_OF[g1, g2]
-    p20 = 4 + _EDGE_OF[g2, g0]
-    nt = _tri_push(tris, nt, g0, p01, p20)
-    nt = _tri_push(tris, nt, p01, g1, p12)
-    nt = _tri_push(tris, nt, p20, p12, g2)
-    return _tri_push(tris, nt, p01, p12, p20)
+    nt = _tri_push(tris, nt, T[0], pe[0], pe[2])
+    nt = _tri_push(tris, nt, pe[0], T[1], pe[1])
+    nt = _tri_push(tris, nt, pe[2], pe[1], T[2])
+    return _tri_push(tris, nt, pe[0], pe[1], pe[2])
 
 
 @njit(cache=True)
-def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
+def _canonical_face(F, ep, L, tris, nt):
+    """Canonical triangulation of face ``F`` (3 local vertex ids, outward) given its edge points."""
+    pe = np.empty(3, dtype=np.int64)
+    for k in range(3):
+        e = _EDGE_OF[F[k], F[(k + 1) % 3]]
+        pe[k] = 4 + e if ep[e] >= 0 else -1
+    return _tri_split(F, pe, L, tris, nt)
+
+
+#: Generation given to the cut points an increment adds (later than every stored one)
+_NEW_POINT = np.int64(1) << 62
+
+
+@njit(cache=True)
+def _history_face(F, ep, gen, L, tris, nt):
+    """Face ``F`` triangulated as the splits that made its edge points left it, refined by the new ones.
+
+    ``gen[e]`` is when the point on edge ``e`` was added (the increment that first split the
+    tet without separating), -1 for the points this increment adds. The face is split
+    canonically by its oldest points, each of those triangles by the next ones, and so on:
+    what a neighbour across the face did, which refines the triangles it already had instead
+    of starting again from the whole face. With no earlier points this is
+    :func:`_canonical_face`.
+    """
+    gs = np.empty(3, dtype=np.int64)
+    ng = 0
+    for k in range(3):
+        e = _EDGE_OF[F[k], F[(k + 1) % 3]]
+        if ep[e] >= 0:
+            g = gen[e] if gen[e] >= 0 else _NEW_POINT
+            dup = False
+            for j in range(ng):
+                if gs[j] == g:
+                    dup = True
+            if not dup:
+                gs[ng] = g
+                ng += 1
+    gs[:ng].sort()
+    cur = np.empty((16, 3), dtype=np.int64)
+    nxt = np.empty((16, 3), dtype=np.int64)
+    for k in range(3):
+        cur[0, k] = F[k]
+    nc = 1
+    pe = np.empty(3, dtype=np.int64)
+    T = np.empty(3, dtype=np.int64)
+    for j in range(ng):
+        nn = 0
+        for i in range(nc):
+            for k in range(3):
+                T[k] = cur[i, k]
+            for k in range(3):
+                a = T[k]
+                b = T[(k + 1) % 3]
+                pe[k] = -1
+                if a < 4 and b < 4:
+                    e = _EDGE_OF[a, b]
+                    if ep[e] >= 0 and (gen[e] if gen[e] >= 0 else _NEW_POINT) == gs[j]:
+                        pe[k] = 4 + e
+            nn = _tri_split(T, pe, L, nxt, nn)
+        cur, nxt = nxt, cur
+        nc = nn
+    for i in range(nc):
+        nt = _tri_push(tris, nt, cur[i, 0], cur[i, 1], cur[i, 2])
+    return nt
+
+
+@njit(cache=True)
+def _older_point(F, ep, gen):
+    """Local id of the older of the two edge points on face ``F`` when they were added at
+    different times (its quad must be split through it, as the face's history did), else -1."""
+    p = -1
+    gp = 0
+    n = 0
+    for k in range(3):
+        e = _EDGE_OF[F[k], F[(k + 1) % 3]]
+        if ep[e] >= 0:
+            n += 1
+            g = gen[e] if gen[e] >= 0 else _NEW_POINT
+            if p < 0:
+                p = 4 + e
+                gp = g
+            elif g != gp:
+                if g < gp:
+                    p = 4 + e
+                    gp = g
+            else:
+                p = -2      # same time: no constraint
+    if n != 2 or p < 0:
+        return -1
+    return p
+
+
+@njit(cache=True)
+def _quad_through(poly, v, tris, nt):
+    """Split quad ``poly`` (4 local ids, cyclic) by its diagonal through vertex ``v``."""
+    k = 0
+    for i in range(4):
+        if poly[i] == v:
+            k = i
+    nt = _tri_push(tris, nt, poly[k], poly[(k + 1) % 4], poly[(k + 2) % 4])
+    return _tri_push(tris, nt, poly[k], poly[(k + 2) % 4], poly[(k + 3) % 4])
+
+
+@njit(cache=True)
+def _apex_for(oncut_t, sign, s, cp, ncp, L, P, side_tris, ns, vmin):
+    """Local id of the side's vertex to cone from: of those from which every triangle of the
+    side's faces not containing it cones to a tet of volume above ``vmin``, the one whose
+    smallest such tet is largest (the lowest global id on a tie); -1 if none."""
+    best = -1
+    best_v = vmin
+    for c in range(4 + ncp):
+        if c < 4:
+            if not (oncut_t[c] or sign[c] == s):
+                continue
+            v = c
+        else:
+            v = cp[c - 4]
+        worst = np.inf
+        for k in range(ns):
+            if side_tris[k, 0] != v and side_tris[k, 1] != v and side_tris[k, 2] != v:
+                worst = min(worst, _vol(P[v], P[side_tris[k, 0]], P[side_tris[k, 1]], P[side_tris[k, 2]]))
+        if worst > best_v or (worst == best_v and best >= 0 and L[v] < L[best]):
+            best = v
+            best_v = worst
+    return best
+
+
+@njit(cache=True)
+def split_tets(gid, oncut, epid, epid_gen, vsign, steiner, pts, min_frac,
                out_tets, out_parent, out_side, out_cut, out_cut_parent,
                out_piece, out_piece_parent, out_mode):
     """Split each tet; see the module docstring.
@@ -130,6 +264,11 @@ def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
     gid : (w, 4) int64 node ids (positively oriented).
     oncut : (w, 4) bool, vertex lies on the cut.
     epid : (w, 6) int64 node id of the cut point on each edge, -1 if none.
+    epid_gen : (w, 6) int64 when each cut point was added, for a tet split without
+        separation earlier and split again now (its faces were triangulated by those points
+        then); -1 for points added now and for fresh tets. The faces are split as their
+        history split them (:func:`_history_face`), so they stay conforming with neighbours
+        that refine their own triangles.
     vsign : (w, 4) int8 side of each vertex if known (+1/-1), else 0.
     steiner : (w,) int64 node id of the centroid node of each tet.
     pts : (N, 3) float64 rest positions of all nodes, including cut and Steiner nodes.
@@ -281,6 +420,8 @@ def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
                     cp[k] = cp[ncp - 1 - k]
                     cp[ncp - 1 - k] = tmp
             nct = _poly_tris(cp, ncp, L, cut_tris, 0)
+            history = False
+            apex_failed = False
             for si in range(2):
                 s = 1 - 2 * si
                 ns = 0
@@ -300,7 +441,13 @@ def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
                             npoly += 1
                     if npoly >= 3:
                         n0 = ns
-                        ns = _poly_tris(poly, npoly, L, side_tris, ns)
+                        hv = _older_point(F, ep, epid_gen[t]) if npoly == 4 else -1
+                        if hv >= 0:
+                            # the face was split by its older point first (neighbours refine that)
+                            history = True
+                            ns = _quad_through(poly, hv, side_tris, ns)
+                        else:
+                            ns = _poly_tris(poly, npoly, L, side_tris, ns)
                         for k in range(n0, ns):
                             tris[npc, 0] = side_tris[k, 0]
                             tris[npc, 1] = side_tris[k, 1]
@@ -320,6 +467,13 @@ def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
                 for k in range(ncp):
                     if v0 < 0 or L[cp[k]] < L[v0]:
                         v0 = cp[k]
+                if history:
+                    # a quad split by its history need not have its diagonal through the
+                    # min-id vertex: cone from the vertex whose smallest cone is largest
+                    v0 = _apex_for(oncut[t], sign, s, cp, ncp, L, P, side_tris, ns, min_frac * vparent)
+                    if v0 < 0:
+                        v0 = 0
+                        apex_failed = True
                 for k in range(ns):
                     if side_tris[k, 0] != v0 and side_tris[k, 1] != v0 and side_tris[k, 2] != v0:
                         kids[nk, 0] = v0
@@ -329,7 +483,7 @@ def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
                         kside[nk] = s
                         nk += 1
             # quality guard
-            ok = True
+            ok = not apex_failed
             for k in range(nk):
                 v = _vol(P[kids[k, 0]], P[kids[k, 1]], P[kids[k, 2]], P[kids[k, 3]])
                 if not (v > min_frac * vparent):
@@ -344,7 +498,7 @@ def split_tets(gid, oncut, epid, vsign, steiner, pts, min_frac,
                 for k in range(3):
                     F[k] = _FACES[f, k]
                 n0 = npc
-                npc = _canonical_face(F, ep, L, tris, npc)
+                npc = _history_face(F, ep, epid_gen[t], L, tris, npc)
                 for k in range(n0, npc):
                     tparent[k] = f
             for k in range(npc):
@@ -396,8 +550,11 @@ def readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
-def run_split(gid, oncut, epid, vsign, steiner, pts, min_frac):
+def run_split(gid, oncut, epid, vsign, steiner, pts, min_frac, epid_gen=None):
     """Allocate outputs, run :func:`split_tets`, and trim them.
+
+    ``epid_gen`` (w, 6): when each cut point was added (see :func:`split_tets`); default
+    -1 (all new).
 
     Returns
     -------
@@ -413,9 +570,11 @@ def run_split(gid, oncut, epid, vsign, steiner, pts, min_frac):
     out_piece = np.empty((w * MAX_PIECES, 3), dtype=np.int64)
     out_piece_parent = np.empty((w * MAX_PIECES, 2), dtype=np.int64)
     out_mode = np.empty(w, dtype=np.int64)
+    gen = (np.full((w, 6), -1, dtype=np.int64) if epid_gen is None
+           else np.ascontiguousarray(epid_gen, dtype=np.int64))
     nt, nc, npc = split_tets(
         np.ascontiguousarray(gid, dtype=np.int64), np.ascontiguousarray(oncut, dtype=np.bool_),
-        np.ascontiguousarray(epid, dtype=np.int64), np.ascontiguousarray(vsign, dtype=np.int8),
+        np.ascontiguousarray(epid, dtype=np.int64), readonly(gen), np.ascontiguousarray(vsign, dtype=np.int8),
         np.ascontiguousarray(steiner, dtype=np.int64), readonly(np.ascontiguousarray(pts, dtype=np.float64)),
         float(min_frac), out_tets, out_parent, out_side, out_cut, out_cut_parent,
         out_piece, out_piece_parent, out_mode)

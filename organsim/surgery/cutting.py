@@ -61,6 +61,7 @@ from ..errors import MeshError
 from ..mesh.surface import TriSurface
 from ..mesh.tetmesh import TET_FACES, TetMesh
 from ..mesh.topology import TopologyChange, face_keys
+from ._hinges import faces_now, hinge_faces, key_nodes
 from ._blade_sweep import blade_candidates, edge_hits, front_completions, sweep_edges, swept_quads
 from ._pending_families import crossed_edge_ends, remap_families, update_families, working_set
 from ._separation import flat_faces_between_sides, separate_sides
@@ -142,12 +143,13 @@ def validate_mesh(mesh: TetMesh, *, min_volume_frac: float = 1e-12) -> dict:
         by more than two tets), and from :func:`organsim.mesh.validity.solid_report`
         ``n_folded_faces`` (interior faces with both tets on one side),
         ``n_nonmanifold_boundary_edges`` and ``n_pinched_vertices`` (the boundary is a
-        closed 2-manifold when both are 0: ``closed_manifold``) and
+        closed 2-manifold when both are 0: ``closed_manifold``),
+        ``n_internal_boundary_faces`` (boundary faces with tissue outside and no
+        coincident face across: a non-conforming interface; rest configuration) and
         ``volume_excess_fraction`` (tet volumes against the volume the boundary
-        encloses); ``ok`` when the tets are valid: no inverted, orphan, non-manifold
-        or folded ones, and the volumes agree to 1e-9. ``ok`` does not include
-        ``closed_manifold`` yet: some cuts through skin vertices still pinch the
-        boundary (issue 11), and tests check it separately.
+        encloses); ``ok`` when the mesh is a valid solid: no inverted, orphan,
+        non-manifold or folded tets, a conforming closed 2-manifold boundary, and the
+        volumes agree to 1e-9.
     """
     from ..mesh.validity import solid_report
 
@@ -166,7 +168,8 @@ def validate_mesh(mesh: TetMesh, *, min_volume_frac: float = 1e-12) -> dict:
     out.update(solid_report(mesh))
     out["closed_manifold"] = out["n_nonmanifold_boundary_edges"] == 0 and out["n_pinched_vertices"] == 0
     out["ok"] = (out["n_inverted"] == 0 and out["n_orphans"] == 0 and out["n_nonmanifold_faces"] == 0
-                 and out["n_folded_faces"] == 0 and abs(out["volume_excess_fraction"]) < 1e-9)
+                 and out["n_folded_faces"] == 0 and abs(out["volume_excess_fraction"]) < 1e-9
+                 and out["closed_manifold"] and out["n_internal_boundary_faces"] == 0)
     return out
 
 
@@ -350,6 +353,8 @@ class Cutter:
         self.fam_epid = np.zeros((0, 6), dtype=np.int64)
         self.fam_steiner = np.zeros(0, dtype=np.int64)
         self.fam_stroke = np.zeros(0, dtype=np.int64)  # the stroke that last split each family
+        self.fam_gen = np.zeros((0, 6), dtype=np.int64)  # the increment that added each crossing node
+        self._increment_no = 0
         self._stroke_no = 0
         self.tet_family = np.full(mesh.n_tets, -1, dtype=np.int64)
         self._valence: tuple[TetMesh, np.ndarray] | None = None  # (mesh, tets at each of its nodes)
@@ -509,13 +514,16 @@ class Cutter:
                 on_front[front_nodes] = True
                 sharing = np.flatnonzero(on_front[self.fam_verts].any(axis=1))
                 fam_touched = np.unique(np.concatenate([fam_blade, done_fams, sharing]))
-            wg, w_src, w_steiner, w_forced, removed = working_set(
-                tets, self.tet_family, fresh, fam_touched, self.fam_verts, self.fam_epid, self.fam_steiner)
+            wg, w_src, w_steiner, w_forced, removed, w_gen = working_set(
+                tets, self.tet_family, fresh, fam_touched, self.fam_verts, self.fam_epid, self.fam_steiner,
+                self.fam_gen)
             w = len(wg)
             _tick("s2")
             # 3. edges of the working tets, their crossings, vertices snapped onto the cut
             ue, einv, forced, tpar, new_pt, on_cut, n_newly = sweep_edges(
                 wg, w_forced, X, tris, 1e-9, pad, self.on_cut, front_nodes, keeps_off, self.snap)
+            if n_newly and len(tris):
+                n_newly = _drop_touching_vertices(tets, ue, X, tris, self.on_cut, front_nodes, on_cut, new_pt)
             n_newpt = int(np.count_nonzero(new_pt))
             if attempt == 0 and (complete_all or n_newpt > 0 or n_newly > 0):
                 done_fams, front_nodes = self._front_completions(empty if complete_all else fam_blade, X,
@@ -534,7 +542,7 @@ class Cutter:
             if not (epid_w[:nf] >= 0).any():
                 wf = wg[nf:]
                 fm = run_split(wf, on_cut[wf], epid_w[nf:], np.zeros((len(wf), 4), np.int8), w_steiner[nf:],
-                               mesh.points, self.min_volume_frac)["mode"]
+                               mesh.points, self.min_volume_frac, w_gen[nf:])["mode"]
                 if np.all(fm == 2):
                     # the sweep only re-crossed pending tets, which split exactly as before
                     return _identity_result(mesh, self.cut_face_keys)
@@ -550,7 +558,7 @@ class Cutter:
         _tick("s4")
         # 5. split
         res = run_split(wg, on_all[wg], epid_w, np.zeros((w, 4), np.int8), w_steiner, pts_all,
-                        self.min_volume_frac)
+                        self.min_volume_frac, w_gen)
         mode = res["mode"]
         _tick("s5")
         # 6. cut-face tags: cut polygons, pieces of tagged faces, whole faces lying on the cut
@@ -558,9 +566,10 @@ class Cutter:
                                          self.cut_face_keys)
         _tick("s6")
         # 7. new families: the working tets split without separation
-        fam_verts, fam_epid, fam_steiner, fam_stroke, fam_renum, w_fam = update_families(
-            self.fam_verts, self.fam_epid, self.fam_steiner, self.fam_stroke, fam_touched, mode, wg, epid_w,
-            w_steiner, self._stroke_no)
+        self._increment_no += 1
+        fam_verts, fam_epid, fam_steiner, fam_stroke, fam_gen, fam_renum, w_fam = update_families(
+            self.fam_verts, self.fam_epid, self.fam_steiner, self.fam_stroke, self.fam_gen, fam_touched, mode, wg,
+            epid_w, w_steiner, w_gen, self._stroke_no, self._increment_no)
         _tick("s7")
         # 8. assemble the new tets, dropping the nodes no tet uses any more (centroids of families
         # that separated), and find the tets around the faces the separation starts from;
@@ -605,6 +614,7 @@ class Cutter:
         self._pending_keys = pend
         self.fam_verts, self.fam_epid, self.fam_steiner = fam_verts, fam_epid, fam_steiner
         self.fam_stroke = fam_stroke
+        self.fam_gen = fam_gen
         self.tet_family = tet_family
         log.debug("cut increment: %d tets split (%d pending), %d cut points, %d nodes duplicated",
                   w, int(np.count_nonzero(mode == 2)), n_newpt, n_dup)
@@ -657,6 +667,63 @@ class _Ticker:
         t = self._clock()
         self._store[name] = self._store.get(name, 0.0) + t - self._t
         self._t = t
+
+
+def _drop_touching_vertices(tets: np.ndarray, ue: np.ndarray, X: np.ndarray, tris: np.ndarray,
+                            on_cut_before: np.ndarray, front_nodes: np.ndarray, on_cut: np.ndarray,
+                            new_pt: np.ndarray) -> int:
+    """Take off the cut the vertices the swept surface only touches; returns the nodes newly on it.
+
+    A vertex is snapped onto the cut when a crossing of one of its edges lies next to it.
+    A blade gliding along a flat stretch of skin (or along an earlier cut face) touches
+    the vertices there without passing through them: every edge from them runs to one
+    side of the swept surface. Such a vertex is not on the cut (a later stroke nearby
+    would otherwise separate tissue no blade swept), and its edges' touches are no
+    crossings. Edited in place: ``on_cut`` (n,) bool and ``new_pt`` (ne,) bool.
+
+    Parameters
+    ----------
+    tets : ndarray, shape (m, 4)
+        The mesh's tets (every neighbour of a vertex counts, not only the working tets').
+    ue : ndarray, shape (ne, 2)
+        The working edges. X : ndarray, shape (n, 3), current positions (m).
+    tris : ndarray, shape (T, 3, 3)
+        The increment's swept triangles (m).
+    on_cut_before, front_nodes
+        The nodes on the cut before the increment and those the crack front rounding puts on it.
+    """
+    newly = on_cut & ~on_cut_before
+    newly[front_nodes] = False
+    cand = np.flatnonzero(newly)
+    if len(cand) == 0:
+        return int(np.count_nonzero(on_cut & ~on_cut_before))
+    # the plane of the swept triangle nearest each candidate (by its centroid distance)
+    c = tris.mean(axis=1)
+    n = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    n /= np.maximum(np.linalg.norm(n, axis=1), 1e-300)[:, None]
+    near = np.argmin(((X[cand][:, None, :] - c[None]) ** 2).sum(axis=2), axis=1)
+    normal = np.zeros((len(on_cut), 3))
+    normal[cand] = n[near]
+    # the side of each neighbour of a candidate (in any tet at it), relative to the candidate
+    sides_pos = np.zeros(len(on_cut), dtype=bool)
+    sides_neg = np.zeros(len(on_cut), dtype=bool)
+    local = tets[newly[tets].any(axis=1)]
+    for a in range(4):
+        at = newly[local[:, a]]
+        v = local[at, a]
+        for b in range(4):
+            if b == a:
+                continue
+            d = X[local[at, b]] - X[v]
+            s = np.einsum("ij,ij->i", d, normal[v])
+            tol = 1e-6 * np.linalg.norm(d, axis=1)
+            sides_pos[v[s > tol]] = True
+            sides_neg[v[s < -tol]] = True
+    touching = newly & ~(sides_pos & sides_neg)
+    if touching.any():
+        on_cut[touching] = False
+        new_pt[touching[ue[:, 0]] | touching[ue[:, 1]]] = False
+    return int(np.count_nonzero(on_cut & ~on_cut_before))
 
 
 def _flat_faces_between_sides(tets: np.ndarray, cand_keys: np.ndarray, X: np.ndarray, on_cut: np.ndarray,
@@ -728,13 +795,46 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
     See :func:`organsim.surgery._separation.separate_sides` for the rule.
     """
     work = tets if inplace else np.array(tets, dtype=np.int64)
+    seed_keys = np.asarray(seed_keys, dtype=np.int64)
+    val_in = np.zeros(0, dtype=np.int64) if valence is None else valence
     out, dup_src, keys_new, pending, changed, val = separate_sides(
-        work, keys_all, np.asarray(seed_keys, dtype=np.int64), int(n_points), near_seeds,
-        np.zeros(0, dtype=np.int64) if valence is None else valence)
+        work, keys_all, seed_keys, int(n_points), near_seeds, val_in)
+    # a crack front running along the skin leaves the sides joined through an edge or a vertex
+    # (a hinge: the boundary is not a closed manifold there); separate again with the tagged
+    # faces through each hinge kept closed, which moves the front into the tissue. They stay
+    # tagged, pending: a later stroke that cuts far enough opens them.
+    closed = np.zeros(0, dtype=np.int64)
+    near_nodes = np.unique(key_nodes(seed_keys))
+    for _ in range(_MAX_HINGE_ROUNDS):
+        if not changed:
+            break
+        hinge = hinge_faces(out, dup_src, n_points, seed_keys, keys_new, near_nodes)
+        if len(hinge) == 0:
+            break
+        closed = np.union1d(closed, hinge)
+        if len(dup_src):   # undo the copies (a copy's id is n_points + its index in dup_src)
+            rows = np.flatnonzero((out >= n_points).any(axis=1))
+            block = out[rows]
+            out[rows] = np.where(block >= n_points, dup_src[np.maximum(block - n_points, 0)], block)
+        out, dup_src, keys_new, pending, changed, val = separate_sides(
+            out, np.setdiff1d(keys_all, closed, assume_unique=True), np.setdiff1d(seed_keys, closed),
+            int(n_points), None, val_in)
+    if len(closed):
+        log.debug("cut: %d tagged faces kept closed where the crack front ran along the boundary", len(closed))
+        if not changed:
+            return out, dup_src, keys_all, np.union1d(pending, closed), None if valence is None else val
+        closed_now = faces_now(out, dup_src, n_points, closed)   # their keys under the new node ids
+        keys_new, pending = np.union1d(keys_new, closed_now), np.union1d(pending, closed_now)
     val = None if valence is None else val
     if not changed:
         return tets, dup_src, keys_all, pending, val
     return out, dup_src, keys_new, pending, val
+
+
+#: Separations redone at most this many times to close the crack faces through hinges (one
+#: face per hinge a round; random strokes through a ball need up to about 10)
+_MAX_HINGE_ROUNDS = 24
+
 
 
 def cut(mesh: TetMesh, blade_path: np.ndarray, *, positions: np.ndarray | None = None,

@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 from ..errors import MeshError
 from ..mesh.tetmesh import TET_EDGES, TET_FACES, TetMesh
 from ._split_kernel import run_split
-from ..mesh.topology import TopologyChange, face_keys
+from ..mesh.topology import TopologyChange, face_keys, split_vertex_pinches
 
 __all__ = ["ResectionResult", "resect", "point_triangle_distance", "segment_distance", "surface_gap"]
 
@@ -405,11 +405,15 @@ def _resect_once(mesh, rid, region, margin, level, positions, snap) -> Resection
     if np.any(vols <= 0):
         raise MeshError(f"resection produced {int(np.sum(vols <= 0))} degenerate tets (internal error);"
                         " try a slightly different margin or snap")
+    inside = _open_pinches(full, inside)
     keep_mesh, used = full.submesh(~inside)
     if keep_mesh.n_tets == 0:
         raise MeshError(f"a margin of {margin * 1e3:.1f} mm around {region!r} removes the whole organ;"
                         " use a smaller margin")
     removed_mesh, _ = full.submesh(inside)
+    # tissue the specimen left joined to the rest through one node only gets a node of its own
+    keep_mesh, node_src = _unpinched(keep_mesh)
+    used = used[node_src]
     transfer = T_pre[used].tocsr()
     # the resection surface: faces of kept tets whose nodes are all on phi = 0
     on0 = np.concatenate([zero, np.ones(ncut, bool), np.zeros(len(work), bool)])
@@ -443,6 +447,8 @@ def _remove_region(mesh: TetMesh, in_reg: np.ndarray, X: np.ndarray, bfaces: np.
     if keep_mesh.n_tets == 0:
         raise MeshError("the region is the whole organ; nothing would remain")
     removed_mesh, _ = mesh.submesh(in_reg)
+    keep_mesh, node_src = _unpinched(keep_mesh)
+    used = used[node_src]
     transfer = sp.csr_matrix((np.ones(len(used)), (np.arange(len(used)), used)), shape=(len(used), mesh.n_points))
     on_reg = np.zeros(mesh.n_points, dtype=bool)
     on_reg[bfaces.ravel()] = True
@@ -454,6 +460,48 @@ def _remove_region(mesh: TetMesh, in_reg: np.ndarray, X: np.ndarray, bfaces: np.
         removed_volume_m3=vr, remaining_volume_m3=vk, original_volume_m3=v0, remaining_fraction=vk / v0,
         margin_requested_m=0.0, margin_achieved_m=0.0, margin_mean_m=0.0,
         cut_face_keys=face_keys(res_faces), volume_error=abs(vk + vr - v0) / v0)
+
+
+def _open_pinches(full: TetMesh, inside: np.ndarray, rounds: int = 8) -> np.ndarray:
+    """The specimen ``inside`` (m,) bool grown by the tets around each node where the remnant's
+    boundary is pinched but its tets stay joined through faces.
+
+    Where the specimen touched the organ's surface at a single node, the cavity opens to
+    the outside through that node only (the remnant's boundary touches itself there).
+    Removing the tets around the node opens it properly; the specimen only grows, so the
+    margin still holds.
+    """
+    from ..mesh.validity import boundary_defect_sites
+
+    inside = inside.copy()
+    for _ in range(rounds):
+        keep, used = full.submesh(~inside)
+        if keep.n_tets == 0:
+            return inside
+        keep, node_src = _unpinched(keep)         # a pinch of separate lumps is split instead
+        edges, verts = boundary_defect_sites(keep)
+        nodes = np.unique(np.concatenate([edges.ravel(), verts]))
+        if len(nodes) == 0:
+            return inside
+        mark = np.zeros(full.n_points, dtype=bool)
+        mark[used[node_src[nodes]]] = True
+        grow = mark[full.tets].any(axis=1) & ~inside
+        if not grow.any():
+            return inside
+        log.info("resection: %d tets around %d pinched nodes added to the specimen", int(grow.sum()), len(nodes))
+        inside |= grow
+    return inside
+
+
+def _unpinched(mesh: TetMesh) -> tuple[TetMesh, np.ndarray]:
+    """``mesh`` with the nodes where tets meet only through that node split
+    (:func:`~organsim.mesh.topology.split_vertex_pinches`), and the source node of each node."""
+    tets, src = split_vertex_pinches(mesh.tets, mesh.n_points)
+    node_src = np.concatenate([np.arange(mesh.n_points), src])
+    if len(src) == 0:
+        return mesh, node_src
+    log.info("resection: %d nodes split where the remnant touched itself at a single node", len(src))
+    return TetMesh(mesh.points[node_src], tets, mesh.region_ids, mesh.region_names), node_src
 
 
 def _region_id(mesh: TetMesh, region: str | int) -> int:

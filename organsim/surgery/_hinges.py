@@ -23,7 +23,10 @@ import numpy as np
 
 from ..mesh.tetmesh import TET_FACES
 from ..mesh.topology import FACE_KEY_BASE, face_keys
-from ._separation import component_labels, tets_touching
+from numba import njit
+
+from ._separation import tets_touching
+from ._sorted_keys import _key3
 
 __all__ = ["faces_now", "hinge_faces", "key_nodes"]
 
@@ -93,24 +96,13 @@ def hinge_faces(tets: np.ndarray, dup_src: np.ndarray, n_points: int, seed_keys:
     local = tets[tets_touching(tets, watch)]
     if len(local) == 0:
         return empty
-    faces = local[:, TET_FACES].reshape(-1, 3)
-    keys = face_keys(faces)
-    _, first, counts = np.unique(keys, return_index=True, return_counts=True)
-    bf = faces[first[counts == 1]]
-    # a face of a local tet with a watched node has its other tet local too: these counts are exact
-    bf = bf[watch[bf].any(axis=1)]
-    if len(bf) == 0:
-        return empty
+    # the boundary faces with a watched node (a face of a local tet with a watched node has
+    # its other tet local too: these are exact), their edges grouped, and the fans at their
+    # corners: one compiled pass
+    bf, grp, counts_e, exact, lab = _local_boundary(local, watch, n_now)
     k = len(bf)
-    e = np.concatenate([bf[:, [0, 1]], bf[:, [1, 2]], bf[:, [2, 0]]])
-    lo, hi = e.min(axis=1), e.max(axis=1)
-    face_of = np.tile(np.arange(k), 3)
-    ekey = lo * n_now + hi
-    order = np.argsort(ekey, kind="stable")
-    ks = ekey[order]
-    starts = np.flatnonzero(np.r_[True, ks[1:] != ks[:-1]])
-    counts_e = np.diff(np.r_[starts, len(ks)])
-    exact = watch[lo[order[starts]]] | watch[hi[order[starts]]]    # all its faces are in bf
+    if k == 0:
+        return empty
     bad_edge = exact & (counts_e > 2)
     is_tagged = np.isin(face_keys(bf), tagged_keys)
     seed_keys = np.asarray(seed_keys, dtype=np.int64)
@@ -119,21 +111,10 @@ def hinge_faces(tets: np.ndarray, dup_src: np.ndarray, n_points: int, seed_keys:
     if bad_edge.any():
         # each such edge: close one crack face through it (its two sides are two of the
         # edge's boundary faces); the smallest key, so the choice does not depend on order
-        grp = np.repeat(np.arange(len(starts)), counts_e)
-        f = face_of[order]
-        sel = np.repeat(bad_edge, counts_e) & closable[f]
+        f = np.tile(np.arange(k), 3)                   # the face of each face-edge
+        sel = bad_edge[grp] & closable[f]
         return np.unique(_min_per_group(grp[sel], before[f[sel]]))
-    # pinched vertices: a corner (face, vertex) is joined to the corner of the other face
-    # across each of the vertex's two edges; a watched vertex with corners in >1 fan is pinched
-    pair = starts[counts_e == 2]
-    f1, f2 = face_of[order[pair]], face_of[order[pair + 1]]
-    u, v = lo[order[pair]], hi[order[pair]]
-    corner = np.arange(3 * k).reshape(k, 3)
-
-    def slot(fs, vs):
-        return corner[fs, np.argmax(bf[fs] == vs[:, None], axis=1)]
-
-    lab = component_labels(3 * k, np.r_[slot(f1, u), slot(f1, v)], np.r_[slot(f2, u), slot(f2, v)])
+    # pinched vertices: a watched vertex whose corners lie in more than one fan
     vc = np.unique(bf.ravel() * np.int64(3 * k) + lab)          # (vertex, fan) pairs
     fans = np.bincount(vc // (3 * k), minlength=n_now)
     pinched = (fans > 1) & watch
@@ -197,3 +178,102 @@ def faces_now(tets: np.ndarray, dup_src: np.ndarray, n_points: int, keys_before:
     faces = local[:, TET_FACES].reshape(-1, 3)
     before = face_keys(_original_ids(faces.ravel(), dup_src, n_points).reshape(-1, 3))
     return np.unique(face_keys(faces[np.isin(before, keys_before)]))
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, a):
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True, nogil=True)
+def _local_boundary(local, watch, n_now):
+    """Boundary faces of the tets ``local`` (l, 4) with a watched node, and their edges and fans.
+
+    Returns
+    -------
+    bf : (k, 3) int64, the faces (outward as the tets give them).
+    grp : (3 k,) int64, the edge group of face-edge ``j * k + f`` (edge j of face f: (0,1), (1,2), (2,0)).
+    counts : (g,) int64, boundary faces in each edge group.
+    exact : (g,) bool, the group's edge has a watched node (all its faces are among ``bf``).
+    lab : (3 k,) int64, fan label of corner ``3 f + c``: corners of one vertex joined across
+        the edges of faces that are the only two at that edge.
+    """
+    nl = local.shape[0]
+    keys = np.empty(4 * nl, dtype=np.int64)
+    for i in range(nl):
+        for f in range(4):
+            keys[4 * i + f] = _key3(local[i, TET_FACES[f, 0]], local[i, TET_FACES[f, 1]], local[i, TET_FACES[f, 2]])
+    order = np.argsort(keys)
+    bf = np.empty((4 * nl, 3), dtype=np.int64)
+    k = 0
+    q = 0
+    while q < 4 * nl:
+        r = q + 1
+        while r < 4 * nl and keys[order[r]] == keys[order[q]]:
+            r += 1
+        if r - q == 1:
+            i = order[q] // 4
+            f = order[q] % 4
+            a = local[i, TET_FACES[f, 0]]
+            b = local[i, TET_FACES[f, 1]]
+            c = local[i, TET_FACES[f, 2]]
+            if watch[a] or watch[b] or watch[c]:
+                bf[k, 0] = a
+                bf[k, 1] = b
+                bf[k, 2] = c
+                k += 1
+        q = r
+    bf = bf[:k].copy()
+    ek = np.empty(3 * k, dtype=np.int64)
+    for j in range(3):
+        for f in range(k):
+            a = bf[f, j]
+            b = bf[f, (j + 1) % 3]
+            if a > b:
+                a, b = b, a
+            ek[j * k + f] = a * n_now + b
+    eo = np.argsort(ek)
+    grp = np.empty(3 * k, dtype=np.int64)
+    counts = np.empty(3 * k, dtype=np.int64)
+    exact = np.empty(3 * k, dtype=np.bool_)
+    parent = np.arange(3 * k)
+    g = 0
+    q = 0
+    while q < 3 * k:
+        r = q + 1
+        while r < 3 * k and ek[eo[r]] == ek[eo[q]]:
+            r += 1
+        lo = ek[eo[q]] // n_now
+        hi = ek[eo[q]] % n_now
+        counts[g] = r - q
+        exact[g] = watch[lo] or watch[hi]
+        for t in range(q, r):
+            grp[eo[t]] = g
+        if r - q == 2:
+            # join the corners of both ends across the two faces
+            f1 = eo[q] % k
+            f2 = eo[q + 1] % k
+            for v in (lo, hi):
+                c1 = 0
+                c2 = 0
+                for c in range(3):
+                    if bf[f1, c] == v:
+                        c1 = c
+                    if bf[f2, c] == v:
+                        c2 = c
+                ra = _find(parent, 3 * f1 + c1)
+                rb = _find(parent, 3 * f2 + c2)
+                if ra != rb:
+                    if ra < rb:
+                        parent[rb] = ra
+                    else:
+                        parent[ra] = rb
+        g += 1
+        q = r
+    lab = np.empty(3 * k, dtype=np.int64)
+    for c in range(3 * k):
+        lab[c] = _find(parent, c)
+    return bf, grp, counts[:g].copy(), exact[:g].copy(), lab

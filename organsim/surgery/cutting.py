@@ -823,7 +823,10 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
         log.debug("cut: %d tagged faces kept closed where the crack front ran along the boundary", len(closed))
         if not changed:
             return out, dup_src, keys_all, np.union1d(pending, closed), None if valence is None else val
-        closed_now = faces_now(out, dup_src, n_points, closed)   # their keys under the new node ids
+        # their keys under the new node ids (the same unless a node of theirs was copied)
+        copied = np.zeros(n_points, dtype=bool)
+        copied[dup_src] = True
+        closed_now = faces_now(out, dup_src, n_points, closed) if copied[key_nodes(closed)].any() else closed
         keys_new, pending = np.union1d(keys_new, closed_now), np.union1d(pending, closed_now)
     val = None if valence is None else val
     if not changed:
@@ -832,7 +835,10 @@ def _separate(tets: np.ndarray, keys_all: np.ndarray, seed_keys: np.ndarray, n_p
 
 
 #: Separations redone at most this many times to close the crack faces through hinges (one
-#: face per hinge a round; random strokes through a ball need up to about 10)
+#: face per hinge a round; random strokes through a ball need up to about 10). Faces kept
+#: closed are tried again at the next separation near them (keeping them closed until the
+#: stroke ends instead was measured slower: the separations then cannot start from the
+#: known neighbourhood)
 _MAX_HINGE_ROUNDS = 24
 
 

@@ -254,6 +254,17 @@ def test_a_session_opens_only_with_its_token(lab):
     assert "error" in state and "result" not in state and "Dora" not in str(state)
     hello, _ = _wslink(ws + "?secret=" + token, token)
     assert "error" not in hello and "clientID" in hello["result"]
+    # the token is on no session's command line (``ps`` shows those to every user of the machine)
+    kids = [d for d in Path("/proc").iterdir() if d.name.isdigit() and (d / "stat").exists()]
+    cmdlines = []
+    for d in kids:
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == lab.proc.pid:
+                cmdlines.append((d / "cmdline").read_bytes().decode(errors="replace"))
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile
+    assert any("organsim.web.app" in c for c in cmdlines), cmdlines
+    assert not any(token in c for c in cmdlines)
 
 
 def test_a_second_trainee_cannot_open_the_first_ones_session(lab, chromium):

@@ -24,7 +24,9 @@ least 20 frames per second (``fps_effective``: frames drawn over the drag's
 duration; ``fps_median`` is 1000 / the median interval, which hides stalls). Needs Debian's chromium and playwright;
 records the reason and nothing else without them. The 2-core machine may be
 shared while this runs: ``load_before`` is the 1-minute load average at the
-start.
+start, ``load_during`` the 1-minute load average read at the end of each
+measurement (one per exercise and session count). ``--n N`` measures 1..N
+sessions (default 1..4).
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ def _measure(lab_url: str, chromium, n: int, seconds: float, lab_pid: int) -> di
     return {"sessions": n, "rows": rows}
 
 
-def run(quick: bool = False) -> dict:
+def run(quick: bool = False, n: int | None = None) -> dict:
+    """Measure 1..n simultaneous sessions (``--n``; default 4, 2 with ``quick``) on each exercise."""
     from organsim.web import browser
 
     why = browser.missing()
@@ -162,7 +165,7 @@ def run(quick: bool = False) -> dict:
         return {"skipped": why}
     from playwright.sync_api import sync_playwright
 
-    counts = [1, 2] if quick else [1, 2, 3, 4]
+    counts = list(range(1, int(n) + 1)) if n else ([1, 2] if quick else [1, 2, 3, 4])
     seconds = 4.0 if quick else 10.0
     load = os.getloadavg()[0]
     cores = os.cpu_count() or 2
@@ -173,11 +176,13 @@ def run(quick: bool = False) -> dict:
             rows = []
             with tempfile.TemporaryDirectory() as tmp, \
                     browser.LabProcess([exercise], Path(tmp), extra=["--max-sessions", "16"]) as lab:
-                for n in counts:
-                    res = _measure(lab.url, chromium, n, seconds, lab.proc.pid)
-                    rows += [{"exercise": exercise, "sessions": n, **r} for r in res["rows"]]
+                for k in counts:
+                    res = _measure(lab.url, chromium, k, seconds, lab.proc.pid)
+                    load_k = os.getloadavg()[0]
+                    rows += [{"exercise": exercise, "sessions": k, "load_during": load_k, **r}
+                             for r in res["rows"]]
                     time.sleep(2.0)
-            ok = [n for n in counts if all(r["fps_effective"] >= 20.0 for r in rows if r["sessions"] == n)]
+            ok = [k for k in counts if all(r["fps_effective"] >= 20.0 for r in rows if r["sessions"] == k)]
             # what one delivered frame costs, server side (step, render, JPEG) and in the browser
             server_ms = float(np.median([r["server_cpu_ms_per_frame"] for r in rows]))
             browser_ms = float(np.median([r["browser_cpu_ms_per_frame"] for r in rows]))

@@ -43,8 +43,8 @@ def pattern_cutting() -> Scenario:
         name="pattern cutting (gauze)",
         description=("Pattern cutting on a gauze-like sheet (100 x 100 x 3 mm) held at its edges: "
                      "cut along the marked circle (25 mm radius; stay inside the 2 mm band) while "
-                     "the grasper keeps the sheet under tension. Press i for the cut tool, drag "
-                     "along the circle, press e when done."),
+                     "the grasper keeps the sheet under tension. Switch to the cut tool, drag "
+                     "along the circle, and end the attempt when done."),
         organ=Organ(shipped="gauze"),
         materials={"default": Material(tissue="skin", model="corotational")},
         fixations=[Fixation(box_min_mm=(-51.0, -51.0, -4.0), box_max_mm=(-50.0 + edge, 51.0, 1.0)),
@@ -71,7 +71,7 @@ def retraction() -> Scenario:
     return Scenario(
         name="retraction (liver)",
         description=("Grasp the anterior edge of the right lobe and lift the marked point 20 mm to "
-                     "expose what lies under it; keep the force under 3 N. Press e when done."),
+                     "expose what lies under it; keep the force under 3 N. End the attempt when done."),
         organ=Organ(shipped="liver"), materials=demo.materials, fixations=demo.fixations,
         gravity=demo.gravity, settle_s=demo.settle_s, duration_s=60.0, dt_s=demo.dt_s,
         integrator=demo.integrator, damping_mass=demo.damping_mass,

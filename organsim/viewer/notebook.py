@@ -121,7 +121,8 @@ def live(obj="pattern-cutting", *, trainee: str | None = None, history_path=None
     Returns
     -------
     IPython.display.IFrame
-        The page; its ``app`` attribute is the :class:`~organsim.web.app.SessionApp`.
+        The page (its address carries the session's token: without it the session
+        answers 403); its ``app`` attribute is the :class:`~organsim.web.app.SessionApp`.
     """
     import asyncio
 
@@ -142,10 +143,13 @@ def live(obj="pattern-cutting", *, trainee: str | None = None, history_path=None
 
         raise OrganSimError("organsim.viewer.notebook.live() runs inside Jupyter (an event loop); "
                             "in a script use 'organsim serve'") from None
+    # the page needs the session's token (a new one, in the iframe's address): another user of
+    # this machine who finds the port cannot open the session
     app = SessionApp(lambda: LiveSession(scenario, trainee=trainee, history_path=history_path,
                                          outdir=outdir, size=size))
     app.announce = False
     app.start(host=host, port=port, idle_timeout_s=0, exec_mode="task")
-    frame = IFrame(f"http://{host}:{port}/", width=size[0] + 320, height=height)
+    shown = f"[{host}]" if ":" in host else host
+    frame = IFrame(f"http://{shown}:{port}{app.path()}", width=size[0] + 320, height=height)
     frame.app = app
     return frame

@@ -13,26 +13,122 @@ A session is a process of its own (``python -m organsim.web.app``, started by
 :mod:`organsim.web.lab`): trame applications hold one shared state, so
 isolation between trainees is a process each, which also spreads sessions
 over the cores. Its configuration comes as JSON in the ``ORGANSIM_SESSION``
-environment variable (scenario, trainee, history, output folder, host); it
+environment variable (scenario, trainee, history, output folder, host, token); it
 prints ``ORGANSIM_SESSION_READY port=N`` once it listens, and exits
 ``idle_timeout_s`` seconds after its last browser left.
+
+Each session has a token (:func:`new_token`, made by the lab and given to the
+process in that environment variable, never on its command line): the page,
+its websocket and its wslink handshake are refused without it (403, one line;
+no state is sent), so knowing a session's port is not enough to open it. The
+link the lab redirects to carries the token (:meth:`SessionApp.path`); the
+first page load also sets it as a cookie for that port, so a reload works
+after trame's client has removed it from the address bar.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import math
 import os
+import re
+import secrets
 import sys
 import threading
 import time
+import urllib.parse
 from concurrent.futures import ThreadPoolExecutor
 
-from .live import TOOLS, LiveSession
+from .live import CAMERA_BUTTONS, COLOR_BY, TOOLS, LiveSession
 
-__all__ = ["SessionApp", "PAGE_JS", "PAGE_CSS", "IDLE_AFTER_S", "main"]
+__all__ = ["SessionApp", "PAGE_JS", "PAGE_CSS", "IDLE_AFTER_S", "PAGE_CONTROLS", "page_instructions",
+           "new_token", "token_ok", "session_path", "main"]
+
+#: What the page says about its own controls (the buttons above the view; no keys).
+PAGE_CONTROLS = ("Choose a tool with the grasp, cut or camera button, then drag on the tissue "
+                 "(drag the background to turn the view). Colour by regions or stress; look from the "
+                 "front, top or side (reset view: the exercise's own). Pause stops the clock; reset "
+                 "starts the attempt again; click \u201cfinish and score\u201d when done.")
+#: A clause that tells a desktop user to press a key ("press e when done", "i switches tool").
+_KEY_CLAUSE = re.compile(
+    r"\b(press(es|ing)?|hit|type)\s+(the\s+)?(key\s+)?[\"'\u2018\u201c]?"
+    r"([a-z0-9]|space|enter|return|esc(ape)?|tab)\b"
+    r"|\b[a-z0-9][\"'\u2019\u201d]?\s+(switches|toggles|ends|resets|pauses|cycles)\b"
+    r"|\bkeyboard\b", re.IGNORECASE)
+#: Files the session serves without its token: trame's client code, fonts and its loading template
+#: (the same for every session; no session state).
+PUBLIC_SUFFIXES = (".js", ".mjs", ".css", ".map", ".woff", ".woff2", ".ttf", ".eot", ".svg", ".png",
+                   ".ico", ".tpl")
+#: The answer to a request without the session's token.
+FORBIDDEN = ("organsim: this session is not yours: open it with the link the lab gave you "
+             "(missing or wrong session token)\n")
+
+
+def new_token() -> str:
+    """A session token: 256 random bits, lowercase hex.
+
+    Hex because trame's client lower-cases the websocket URL that carries it
+    (``secrets.token_urlsafe`` would not survive that).
+
+    Examples
+    --------
+    >>> t = new_token()
+    >>> len(t), t == t.lower()
+    (64, True)
+    """
+    return secrets.token_hex(32)
+
+
+def token_ok(given, token: str) -> bool:
+    """Whether ``given`` is ``token`` (compared in constant time; anything not a string is not)."""
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def stamp_frame(jpeg: bytes, frame_id: int) -> bytes:
+    """The JPEG with a comment segment (``FF FE``) naming its frame: a valid JPEG, unique per frame.
+
+    Examples
+    --------
+    >>> stamp_frame(b"\\xff\\xd8rest", 7)
+    b'\\xff\\xd8\\xff\\xfe\\x00\\x0corgansim 7rest'
+    """
+    comment = f"organsim {int(frame_id)}".encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
+
+
+def session_path(token: str) -> str:
+    """A session page's path and query, token included (see :meth:`SessionApp.path`)."""
+    ws = f"ws://USE_HOST/ws?secret={token}"
+    return "/index.html?" + urllib.parse.urlencode({"secret": token, "sessionURL": ws})
+
+
+def page_instructions(description: str) -> str:
+    """The scenario's description for the page: clauses naming desktop keys left out.
+
+    The page's own controls (:data:`PAGE_CONTROLS`) are shown beside it; a scenario
+    file written for the desktop viewer ("press e when done") must not tell a browser
+    user to press keys the page does not have.
+
+    Examples
+    --------
+    >>> page_instructions("Cut the circle. Press i for the cut tool, drag along it, press e when done.")
+    'Cut the circle. Drag along it.'
+    >>> page_instructions("Lift the lobe 20 mm; keep the force under 3 N.")
+    'Lift the lobe 20 mm; keep the force under 3 N.'
+    """
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(str(description).split())):
+        end = sentence[-1] if sentence and sentence[-1] in ".!?" else "."
+        body = sentence.rstrip(".!?")
+        kept = [c.strip() for c in body.split(",") if c.strip() and not _KEY_CLAUSE.search(c)]
+        if kept:
+            text = ", ".join(kept)
+            out.append(text[0].upper() + text[1:] + end)
+    return " ".join(out)
+
 
 #: Seconds without an acknowledgement after which the session stops stepping (the page is gone;
 #: the server re-sends after 1 s without one, so an open page always answers sooner).
@@ -126,6 +222,12 @@ body { margin: 0; font-family: system-ui, Arial, sans-serif; background: #eef0f4
 .os-results { padding: 0 1em 1em 1em; }
 .os-results iframe { width: 100%; height: 70vh; border: 1px solid #aab; background: #fff; }
 .os-score { font-size: 1.6em; font-weight: 600; }
+.os-bar .os-label { color: #b8c2d4; margin-left: 0.8em; font-size: 0.9em; }
+.os-instructions { max-width: 22em; color: #555; }
+.os-legend { margin: 0.6em 0; max-width: 16em; }
+.os-colorbar { height: 0.9em; border: 1px solid #889;
+               background: linear-gradient(to right, #000004, #420a68, #932667, #dd513a, #fca50a, #fcffa4); }
+.os-colorbar-labels { display: flex; justify-content: space-between; font-size: 0.9em; }
 """
 
 
@@ -141,9 +243,13 @@ class SessionApp:
         Default: a new one (``trame.app.get_server``).
     fps : float
         Steps per second the simulation is driven at (its real-time pace is 1/dt).
+    token : str, optional
+        The session's token (default: a new one, :func:`new_token`): the page, its
+        websocket and its wslink handshake need it (see :meth:`path`).
     """
 
-    def __init__(self, live, *, server=None, fps: float = 25.0, window: int = 4) -> None:
+    def __init__(self, live, *, server=None, fps: float = 25.0, window: int = 4,
+                 token: str | None = None) -> None:
         from trame.app import get_server
 
         # one worker thread owns the engine and the renderer (its OpenGL context is made, used
@@ -153,6 +259,12 @@ class SessionApp:
         live = self.live
         self.server = server or get_server(f"organsim-{id(self)}", client_type="vue3")
         self.fps = float(fps)
+        #: what the page, its websocket and the wslink hello must carry
+        self.token = str(token) if token else new_token()
+        if not re.fullmatch(r"[0-9a-f]{32,}", self.token):
+            raise ValueError("a session token is 32 or more lowercase hex digits (see new_token)")
+        #: requests refused for a missing or wrong token (page, websocket, handshake)
+        self.refused = 0
         #: frames sent and not yet drawn by the page before the server waits (drops) frames
         self.window = int(window)
         self.sent = 0
@@ -175,7 +287,8 @@ class SessionApp:
         self.state.update({"frame": b"", "hud": live.hud(), "results": None,
                            "trainee": live.trainee or "", "scenario_name": live.scenario.name,
                            "description": live.scenario.description, "fps": 0.0, "server_ms": 0.0,
-                           "error": ""})
+                           "error": "", "instructions": page_instructions(live.scenario.description),
+                           "controls": PAGE_CONTROLS})
         ctrl = self.server.controller
         self.server.trigger("os_mouse")(self._safe(self.on_mouse))
         self.server.trigger("os_ack")(self._safe(self.on_ack))
@@ -184,12 +297,70 @@ class SessionApp:
         self.server.trigger("os_pause")(self._safe(self.on_pause))
         self.server.trigger("os_reset")(self._safe(self.on_reset))
         self.server.trigger("os_finish")(self._safe(self.on_finish))
+        self.server.trigger("os_color")(self._safe(self.on_color))
+        self.server.trigger("os_camera")(self._safe(self.on_camera))
         ctrl.on_server_ready.add(self._on_ready)
+        ctrl.on_server_bind.add(self._on_bind)
+        self.server.add_protocol_to_configure(self._configure_protocol)
         self._build_ui()
 
     @property
     def state(self):
         return self.server.state
+
+    # ------------------------------------------------------------- token
+    def path(self) -> str:
+        """The page's path and query with the token: ``/index.html?secret=...&sessionURL=...``.
+
+        trame's client reads ``secret`` (sent in its wslink hello) and ``sessionURL``
+        (the websocket address, here carrying the token too) from the page's address
+        and then removes both from the address bar.
+        """
+        return session_path(self.token)
+
+    def _cookie(self, request) -> str:
+        return f"organsim_{request.url.port or self.server.port}"
+
+    def _on_bind(self, wslink_server) -> None:
+        """Put the token check in front of every route of the session's aiohttp app."""
+        from aiohttp import web
+
+        @web.middleware
+        async def check_token(request, handler):
+            path = request.path
+            if path.endswith(PUBLIC_SUFFIXES) and not path.startswith("/ws"):
+                return await handler(request)  # trame's client code: the same for every session
+            name = self._cookie(request)
+            if token_ok(request.query.get("secret"), self.token):
+                response = await handler(request)
+                if not path.startswith("/ws"):
+                    # a reload after trame's client removed the token from the address bar
+                    response.set_cookie(name, self.token, httponly=True, samesite="Strict", path="/")
+                return response
+            if token_ok(request.cookies.get(name), self.token):
+                if path.startswith("/ws"):
+                    return await handler(request)
+                raise web.HTTPFound(self.path())  # the page again, with the token trame's client reads
+            self.refused += 1
+            log.warning("refused %s %s: no session token", request.method, path)
+            return web.Response(status=403, text=FORBIDDEN, content_type="text/plain")
+
+        wslink_server.app.middlewares.append(check_token)
+
+    def _configure_protocol(self, protocol) -> None:
+        """The wslink handshake (``wslink.hello``) must carry the token too."""
+        from wslink.websocket import LinkProtocol
+
+        app = self
+
+        class TokenCheck(LinkProtocol):
+            async def validateToken(self, token, client_id):  # noqa: N802 - wslink's name
+                ok = token_ok(token, app.token)
+                if not ok:
+                    app.refused += 1
+                return ok
+
+        protocol.registerLinkProtocol(TokenCheck())
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -207,6 +378,15 @@ class SessionApp:
                 html.Button("{{ hud.paused ? 'resume' : 'pause' }}", id="os-pause",
                             click="trigger('os_pause')")
                 html.Button("reset", id="os-reset", click="trigger('os_reset')")
+                html.Span("colour by", classes="os-label")
+                for c in COLOR_BY:
+                    html.Button(c, id=f"os-color-{c}", click=f"trigger('os_color', ['{c}'])",
+                                classes=(f"hud.color_by == '{c}' ? 'on' : ''",))
+                html.Span("view", classes="os-label")
+                for c in CAMERA_BUTTONS:
+                    html.Button("reset view" if c == "reset" else c, id=f"os-cam-{c}",
+                                click=f"trigger('os_camera', ['{c}'])",
+                                classes=(f"hud.camera == '{c}' ? 'on' : ''",))
                 html.Span(classes="os-gap")
                 html.Button("finish and score", id="os-finish", click="trigger('os_finish')",
                             disabled=("hud.finished",))
@@ -224,7 +404,15 @@ class SessionApp:
                     html.Div("{{ f }}", v_for="f in hud.forces", classes="os-force-line")
                     html.Div("{{ hud.message }}", id="os-message")
                     html.Div("{{ error }}", id="os-error", style="color: #b00020")
-                    html.P("{{ description }}", style="max-width: 22em; color: #555")
+                    with html.Div(v_if="hud.color_by == 'stress'", id="os-legend", classes="os-legend"):
+                        html.Div("von Mises stress (kPa)")
+                        html.Div(classes="os-colorbar")
+                        with html.Div(classes="os-colorbar-labels"):
+                            html.Span("{{ hud.stress_kpa[0].toFixed(1) }}", id="os-legend-lo")
+                            html.Span("{{ hud.stress_kpa[1].toFixed(1) }}", id="os-legend-hi")
+                    with html.Div(id="os-instructions", classes="os-instructions"):
+                        html.P("{{ instructions }}", id="os-task")
+                        html.P("{{ controls }}", id="os-controls")
             with html.Div(classes="os-results", v_if="results", id="os-results"):
                 html.Div("score {{ results.score.toFixed(1) }} / 100"
                          "{{ results.proficient ? ' (proficient)' : '' }}", classes="os-score",
@@ -292,6 +480,16 @@ class SessionApp:
         if tool not in TOOLS:
             raise ValueError("unknown tool")
         self._queue(self.live.set_tool, tool)
+
+    def on_color(self, mode) -> None:
+        if mode not in COLOR_BY:
+            raise ValueError("unknown colouring")
+        self._queue(self.live.set_color_by, mode)
+
+    def on_camera(self, button) -> None:
+        if not isinstance(button, str) or button not in CAMERA_BUTTONS:
+            raise ValueError("unknown camera")
+        self._queue(self.live.camera, button)
 
     def on_pause(self) -> None:
         self._queue(lambda: self.live.set_paused(not self.live.paused))
@@ -381,7 +579,10 @@ class SessionApp:
                         self.state.error = ""
                     self._results = None
                 if jpeg is not None:
-                    self.state.frame = jpeg
+                    # every frame is a new value, even the same image again (a scene at rest, or
+                    # paused): trame does not send a value that did not change, and a page that
+                    # gets no frames sends no acknowledgements and looks gone
+                    self.state.frame = stamp_frame(jpeg, self.sent + 1)
                     self.state.fps = round(self.displayed_fps(), 1)
                     self.frame_ms.append(ms)
                     del self.frame_ms[:-50]
@@ -419,7 +620,8 @@ def main() -> int:
     """``python -m organsim.web.app``: one session, configured by ``$ORGANSIM_SESSION`` (JSON)."""
     from ..scenario.exercises import resolve_scenario
 
-    cfg = json.loads(os.environ.get("ORGANSIM_SESSION", "{}"))
+    # the configuration holds the session's token: read it, and keep it from child processes
+    cfg = json.loads(os.environ.pop("ORGANSIM_SESSION", "{}"))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_vtk()
     sys.argv = sys.argv[:1]  # trame parses the command line too: give it nothing of ours
@@ -427,7 +629,7 @@ def main() -> int:
     scenario = resolve_scenario(cfg["scenario"])
     app = SessionApp(lambda: LiveSession(scenario, trainee=cfg.get("trainee"), history_path=cfg.get("history"),
                                          outdir=cfg.get("outdir"), size=size),
-                     fps=float(cfg.get("fps", 25.0)))
+                     fps=float(cfg.get("fps", 25.0)), token=cfg.get("token"))
     app.start(host=cfg.get("host", "127.0.0.1"), port=int(cfg.get("port", 0)),
               idle_timeout_s=int(cfg.get("idle_timeout_s", 60)))
     app.close()

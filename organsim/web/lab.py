@@ -7,7 +7,10 @@ The lab server (aiohttp, which trame already runs on) answers:
   never names a file);
 - ``POST /start``: checks both, starts the trainee's session
   (``python -m organsim.web.app``: its own procedure, renderer and trame
-  server on a port of its own, same host) and redirects the browser there;
+  server on a port of its own, same host) and redirects the browser there, with
+  the session's token (:func:`organsim.web.app.new_token`, made here and given
+  to the process in its environment) in the link: without it the session
+  answers 403, so a trainee cannot open another's session by its port;
 - ``GET /health``: ``ok`` (for scripts and tests).
 
 Anything else is a 404; a bad form a 400 with one line saying why; a failure
@@ -77,6 +80,7 @@ class _Session:
     port: int
     trainee: str
     offer: int
+    token: str = ""
     started: float = field(default_factory=time.time)
 
 
@@ -155,8 +159,10 @@ class Lab:
     def start_page(self, *, error: str = "", trainee: str = "") -> str:
         opts = "".join(f'<option value="{i}">{html.escape(o.title)}</option>'
                        for i, o in enumerate(self.offers))
-        desc = "".join(f"<p class='desc'><b>{html.escape(o.title)}</b>: {html.escape(o.description)}</p>"
-                       for o in self.offers)
+        from .app import page_instructions
+
+        desc = "".join(f"<p class='desc'><b>{html.escape(o.title)}</b>: "
+                       f"{html.escape(page_instructions(o.description))}</p>" for o in self.offers)
         err = f'<p class="err" id="error">{html.escape(error)}</p>' if error else ""
         return _PAGE.format(error=err, trainee=html.escape(trainee, quote=True), options=opts,
                             descriptions=desc)
@@ -168,12 +174,17 @@ class Lab:
         """Start a session process; returns once it listens."""
         import datetime as _dt
 
+        from .app import new_token
+
+        token = new_token()
         slug = re.sub(r"[^A-Za-z0-9]+", "-", trainee).strip("-").lower() or "trainee"
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         cfg = {"scenario": self.offers[offer].arg, "trainee": trainee,
                "history": str(self.history_path), "outdir": str(self.outdir / f"{slug}-{stamp}"),
                "host": self.host, "port": 0, "size": list(self.size), "fps": self.fps,
-               "idle_timeout_s": self.idle_timeout_s}
+               "idle_timeout_s": self.idle_timeout_s, "token": token}
+        # the configuration (its token included) goes in the environment, which only this user can
+        # read (/proc/PID/environ), never on the command line (``ps`` shows that to everyone)
         env = {**os.environ, "ORGANSIM_SESSION": json.dumps(cfg)}
         # sessions run side by side as processes: one compute thread each (BLAS, numba) does
         # not oversubscribe the cores
@@ -198,7 +209,7 @@ class Lab:
             m = re.search(rb"ORGANSIM_SESSION_READY port=(\d+)", line)
             if m:
                 break
-        session = _Session(proc=proc, port=int(m.group(1)), trainee=trainee, offer=offer)
+        session = _Session(proc=proc, port=int(m.group(1)), trainee=trainee, offer=offer, token=token)
         self.sessions.append(session)
         # keep reading its output so that the pipe never fills
         asyncio.ensure_future(self._drain(proc))
@@ -213,6 +224,8 @@ class Lab:
     # ------------------------------------------------------------------- app
     def make_app(self):
         from aiohttp import web
+
+        from .app import session_path
 
         @web.middleware
         async def errors(request, handler):
@@ -255,7 +268,8 @@ class Lab:
             host = request.url.host or self.host
             if ":" in host and not host.startswith("["):
                 host = f"[{host}]"
-            raise web.HTTPSeeOther(f"http://{host}:{s.port}/")
+            # the session's own link: its token is in it, so only this browser can open it
+            raise web.HTTPSeeOther(f"http://{host}:{s.port}{session_path(s.token)}")
 
         app = web.Application(middlewares=[errors], client_max_size=4096)
         app.router.add_get("/", index)

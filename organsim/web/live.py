@@ -35,12 +35,16 @@ import numpy as np
 from ..errors import OrganSimError
 from ..scenario.schema import Scenario
 
-__all__ = ["LiveSession", "TOOLS", "ROTATE_DEG_PER_PX"]
+__all__ = ["LiveSession", "TOOLS", "COLOR_BY", "CAMERA_BUTTONS", "ROTATE_DEG_PER_PX"]
 
 log = logging.getLogger(__name__)
 
 #: Tools the page offers (the desktop viewer's, in the same order).
 TOOLS = ("grasp", "cut", "camera")
+#: What the tissue can be coloured by: its regions (and cut faces), or von Mises stress.
+COLOR_BY = ("regions", "stress")
+#: The page's camera buttons -> the scene's camera presets (``None``: the scenario's own view).
+CAMERA_BUTTONS = {"front": "anterior", "top": "superior", "side": "right", "reset": None}
 #: Camera turn per pixel of a background drag (degrees), as VTK's trackball style at 800 px.
 ROTATE_DEG_PER_PX = 0.25
 
@@ -89,6 +93,8 @@ class LiveSession:
         #: input events taken so far (the page stamps each; a frame says which it shows)
         self.input_seq = 0
         self.finished = False
+        #: the camera button last used ("reset": the scenario's view; "free" after a turn)
+        self.camera_name = "reset"
 
     # ----------------------------------------------------------------- state
     @property
@@ -108,6 +114,24 @@ class LiveSession:
     def set_paused(self, paused: bool) -> None:
         self.viewer.paused = bool(paused)
 
+    @property
+    def color_by(self) -> str:
+        """``"regions"`` or ``"stress"`` (see :data:`COLOR_BY`)."""
+        return "stress" if self.viewer.scene.show_stress else "regions"
+
+    def set_color_by(self, mode: str) -> None:
+        """Colour the tissue by its regions or by von Mises stress (with the scene's colour bar)."""
+        if mode not in COLOR_BY:
+            raise OrganSimError(f"unknown colouring {mode!r}; expected one of {', '.join(COLOR_BY)}")
+        self.viewer.scene.set_stress_view(mode == "stress")
+
+    def camera(self, button: str) -> None:
+        """Look from one of the page's camera buttons (:data:`CAMERA_BUTTONS`)."""
+        if button not in CAMERA_BUTTONS:
+            raise OrganSimError(f"unknown camera {button!r}; expected one of {', '.join(CAMERA_BUTTONS)}")
+        self.viewer.scene.camera_preset(CAMERA_BUTTONS[button] or self.scenario.output.camera)
+        self.camera_name = button
+
     def reset(self) -> None:
         """Start the attempt again (the same scenario, from its first step)."""
         self.interaction.dragging = None
@@ -119,6 +143,7 @@ class LiveSession:
         self.results = None
         self.started = time.perf_counter()
         self.viewer.scene.camera_preset(self.scenario.output.camera)
+        self.camera_name = "reset"
 
     # ---------------------------------------------------------------- frames
     def step(self) -> None:
@@ -177,7 +202,14 @@ class LiveSession:
                 "cut_mm": round(float(cut) * 1e3, 1), "tets": int(proc.mesh.n_tets),
                 "step_ms": round(float(proc.step_ms[-1]), 1) if proc.step_ms else None,
                 "tool": self.tool, "paused": self.paused, "finished": self.finished,
-                "message": " ".join(self.interaction.messages), "input_seq": self.input_seq}
+                "message": " ".join(self.interaction.messages), "input_seq": self.input_seq,
+                "color_by": self.color_by, "stress_kpa": self._stress_range_kpa(),
+                "camera": self.camera_name}
+
+    def _stress_range_kpa(self) -> list[float]:
+        """The stress colour bar's range (kPa), as the image's scale bar shows it."""
+        lo, hi = self.viewer.scene.stress_actor.mapper.scalar_range
+        return [round(float(lo), 2), round(float(hi), 2)]
 
     # ----------------------------------------------------------------- mouse
     def _display(self, x: float, y: float) -> tuple[int, int]:
@@ -211,6 +243,7 @@ class LiveSession:
             cam.OrthogonalizeViewUp()
             self.viewer.plotter.renderer.ResetCameraClippingRange()
             self._rotating = (dx, dy)
+            self.camera_name = "free"
 
     def mouse_up(self, x: float, y: float) -> None:
         """Left button released."""

@@ -16,6 +16,7 @@ import logging
 import time
 
 import numpy as np
+import scipy.sparse.linalg as spla
 
 from ..errors import ConvergenceError
 from .preconditioning import (
@@ -388,10 +389,21 @@ def static_increment(sim, x, free, cons, ck, lam, tol, max_newton):
         if it >= max_newton:
             raise ConvergenceError(f"Newton did not converge in {max_newton} iterations"
                                    f" (relative residual {rnorm / scale:.2e})")
-        r, c, v = sim._sub.lower_coo(sim._sub.gather(K, 1.0))
-        fac = CholeskyFactor(3 * len(free), r, c, v)
         d = np.zeros_like(x)
-        d[free] = fac.solve(-g[free].ravel()).reshape(-1, 3)
+        Kp = sim._pressure_stiffness(x, free, lam)
+        if Kp is None:
+            r, c, v = sim._sub.lower_coo(sim._sub.gather(K, 1.0))
+            fac = CholeskyFactor(3 * len(free), r, c, v)
+            d[free] = fac.solve(-g[free].ravel()).reshape(-1, 3)
+        else:
+            # follower pressure: the tangent d(f - fext)/dx has the pressure's own, unsymmetric
+            # term (quadratic convergence instead of linear), so LU instead of Cholesky
+            A = (sim._sub.matrix(sim._sub.gather(K, 1.0)).tocsr() - Kp).tocsc()
+            try:
+                d[free] = spla.splu(A).solve(-g[free].ravel()).reshape(-1, 3)
+            except RuntimeError as exc:
+                raise ConvergenceError(f"the static tangent is singular under the pressure ({exc}); add"
+                                       " constraints or apply the pressure in more load steps") from exc
         prev = rnorm
         x, f, K, g, rnorm = line_search(sim._asm, x, d, rnorm, free, lambda xt, ft, Kt: ft - fext_fn(xt),
                                         potential=potential, g=g)

@@ -461,6 +461,23 @@ class Simulation:
                 f += pressure_nodal_forces(x, faces[fids], p)
         return f * scale if scale != 1.0 else f
 
+    def _pressure_stiffness(self, x: np.ndarray, free: np.ndarray, scale: float = 1.0):
+        """``d f_ext / d x`` of the follower pressures on the free DOFs, (3 f, 3 f) CSR, or None.
+
+        Pressure follows the faces' area and orientation, so the external force depends on
+        the positions; Newton needs this term (it is not symmetric) to converge quadratically.
+        """
+        if not self._pressures:
+            return None
+        from .loads import pressure_load_stiffness
+        faces = self.mesh.boundary_faces
+        dofs = (3 * np.asarray(free, dtype=np.int64)[:, None] + np.arange(3)).ravel()
+        out = None
+        for fids, p in self._pressures.values():
+            Kp = pressure_load_stiffness(x, faces[fids], p * scale)[dofs][:, dofs]
+            out = Kp if out is None else out + Kp
+        return out
+
     # ------------------------------------------------------ constraint cache
     def _constraint_state(self):
         """(owner per node (-1 free), constrained ids, free ids, sub-pattern)."""

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from ..errors import ConvergenceError, MaterialError
 from . import _kernels as kern
 from . import _mesh_kernels as _mk
+from . import parallel as par
 from .kinematics import deformation_gradients, shape_gradients
 from .materials import Material
 
@@ -253,6 +254,10 @@ class Assembler:
                 raise MaterialError(f"element_rotations must have shape ({len(self.tets)}, 3, 3),"
                                     f" got {self._Rcache.shape}")
         self._rest_lame = None  # per-tet small-strain (lam, mu), built when first needed
+        self._schedules: dict[int, tuple] = {}  # group index -> parallel chunk schedule (built when first used)
+        self._node_tets = None
+        self._VF = None
+        self._tunes: dict[str, par.Autotune] = {}
         self.linear_only = all(m.kind == "linear" for _, m, _, _ in self.groups)
 
     # ------------------------------------------------------------------ public
@@ -284,19 +289,46 @@ class Assembler:
         if elements is not None:
             pick = np.zeros(len(self.tets), dtype=bool)
             pick[np.asarray(elements, dtype=np.int64)] = True
-        for elems, mat, lam, mu in self.groups:
+        for gi, (elems, mat, lam, mu) in enumerate(self.groups):
             if pick is not None:
                 sel = pick[elems]
                 elems = np.ascontiguousarray(elems[sel])
                 if lam is not None:
                     lam, mu = np.ascontiguousarray(lam[sel]), np.ascontiguousarray(mu[sel])
+            sched = None
+            if (pick is None and mat.kind in ("linear", "corotational", "neo_hookean")
+                    and len(elems) >= par.MIN_PARALLEL_ELEMENTS):
+                # the group's colored chunk order, on one thread (its elements permuted into
+                # that order) or on several (the same sums in the same order)
+                sched, s_elems, s_lam, s_mu, tune = self._schedule(gi)
             if mat.kind in ("linear", "corotational"):
-                j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
-                                      self.pattern.blockmap, f, K, want_K, mat.kind == "corotational",
-                                      self._Rcache, exact)
+                rot = mat.kind == "corotational"
+                if sched is None:
+                    j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                          self.pattern.blockmap, f, K, want_K, rot, self._Rcache, exact)
+                else:
+                    with tune.timed() as parallel:
+                        if parallel:
+                            with par.KERNEL_LOCK:
+                                j = kern.corot_kernel_par(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                                          self.pattern.blockmap, f, K, want_K, rot, self._Rcache,
+                                                          exact, *sched)
+                        else:
+                            j = kern.corot_kernel(x, self.tets, self.grads, self.vols, s_lam, s_mu, s_elems,
+                                                  self.pattern.blockmap, f, K, want_K, rot, self._Rcache, exact)
             elif mat.kind == "neo_hookean":
-                j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
-                                         self.pattern.blockmap, f, K, want_K)
+                if sched is None:
+                    j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                             self.pattern.blockmap, f, K, want_K)
+                else:
+                    with tune.timed() as parallel:
+                        if parallel:
+                            with par.KERNEL_LOCK:
+                                j = kern.neohooke_kernel_par(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                                             self.pattern.blockmap, f, K, want_K, *sched)
+                        else:
+                            j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, s_lam, s_mu, s_elems,
+                                                     self.pattern.blockmap, f, K, want_K)
             else:
                 F = deformation_gradients(x, self.tets[elems], self.grads[elems])
                 j = float(np.linalg.det(F).min()) if len(F) else np.inf
@@ -406,4 +438,54 @@ class Assembler:
 
     def min_jacobian(self, x: np.ndarray) -> float:
         """Smallest ``det F`` over all tets (<= 0: some element inverted; NaN: non-finite state)."""
-        return float(kern.min_jacobian(np.ascontiguousarray(x, dtype=np.float64), self.tets, self.grads))
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if len(self.tets) >= par.MIN_PARALLEL_ELEMENTS:
+            with self._tune("minJ").timed() as parallel:
+                if parallel:
+                    with par.KERNEL_LOCK:
+                        return float(kern.min_jacobian_par(x, self.tets, self.grads))
+                return float(kern.min_jacobian(x, self.tets, self.grads))
+        return float(kern.min_jacobian(x, self.tets, self.grads))
+
+    def nodal_rotations(self, x: np.ndarray, Rn: np.ndarray, acc: np.ndarray) -> None:
+        """Update ``Rn`` (n, 3, 3) in place to each node's rotation ``polar(sum_e V_e F_e)`` at ``x`` (n, 3).
+
+        ``Rn`` warm-starts the polar decompositions; ``acc`` (n, 3, 3) is scratch of the
+        serial kernel. Both cores for large meshes (the same sums in the same order).
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if len(self.tets) < par.MIN_PARALLEL_ELEMENTS or par.threads() <= 1:
+            kern.nodal_rotations(x, self.tets, self.grads, self.vols, Rn, acc)
+            return
+        with self._tune("rotations").timed() as parallel:
+            if not parallel:
+                kern.nodal_rotations(x, self.tets, self.grads, self.vols, Rn, acc)
+                return
+            if self._node_tets is None:
+                self._node_tets = par.node_tets(self.tets, self.n)
+                self._VF = np.empty((len(self.tets), 3, 3))
+            with par.KERNEL_LOCK:
+                kern.nodal_rotations_par(x, self.tets, self.grads, self.vols, *self._node_tets, Rn, self._VF)
+
+    def _tune(self, key) -> par.Autotune:
+        tune = self._tunes.get(key)
+        if tune is None:
+            tune = self._tunes[key] = par.Autotune()
+        return tune
+
+    def _schedule(self, gi: int) -> tuple:
+        """Group ``gi``'s parallel chunk schedule (:func:`organsim.fem.parallel.element_schedule`), cached.
+
+        Returns ``(schedule, elems, lam, mu, autotune)``: the schedule, the group's tets and
+        Lame parameters permuted into its order (for the serial kernel) and the group's
+        :class:`~organsim.fem.parallel.Autotune`.
+        """
+        got = self._schedules.get(gi)
+        if got is None:
+            elems, _, lam, mu = self.groups[gi]
+            sched = par.element_schedule(self.mesh.points, self.tets, elems)
+            o = sched[0]
+            got = (sched, np.ascontiguousarray(elems[o]), None if lam is None else np.ascontiguousarray(lam[o]),
+                   None if mu is None else np.ascontiguousarray(mu[o]), par.Autotune())
+            self._schedules[gi] = got
+        return got

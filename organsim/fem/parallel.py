@@ -227,3 +227,30 @@ def node_tets(tets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(flat, minlength=n), out=ptr[1:])
     return ptr, np.ascontiguousarray(order // tets.shape[1])
+
+
+def warm_up_kernels() -> None:
+    """Compile (or load from numba's cache) the parallel kernels on a tiny mesh (``organsim warmup``)."""
+    from . import _kernels as kern
+    from .assembly import Assembler
+    from .materials import Corotational, NeoHookean
+    from ..mesh.generators import box_tet_mesh
+
+    mesh = box_tet_mesh((3, 3, 3), 0.01)
+    x = np.ascontiguousarray(mesh.points * 1.001)
+    for mat in (Corotational(1e4, 0.3), NeoHookean(1e4, 0.3)):
+        asm = Assembler(mesh, [(np.arange(mesh.n_tets), mat)])
+        sched, *_ = asm._schedule(0)
+        elems, _, lam, mu = asm.groups[0]
+        f = np.zeros((mesh.n_points, 3))
+        K = np.zeros((asm.pattern.nnzb, 3, 3))
+        if mat.kind == "corotational":
+            kern.corot_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap, f, K,
+                                  True, True, asm._Rcache, False, *sched)
+        else:
+            kern.neohooke_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap, f, K,
+                                     True, *sched)
+    kern.min_jacobian_par(x, asm.tets, asm.grads)
+    R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
+    kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, *node_tets(asm.tets, asm.n), R,
+                             np.empty((mesh.n_tets, 3, 3)))

@@ -115,7 +115,7 @@ def polar3_warm(F, Rprev, R, Ft, Rt, tmp):
     return r[9]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact,
                    F, R, tmp, Ft, Rt, Sg, Gi, g):
     """One element of :func:`corot_kernel` (position ``q`` in ``elems``); returns its ``det F``."""
@@ -273,7 +273,7 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
     return minJ
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, F, Fi, h):
     """One element of :func:`neohooke_kernel` (position ``q`` in ``elems``); returns its ``J``
     (and adds nothing when ``J <= 0`` or NaN)."""
@@ -690,3 +690,164 @@ def nodal_rotations_par(x, tets, grads, vols, node_ptr, node_tets, Rn, VF):
             for i in range(3):
                 for j in range(3):
                     Rn[n, i, j] = R[i, j]
+
+
+# ----------------------------------------------------------------- matrix-free stiffness products
+# The realtime step's conjugate-gradient products ``K p`` element by element, from the state of
+# the last force pass, instead of assembling K: the force pass alone costs about a third of
+# the force-and-stiffness pass, and a product about as much as one assembled block matvec.
+# They apply exactly the matrices the stiffness kernels assemble (the warped corotational
+# ``R K0 R^T``, the neo-Hookean consistent tangent), summed in another order (round-off).
+
+@njit(cache=True, inline="always")
+def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H):
+    """``out += K_e p`` of one element of :func:`corot_kernel` (``want_K``, not ``exact``).
+
+    ``K_e`` is ``V (lam g_a g_b^T + mu g_b g_a^T + mu (g_a . g_b) I)`` with ``g = R grad N``
+    (``R`` the element's rotation of the last force pass, in ``Rcache``; ``I`` if not
+    ``rotate``), so ``(K_e p)_a = V sigma(H) g_a`` with ``H = sum_b p_b g_b^T`` and
+    ``sigma(H) = lam tr(H) I + mu (H + H^T)``.
+    """
+    e = elems[q]
+    V = vols[e]
+    la = lam[q]
+    m = mu[q]
+    for a in range(4):
+        for i in range(3):
+            if rotate:
+                g[a, i] = Rcache[e, i, 0] * grads[e, a, 0] + Rcache[e, i, 1] * grads[e, a, 1] \
+                    + Rcache[e, i, 2] * grads[e, a, 2]
+            else:
+                g[a, i] = grads[e, a, i]
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for b in range(4):
+                s += p[tets[e, b], i] * g[b, j]
+            H[i, j] = s
+    tr = H[0, 0] + H[1, 1] + H[2, 2]
+    for i in range(3):
+        for j in range(i, 3):
+            sij = m * (H[i, j] + H[j, i])
+            if i == j:
+                sij += la * tr
+            H[i, j] = sij
+            H[j, i] = sij
+    for a in range(4):
+        na = tets[e, a]
+        for i in range(3):
+            out[na, i] += V * (H[i, 0] * g[a, 0] + H[i, 1] * g[a, 1] + H[i, 2] * g[a, 2])
+
+
+@njit(cache=True)
+def corot_apply(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out):
+    """``out += K p`` (nodal fields (n, 3)) for the corotational or linear elements ``elems``."""
+    g = np.empty((4, 3))
+    H = np.empty((3, 3))
+    for q in range(elems.shape[0]):
+        _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
+
+
+@njit(cache=True, parallel=True)
+def corot_apply_par(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, order, chunk_ptr, color_ptr):
+    """:func:`corot_apply` on both cores over a colored chunk schedule (see the parallel kernels)."""
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            g = np.empty((4, 3))
+            H = np.empty((3, 3))
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                _corot_apply_element(order[k], tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
+
+
+@njit(cache=True, parallel=True)
+def neohooke_state(x, tets, grads, elems, lam, mu, Fi_out, cm_out):
+    """Per-tet state of the neo-Hookean tangent at ``x``: ``F^-1`` into ``Fi_out[e]`` (m, 3, 3) and
+    ``mu - lam ln J`` into ``cm_out[e]`` (m,), for the tets ``e`` in ``elems`` (0 where ``J <= 0``)."""
+    for q in prange(elems.shape[0]):
+        e = elems[q]
+        F = np.empty((3, 3))
+        Fi = np.empty((3, 3))
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for a in range(4):
+                    s += x[tets[e, a], i] * grads[e, a, j]
+                F[i, j] = s
+        J = _inv3(F, Fi)
+        ok = J > 0.0
+        for i in range(3):
+            for j in range(3):
+                Fi_out[e, i, j] = Fi[i, j] if ok else 0.0
+        cm_out[e] = mu[q] - lam[q] * np.log(J) if ok else 0.0
+
+
+@njit(cache=True, inline="always")
+def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q):
+    """``out += K_e p`` of one element of :func:`neohooke_kernel`'s consistent tangent.
+
+    With ``h_a = F^-T grad_a``, ``Hm = sum_b p_b grad_b^T`` and ``G = Hm F^-1``:
+    ``(K_e p)_a = V ((mu - lam ln J) G^T F^-T + lam tr(G) F^-T + mu Hm) grad_a``; ``F^-1`` and
+    ``mu - lam ln J`` from :func:`neohooke_state` (``Fis[e]``, ``cms[e]``).
+    """
+    e = elems[q]
+    V = vols[e]
+    la = lam[q]
+    m = mu[q]
+    cm = cms[e]
+    for i in range(3):
+        for j in range(3):
+            t = 0.0
+            for a in range(4):
+                t += p[tets[e, a], i] * grads[e, a, j]
+            Hm[i, j] = t
+    for i in range(3):
+        for j in range(3):
+            G[i, j] = Hm[i, 0] * Fis[e, 0, j] + Hm[i, 1] * Fis[e, 1, j] + Hm[i, 2] * Fis[e, 2, j]
+    trG = G[0, 0] + G[1, 1] + G[2, 2]
+    for i in range(3):
+        for j in range(3):
+            Q[i, j] = (cm * (G[0, i] * Fis[e, j, 0] + G[1, i] * Fis[e, j, 1] + G[2, i] * Fis[e, j, 2])
+                       + la * trG * Fis[e, j, i] + m * Hm[i, j])
+    for a in range(4):
+        na = tets[e, a]
+        for i in range(3):
+            out[na, i] += V * (Q[i, 0] * grads[e, a, 0] + Q[i, 1] * grads[e, a, 1] + Q[i, 2] * grads[e, a, 2])
+
+
+@njit(cache=True)
+def neohooke_apply(tets, grads, vols, lam, mu, elems, Fis, cms, p, out):
+    """``out += K p`` (nodal fields (n, 3)) for the neo-Hookean elements ``elems``
+    (tangent state from :func:`neohooke_state`)."""
+    Hm = np.empty((3, 3))
+    G = np.empty((3, 3))
+    Q = np.empty((3, 3))
+    for q in range(elems.shape[0]):
+        _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
+
+
+@njit(cache=True, parallel=True)
+def neohooke_apply_par(tets, grads, vols, lam, mu, elems, Fis, cms, p, out, order, chunk_ptr, color_ptr):
+    """:func:`neohooke_apply` on both cores over a colored chunk schedule."""
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            Hm = np.empty((3, 3))
+            G = np.empty((3, 3))
+            Q = np.empty((3, 3))
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                _neohooke_apply_element(order[k], tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
+
+
+@njit(cache=True)
+def free_scatter(p, free, out):
+    """``out[free[i]] = p[3 i : 3 i + 3]`` (out (n, 3), zero elsewhere beforehand)."""
+    for i in range(free.shape[0]):
+        for d in range(3):
+            out[free[i], d] = p[3 * i + d]
+
+
+@njit(cache=True)
+def free_gather_axpy(Kp, free, cK, mass_diag, p, y):
+    """``y[3 i + d] = cK Kp[free[i], d] + mass_diag[i] p[3 i + d]`` (lumped mass)."""
+    for i in range(free.shape[0]):
+        for d in range(3):
+            y[3 * i + d] = cK * Kp[free[i], d] + mass_diag[i] * p[3 * i + d]

@@ -250,6 +250,15 @@ def warm_up_kernels() -> None:
         else:
             kern.neohooke_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap, f, K,
                                      True, *sched)
+        p = np.ones_like(x)
+        asm.apply_stiffness(x, p, np.zeros_like(x))
+        if mat.kind == "corotational":
+            kern.corot_apply_par(asm.tets, asm.grads, asm.vols, lam, mu, elems, asm._Rcache, True, p,
+                                 np.zeros_like(x), *sched)
+        else:
+            Fis, cms = asm._tangent_state(x)
+            kern.neohooke_apply_par(asm.tets, asm.grads, asm.vols, lam, mu, elems, Fis, cms, p, np.zeros_like(x),
+                                    *sched)
     kern.min_jacobian_par(x, asm.tets, asm.grads)
     R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
     kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, *node_tets(asm.tets, asm.n), R,

@@ -26,12 +26,19 @@ a viewer and a browser session may step from different threads).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
 
-import numpy as np
-from numba import njit
+# numba's OpenMP threading layer spins its idle threads for a while after each parallel
+# region by default; on a machine whose cores are shared (the viewer, a browser session,
+# other jobs) that spinning takes the CPU the work needs. Idle threads sleep instead
+# unless the user chose otherwise (read when the layer starts, at the first parallel call).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
 
 __all__ = ["Autotune", "KERNEL_LOCK", "MIN_PARALLEL_ELEMENTS", "MIN_PARALLEL_ROWS", "element_schedule",
            "node_tets", "threads", "use_parallel"]

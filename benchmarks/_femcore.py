@@ -19,7 +19,9 @@ from organsim.fem.body import Body
 from organsim.fem.simulation import Simulation
 from organsim.mesh.tetmesh import TetMesh
 
-BENCH_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bench"
+# ../shared/data/bench beside the checkout; ORGANSIM_BENCH_DIR overrides it (a worktree elsewhere)
+BENCH_DATA = Path(os.environ.get("ORGANSIM_BENCH_DIR",
+                                 Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bench"))
 
 
 def load_organ(name: str) -> tuple[TetMesh, np.ndarray, int]:

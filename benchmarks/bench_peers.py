@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
+from benchmarks._femcore import BENCH_DATA as BENCH_DIR  # ORGANSIM_BENCH_DIR overrides it
+
 ID = "peers"
-BENCH_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "bench"
 
 
 def _organ(quick):

@@ -45,6 +45,9 @@ def _stages():
             sim.step()
             sim.reaction("hand")
             sim.fields()
+        from .fem.parallel import warm_up_kernels
+
+        warm_up_kernels()   # the parallel forms, which only meshes of thousands of tets use
 
     def cutting():
         from .surgery.cutting import warm_up as cutting_warm_up

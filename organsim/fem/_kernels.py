@@ -13,10 +13,11 @@ compiles them (a few seconds), later processes load them from the cache.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 __all__ = ["polar3", "corot_kernel", "neohooke_kernel", "generic_kernel", "min_jacobian",
-           "bsr_gather", "lumped_diag_add"]
+           "bsr_gather", "lumped_diag_add", "corot_kernel_par", "neohooke_kernel_par", "min_jacobian_par",
+           "nodal_rotations_par"]
 
 
 @njit(cache=True, fastmath=False, inline="always")
@@ -114,6 +115,130 @@ def polar3_warm(F, Rprev, R, Ft, Rt, tmp):
     return r[9]
 
 
+@njit(cache=True, inline="always")
+def _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact,
+                   F, R, tmp, Ft, Rt, Sg, Gi, g):
+    """One element of :func:`corot_kernel` (position ``q`` in ``elems``); returns its ``det F``."""
+    e = elems[q]
+    V = vols[e]
+    la = lam[q]
+    m = mu[q]
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for a in range(4):
+                s += x[tets[e, a], i] * grads[e, a, j]
+            F[i, j] = s
+    if rotate:
+        detF = polar3_warm(F, Rcache[e], R, Ft, Rt, tmp)
+        if detF > 0.0:
+            for i in range(3):
+                for j in range(3):
+                    Rcache[e, i, j] = R[i, j]
+        else:
+            # inverted: the polar factor is a reflection. Keep the element's last rotation
+            # (of a state that was not inverted); in that frame it acts as a linear element,
+            # which pushes back against the inversion instead of failing
+            for i in range(3):
+                for j in range(3):
+                    R[i, j] = Rcache[e, i, j]
+    else:
+        detF = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
+                - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
+                + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+        for i in range(3):
+            for j in range(3):
+                R[i, j] = 1.0 if i == j else 0.0
+    # S = R^T F, strain eps = sym(S) - I, stress sigma = lam tr(eps) I + 2 mu eps
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for k in range(3):
+                s += R[k, i] * F[k, j]
+            tmp[i, j] = s
+    tr = tmp[0, 0] + tmp[1, 1] + tmp[2, 2] - 3.0
+    exact_e = exact and rotate and detF > 0.0   # the rotation's derivative (fixed R when inverted)
+    if want_K and exact_e:
+        # G = (tr(S) I - S)^-1 with S = sym(R^T F)
+        for i in range(3):
+            for j in range(3):
+                Sg[i, j] = -0.5 * (tmp[i, j] + tmp[j, i]) + ((tr + 3.0) if i == j else 0.0)
+        _inv3(Sg, Gi)
+    for i in range(3):
+        for j in range(i, 3):
+            eps = 0.5 * (tmp[i, j] + tmp[j, i]) - (1.0 if i == j else 0.0)
+            sig = 2.0 * m * eps + (la * tr if i == j else 0.0)
+            tmp[i, j] = sig
+            tmp[j, i] = sig
+    # P = R sigma ; force_a = V P grad_a
+    for a in range(4):
+        na = tets[e, a]
+        for i in range(3):
+            s = 0.0
+            for j in range(3):
+                pij = 0.0
+                for k in range(3):
+                    pij += R[i, k] * tmp[k, j]
+                s += pij * grads[e, a, j]
+            f[na, i] += V * s
+    if want_K:
+        for a in range(4):
+            for i in range(3):
+                s = 0.0
+                for j in range(3):
+                    s += R[i, j] * grads[e, a, j]
+                g[a, i] = s
+        if exact_e:
+            c = la * tr - 2.0 * m
+            for b in range(4):
+                gb0 = grads[e, b, 0]
+                gb1 = grads[e, b, 1]
+                gb2 = grads[e, b, 2]
+                for k in range(3):
+                    r0 = R[k, 0]
+                    r1 = R[k, 1]
+                    r2 = R[k, 2]
+                    rg = r0 * gb0 + r1 * gb1 + r2 * gb2
+                    # w = G (g_b x r_k)
+                    c0 = gb1 * r2 - gb2 * r1
+                    c1 = gb2 * r0 - gb0 * r2
+                    c2 = gb0 * r1 - gb1 * r0
+                    w0 = Gi[0, 0] * c0 + Gi[0, 1] * c1 + Gi[0, 2] * c2
+                    w1 = Gi[1, 0] * c0 + Gi[1, 1] * c1 + Gi[1, 2] * c2
+                    w2 = Gi[2, 0] * c0 + Gi[2, 1] * c1 + Gi[2, 2] * c2
+                    for a in range(4):
+                        ga0 = grads[e, a, 0]
+                        ga1 = grads[e, a, 1]
+                        ga2 = grads[e, a, 2]
+                        q0 = w1 * ga2 - w2 * ga1
+                        q1 = w2 * ga0 - w0 * ga2
+                        q2 = w0 * ga1 - w1 * ga0
+                        blk = blockmap[e, a, b]
+                        dot = ga0 * gb0 + ga1 * gb1 + ga2 * gb2
+                        for i in range(3):
+                            v = la * rg * g[a, i] + c * (R[i, 0] * q0 + R[i, 1] * q1 + R[i, 2] * q2)
+                            if i == k:
+                                v += 2.0 * m * dot
+                            K[blk, i, k] += V * v
+            return detF
+        for a in range(4):
+            for b in range(a, 4):  # symmetric: K_ba = K_ab^T
+                blk = blockmap[e, a, b]
+                blt = blockmap[e, b, a]
+                dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
+                       + grads[e, a, 2] * grads[e, b, 2])
+                for i in range(3):
+                    for k in range(3):
+                        v = la * g[a, i] * g[b, k] + m * g[b, i] * g[a, k]
+                        if i == k:
+                            v += m * dot
+                        v *= V
+                        K[blk, i, k] += v
+                        if b != a:
+                            K[blt, k, i] += v
+    return detF
+
+
 @njit(cache=True)
 def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact=False):
     """Corotational (``rotate``) or linear small-strain forces and stiffness.
@@ -141,126 +266,59 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
     g = np.empty((4, 3))
     minJ = np.inf
     for q in range(elems.shape[0]):
-        e = elems[q]
-        V = vols[e]
-        la = lam[q]
-        m = mu[q]
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for a in range(4):
-                    s += x[tets[e, a], i] * grads[e, a, j]
-                F[i, j] = s
-        if rotate:
-            detF = polar3_warm(F, Rcache[e], R, Ft, Rt, tmp)
-            if detF > 0.0:
-                for i in range(3):
-                    for j in range(3):
-                        Rcache[e, i, j] = R[i, j]
-            else:
-                # inverted: the polar factor is a reflection. Keep the element's last rotation
-                # (of a state that was not inverted); in that frame it acts as a linear element,
-                # which pushes back against the inversion instead of failing
-                for i in range(3):
-                    for j in range(3):
-                        R[i, j] = Rcache[e, i, j]
-        else:
-            detF = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
-                    - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
-                    + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
-            for i in range(3):
-                for j in range(3):
-                    R[i, j] = 1.0 if i == j else 0.0
+        detF = _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache,
+                              exact, F, R, tmp, Ft, Rt, Sg, Gi, g)
         if detF < minJ:
             minJ = detF
-        # S = R^T F, strain eps = sym(S) - I, stress sigma = lam tr(eps) I + 2 mu eps
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for k in range(3):
-                    s += R[k, i] * F[k, j]
-                tmp[i, j] = s
-        tr = tmp[0, 0] + tmp[1, 1] + tmp[2, 2] - 3.0
-        exact_e = exact and rotate and detF > 0.0   # the rotation's derivative (fixed R when inverted)
-        if want_K and exact_e:
-            # G = (tr(S) I - S)^-1 with S = sym(R^T F)
-            for i in range(3):
-                for j in range(3):
-                    Sg[i, j] = -0.5 * (tmp[i, j] + tmp[j, i]) + ((tr + 3.0) if i == j else 0.0)
-            _inv3(Sg, Gi)
-        for i in range(3):
-            for j in range(i, 3):
-                eps = 0.5 * (tmp[i, j] + tmp[j, i]) - (1.0 if i == j else 0.0)
-                sig = 2.0 * m * eps + (la * tr if i == j else 0.0)
-                tmp[i, j] = sig
-                tmp[j, i] = sig
-        # P = R sigma ; force_a = V P grad_a
-        for a in range(4):
-            na = tets[e, a]
-            for i in range(3):
-                s = 0.0
-                for j in range(3):
-                    pij = 0.0
-                    for k in range(3):
-                        pij += R[i, k] * tmp[k, j]
-                    s += pij * grads[e, a, j]
-                f[na, i] += V * s
-        if want_K:
-            for a in range(4):
-                for i in range(3):
-                    s = 0.0
-                    for j in range(3):
-                        s += R[i, j] * grads[e, a, j]
-                    g[a, i] = s
-            if exact_e:
-                c = la * tr - 2.0 * m
-                for b in range(4):
-                    gb0 = grads[e, b, 0]
-                    gb1 = grads[e, b, 1]
-                    gb2 = grads[e, b, 2]
-                    for k in range(3):
-                        r0 = R[k, 0]
-                        r1 = R[k, 1]
-                        r2 = R[k, 2]
-                        rg = r0 * gb0 + r1 * gb1 + r2 * gb2
-                        # w = G (g_b x r_k)
-                        c0 = gb1 * r2 - gb2 * r1
-                        c1 = gb2 * r0 - gb0 * r2
-                        c2 = gb0 * r1 - gb1 * r0
-                        w0 = Gi[0, 0] * c0 + Gi[0, 1] * c1 + Gi[0, 2] * c2
-                        w1 = Gi[1, 0] * c0 + Gi[1, 1] * c1 + Gi[1, 2] * c2
-                        w2 = Gi[2, 0] * c0 + Gi[2, 1] * c1 + Gi[2, 2] * c2
-                        for a in range(4):
-                            ga0 = grads[e, a, 0]
-                            ga1 = grads[e, a, 1]
-                            ga2 = grads[e, a, 2]
-                            q0 = w1 * ga2 - w2 * ga1
-                            q1 = w2 * ga0 - w0 * ga2
-                            q2 = w0 * ga1 - w1 * ga0
-                            blk = blockmap[e, a, b]
-                            dot = ga0 * gb0 + ga1 * gb1 + ga2 * gb2
-                            for i in range(3):
-                                v = la * rg * g[a, i] + c * (R[i, 0] * q0 + R[i, 1] * q1 + R[i, 2] * q2)
-                                if i == k:
-                                    v += 2.0 * m * dot
-                                K[blk, i, k] += V * v
-                continue
-            for a in range(4):
-                for b in range(a, 4):  # symmetric: K_ba = K_ab^T
-                    blk = blockmap[e, a, b]
-                    blt = blockmap[e, b, a]
-                    dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
-                           + grads[e, a, 2] * grads[e, b, 2])
-                    for i in range(3):
-                        for k in range(3):
-                            v = la * g[a, i] * g[b, k] + m * g[b, i] * g[a, k]
-                            if i == k:
-                                v += m * dot
-                            v *= V
-                            K[blk, i, k] += v
-                            if b != a:
-                                K[blt, k, i] += v
     return minJ
+
+
+@njit(cache=True, inline="always")
+def _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, F, Fi, h):
+    """One element of :func:`neohooke_kernel` (position ``q`` in ``elems``); returns its ``J``
+    (and adds nothing when ``J <= 0`` or NaN)."""
+    e = elems[q]
+    V = vols[e]
+    la = lam[q]
+    m = mu[q]
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for a in range(4):
+                s += x[tets[e, a], i] * grads[e, a, j]
+            F[i, j] = s
+    J = _inv3(F, Fi)
+    if not (J > 0.0):
+        return J
+    lnJ = np.log(J)
+    c = la * lnJ - m
+    # h_a = F^-T grad_a (spatial gradient, times J-free)
+    for a in range(4):
+        for i in range(3):
+            h[a, i] = Fi[0, i] * grads[e, a, 0] + Fi[1, i] * grads[e, a, 1] + Fi[2, i] * grads[e, a, 2]
+    for a in range(4):
+        na = tets[e, a]
+        for i in range(3):
+            s = F[i, 0] * grads[e, a, 0] + F[i, 1] * grads[e, a, 1] + F[i, 2] * grads[e, a, 2]
+            f[na, i] += V * (m * s + c * h[a, i])
+    if want_K:
+        cm = m - la * lnJ
+        for a in range(4):
+            for b in range(a, 4):  # symmetric: K_ba = K_ab^T
+                blk = blockmap[e, a, b]
+                blt = blockmap[e, b, a]
+                dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
+                       + grads[e, a, 2] * grads[e, b, 2])
+                for i in range(3):
+                    for k in range(3):
+                        v = cm * h[b, i] * h[a, k] + la * h[a, i] * h[b, k]
+                        if i == k:
+                            v += m * dot
+                        v *= V
+                        K[blk, i, k] += v
+                        if b != a:
+                            K[blt, k, i] += v
+    return J
 
 
 @njit(cache=True)
@@ -276,49 +334,11 @@ def neohooke_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K
     h = np.empty((4, 3))
     minJ = np.inf
     for q in range(elems.shape[0]):
-        e = elems[q]
-        V = vols[e]
-        la = lam[q]
-        m = mu[q]
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for a in range(4):
-                    s += x[tets[e, a], i] * grads[e, a, j]
-                F[i, j] = s
-        J = _inv3(F, Fi)
+        J = _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, F, Fi, h)
         if not (J > 0.0):
             return J
         if J < minJ:
             minJ = J
-        lnJ = np.log(J)
-        c = la * lnJ - m
-        # h_a = F^-T grad_a (spatial gradient, times J-free)
-        for a in range(4):
-            for i in range(3):
-                h[a, i] = Fi[0, i] * grads[e, a, 0] + Fi[1, i] * grads[e, a, 1] + Fi[2, i] * grads[e, a, 2]
-        for a in range(4):
-            na = tets[e, a]
-            for i in range(3):
-                s = F[i, 0] * grads[e, a, 0] + F[i, 1] * grads[e, a, 1] + F[i, 2] * grads[e, a, 2]
-                f[na, i] += V * (m * s + c * h[a, i])
-        if want_K:
-            cm = m - la * lnJ
-            for a in range(4):
-                for b in range(a, 4):  # symmetric: K_ba = K_ab^T
-                    blk = blockmap[e, a, b]
-                    blt = blockmap[e, b, a]
-                    dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
-                           + grads[e, a, 2] * grads[e, b, 2])
-                    for i in range(3):
-                        for k in range(3):
-                            v = cm * h[b, i] * h[a, k] + la * h[a, i] * h[b, k]
-                            if i == k:
-                                v += m * dot
-                            v *= V
-                            K[blk, i, k] += v
-                            if b != a:
-                                K[blt, k, i] += v
     return minJ
 
 
@@ -535,3 +555,299 @@ def rotate_blocks(R, v, out, transpose):
                 out[3 * n + i] = R[n, 0, i] * v0 + R[n, 1, i] * v1 + R[n, 2, i] * v2
             else:
                 out[3 * n + i] = R[n, i, 0] * v0 + R[n, i, 1] * v1 + R[n, i, 2] * v2
+
+
+# ----------------------------------------------------------------- parallel kernels
+# Both cores (``numba.prange``) without races: the elements of a group are split into
+# spatially compact chunks, and the chunks colored so that no two chunks of one color
+# share a node (:mod:`organsim.fem.parallel`). Chunks of one color run in parallel; the
+# colors run one after another. Each node's sums are therefore taken in the same order
+# whatever the number of threads (the results do not depend on it), and nothing is
+# allocated per element. ``order`` (p,) lists positions in ``elems``, chunk ``c`` being
+# ``order[chunk_ptr[c]:chunk_ptr[c + 1]]`` and color ``k`` the chunks
+# ``color_ptr[k]:color_ptr[k + 1]``.
+
+@njit(cache=True, parallel=True)
+def corot_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact,
+                     order, chunk_ptr, color_ptr):
+    """:func:`corot_kernel` on both cores over a colored chunk schedule; returns the minimum ``det F``."""
+    cmin = np.full(chunk_ptr.shape[0] - 1, np.inf)
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            F = np.empty((3, 3))
+            R = np.empty((3, 3))
+            tmp = np.empty((3, 3))
+            Ft = np.empty((3, 3))
+            Rt = np.empty((3, 3))
+            Sg = np.empty((3, 3))
+            Gi = np.empty((3, 3))
+            g = np.empty((4, 3))
+            mj = np.inf
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                d = _corot_element(order[k], x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K,
+                                   rotate, Rcache, exact, F, R, tmp, Ft, Rt, Sg, Gi, g)
+                if d < mj:
+                    mj = d
+            cmin[c] = mj
+    return cmin.min() if cmin.shape[0] else np.inf
+
+
+@njit(cache=True, parallel=True)
+def neohooke_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, order, chunk_ptr, color_ptr):
+    """:func:`neohooke_kernel` on both cores over a colored chunk schedule.
+
+    Returns the minimum ``J``, or the first non-positive (or NaN) ``J`` found, chunks
+    in schedule order (the elements with ``J <= 0`` add nothing).
+    """
+    nc = chunk_ptr.shape[0] - 1
+    cmin = np.full(nc, np.inf)
+    bad = np.zeros(nc, dtype=np.bool_)
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            F = np.empty((3, 3))
+            Fi = np.empty((3, 3))
+            h = np.empty((4, 3))
+            mj = np.inf
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                J = _neohooke_element(order[k], x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K,
+                                      F, Fi, h)
+                if not (J > 0.0):
+                    if not bad[c]:
+                        bad[c] = True
+                        mj = J
+                elif not bad[c] and J < mj:
+                    mj = J
+            cmin[c] = mj
+    for c in range(nc):
+        if bad[c]:
+            return cmin[c]
+    return cmin.min() if nc else np.inf
+
+
+@njit(cache=True, parallel=True)
+def min_jacobian_par(x, tets, grads):
+    """:func:`min_jacobian` on both cores (NaN if a ``det F`` is NaN)."""
+    m = tets.shape[0]
+    nb = 64
+    out = np.full(nb, np.inf)
+    for b in prange(nb):
+        F = np.empty((3, 3))
+        mj = np.inf
+        for e in range(b * m // nb, (b + 1) * m // nb):
+            for i in range(3):
+                for j in range(3):
+                    s = 0.0
+                    for a in range(4):
+                        s += x[tets[e, a], i] * grads[e, a, j]
+                    F[i, j] = s
+            d = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
+                 - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
+                 + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+            if not (d > -np.inf):
+                mj = np.nan
+                break
+            if d < mj:
+                mj = d
+        out[b] = mj
+    res = np.inf
+    for b in range(nb):
+        if np.isnan(out[b]):
+            return np.nan
+        if out[b] < res:
+            res = out[b]
+    return res
+
+
+@njit(cache=True, parallel=True)
+def nodal_rotations_par(x, tets, grads, vols, node_ptr, node_tets, Rn, VF):
+    """:func:`nodal_rotations` on both cores: ``V_e F_e`` per tet into ``VF`` (m, 3, 3), then
+    each node sums its tets (``node_tets[node_ptr[n]:node_ptr[n + 1]]``, increasing ids: the
+    serial kernel's order) and takes the polar rotation, warm-started from ``Rn``."""
+    m = tets.shape[0]
+    for e in prange(m):
+        V = vols[e]
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for a in range(4):
+                    s += x[tets[e, a], i] * grads[e, a, j]
+                VF[e, i, j] = s * V
+    for n in prange(Rn.shape[0]):
+        F = np.zeros((3, 3))
+        R = np.empty((3, 3))
+        Ft = np.empty((3, 3))
+        Rt = np.empty((3, 3))
+        tmp = np.empty((3, 3))
+        for q in range(node_ptr[n], node_ptr[n + 1]):
+            e = node_tets[q]
+            for i in range(3):
+                for j in range(3):
+                    F[i, j] += VF[e, i, j]
+        if F[0, 0] == 0.0 and F[1, 1] == 0.0 and F[2, 2] == 0.0:
+            continue
+        d = polar3_warm(F, Rn[n], R, Ft, Rt, tmp)
+        if d > 0.0:
+            for i in range(3):
+                for j in range(3):
+                    Rn[n, i, j] = R[i, j]
+
+
+# ----------------------------------------------------------------- matrix-free stiffness products
+# The realtime step's conjugate-gradient products ``K p`` element by element, from the state of
+# the last force pass, instead of assembling K: the force pass alone costs about a third of
+# the force-and-stiffness pass, and a product about as much as one assembled block matvec.
+# They apply exactly the matrices the stiffness kernels assemble (the warped corotational
+# ``R K0 R^T``, the neo-Hookean consistent tangent), summed in another order (round-off).
+
+@njit(cache=True, inline="always")
+def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H):
+    """``out += K_e p`` of one element of :func:`corot_kernel` (``want_K``, not ``exact``).
+
+    ``K_e`` is ``V (lam g_a g_b^T + mu g_b g_a^T + mu (g_a . g_b) I)`` with ``g = R grad N``
+    (``R`` the element's rotation of the last force pass, in ``Rcache``; ``I`` if not
+    ``rotate``), so ``(K_e p)_a = V sigma(H) g_a`` with ``H = sum_b p_b g_b^T`` and
+    ``sigma(H) = lam tr(H) I + mu (H + H^T)``.
+    """
+    e = elems[q]
+    V = vols[e]
+    la = lam[q]
+    m = mu[q]
+    for a in range(4):
+        for i in range(3):
+            if rotate:
+                g[a, i] = Rcache[e, i, 0] * grads[e, a, 0] + Rcache[e, i, 1] * grads[e, a, 1] \
+                    + Rcache[e, i, 2] * grads[e, a, 2]
+            else:
+                g[a, i] = grads[e, a, i]
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for b in range(4):
+                s += p[tets[e, b], i] * g[b, j]
+            H[i, j] = s
+    tr = H[0, 0] + H[1, 1] + H[2, 2]
+    for i in range(3):
+        for j in range(i, 3):
+            sij = m * (H[i, j] + H[j, i])
+            if i == j:
+                sij += la * tr
+            H[i, j] = sij
+            H[j, i] = sij
+    for a in range(4):
+        na = tets[e, a]
+        for i in range(3):
+            out[na, i] += V * (H[i, 0] * g[a, 0] + H[i, 1] * g[a, 1] + H[i, 2] * g[a, 2])
+
+
+@njit(cache=True)
+def corot_apply(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out):
+    """``out += K p`` (nodal fields (n, 3)) for the corotational or linear elements ``elems``."""
+    g = np.empty((4, 3))
+    H = np.empty((3, 3))
+    for q in range(elems.shape[0]):
+        _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
+
+
+@njit(cache=True, parallel=True)
+def corot_apply_par(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, order, chunk_ptr, color_ptr):
+    """:func:`corot_apply` on both cores over a colored chunk schedule (see the parallel kernels)."""
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            g = np.empty((4, 3))
+            H = np.empty((3, 3))
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                _corot_apply_element(order[k], tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
+
+
+@njit(cache=True, parallel=True)
+def neohooke_state(x, tets, grads, elems, lam, mu, Fi_out, cm_out):
+    """Per-tet state of the neo-Hookean tangent at ``x``: ``F^-1`` into ``Fi_out[e]`` (m, 3, 3) and
+    ``mu - lam ln J`` into ``cm_out[e]`` (m,), for the tets ``e`` in ``elems`` (0 where ``J <= 0``)."""
+    for q in prange(elems.shape[0]):
+        e = elems[q]
+        F = np.empty((3, 3))
+        Fi = np.empty((3, 3))
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for a in range(4):
+                    s += x[tets[e, a], i] * grads[e, a, j]
+                F[i, j] = s
+        J = _inv3(F, Fi)
+        ok = J > 0.0
+        for i in range(3):
+            for j in range(3):
+                Fi_out[e, i, j] = Fi[i, j] if ok else 0.0
+        cm_out[e] = mu[q] - lam[q] * np.log(J) if ok else 0.0
+
+
+@njit(cache=True, inline="always")
+def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q):
+    """``out += K_e p`` of one element of :func:`neohooke_kernel`'s consistent tangent.
+
+    With ``h_a = F^-T grad_a``, ``Hm = sum_b p_b grad_b^T`` and ``G = Hm F^-1``:
+    ``(K_e p)_a = V ((mu - lam ln J) G^T F^-T + lam tr(G) F^-T + mu Hm) grad_a``; ``F^-1`` and
+    ``mu - lam ln J`` from :func:`neohooke_state` (``Fis[e]``, ``cms[e]``).
+    """
+    e = elems[q]
+    V = vols[e]
+    la = lam[q]
+    m = mu[q]
+    cm = cms[e]
+    for i in range(3):
+        for j in range(3):
+            t = 0.0
+            for a in range(4):
+                t += p[tets[e, a], i] * grads[e, a, j]
+            Hm[i, j] = t
+    for i in range(3):
+        for j in range(3):
+            G[i, j] = Hm[i, 0] * Fis[e, 0, j] + Hm[i, 1] * Fis[e, 1, j] + Hm[i, 2] * Fis[e, 2, j]
+    trG = G[0, 0] + G[1, 1] + G[2, 2]
+    for i in range(3):
+        for j in range(3):
+            Q[i, j] = (cm * (G[0, i] * Fis[e, j, 0] + G[1, i] * Fis[e, j, 1] + G[2, i] * Fis[e, j, 2])
+                       + la * trG * Fis[e, j, i] + m * Hm[i, j])
+    for a in range(4):
+        na = tets[e, a]
+        for i in range(3):
+            out[na, i] += V * (Q[i, 0] * grads[e, a, 0] + Q[i, 1] * grads[e, a, 1] + Q[i, 2] * grads[e, a, 2])
+
+
+@njit(cache=True)
+def neohooke_apply(tets, grads, vols, lam, mu, elems, Fis, cms, p, out):
+    """``out += K p`` (nodal fields (n, 3)) for the neo-Hookean elements ``elems``
+    (tangent state from :func:`neohooke_state`)."""
+    Hm = np.empty((3, 3))
+    G = np.empty((3, 3))
+    Q = np.empty((3, 3))
+    for q in range(elems.shape[0]):
+        _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
+
+
+@njit(cache=True, parallel=True)
+def neohooke_apply_par(tets, grads, vols, lam, mu, elems, Fis, cms, p, out, order, chunk_ptr, color_ptr):
+    """:func:`neohooke_apply` on both cores over a colored chunk schedule."""
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            Hm = np.empty((3, 3))
+            G = np.empty((3, 3))
+            Q = np.empty((3, 3))
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                _neohooke_apply_element(order[k], tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
+
+
+@njit(cache=True)
+def free_scatter(p, free, out):
+    """``out[free[i]] = p[3 i : 3 i + 3]`` (out (n, 3), zero elsewhere beforehand)."""
+    for i in range(free.shape[0]):
+        for d in range(3):
+            out[free[i], d] = p[3 * i + d]
+
+
+@njit(cache=True)
+def free_gather_axpy(Kp, free, cK, mass_diag, p, y):
+    """``y[3 i + d] = cK Kp[free[i], d] + mass_diag[i] p[3 i + d]`` (lumped mass)."""
+    for i in range(free.shape[0]):
+        for d in range(3):
+            y[3 * i + d] = cK * Kp[free[i], d] + mass_diag[i] * p[3 * i + d]

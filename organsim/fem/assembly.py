@@ -25,10 +25,11 @@ import scipy.sparse as sp
 from ..errors import ConvergenceError, MaterialError
 from . import _kernels as kern
 from . import _mesh_kernels as _mk
+from . import parallel as par
 from .kinematics import deformation_gradients, shape_gradients
 from .materials import Material
 
-__all__ = ["Assembler", "BlockPattern", "lumped_mass", "consistent_mass_blocks"]
+__all__ = ["Assembler", "BlockPattern", "ElasticOperator", "lumped_mass", "consistent_mass_blocks"]
 
 
 class BlockPattern:
@@ -166,6 +167,53 @@ class SubPattern:
         return ii[low].astype(np.int32), jj[low].astype(np.int32), np.ascontiguousarray(v[low])
 
 
+class ElasticOperator:
+    """``A = cK K(x) + cM M`` on the free DOFs, with ``K(x) p`` computed element by element.
+
+    The matrix-free counterpart of ``SubPattern.operator(SubPattern.gather(K, cK, M, cM))``:
+    the same matrix (to round-off) without assembling ``K``.
+
+    Parameters
+    ----------
+    asm : Assembler
+        Its last force pass was at ``x`` (the corotational rotations).
+    x : ndarray (n, 3)
+        Current positions (m).
+    free : ndarray (k,) int
+        Free nodes, sorted.
+    cK : float
+        Stiffness coefficient.
+    mass : ndarray (n,), optional
+        Lumped nodal masses (kg), scaled by ``cM``; or
+    mass_op : callable, optional
+        ``cM M`` on the free DOFs (a consistent mass), applied to a (3k,) vector.
+    """
+
+    def __init__(self, asm, x, free, cK, mass=None, cM=0.0, mass_op=None):
+        self.asm = asm
+        self.x = np.ascontiguousarray(x, dtype=np.float64)
+        if asm._nh_state is not None:   # a new operator: the state at x is computed afresh (x may be the
+            asm._nh_state = (None, *asm._nh_state[1:])   # same array as before, changed in place)
+        self.free = np.ascontiguousarray(free, dtype=np.int64)
+        self.cK = float(cK)
+        self.mass_op = mass_op
+        self.mass_diag = (np.ascontiguousarray(cM * mass[self.free], dtype=np.float64) if mass is not None
+                          else np.zeros(len(self.free)))
+        self.shape = (3 * len(self.free),) * 2
+
+    def __matmul__(self, p: np.ndarray) -> np.ndarray:
+        p = np.ascontiguousarray(p, dtype=np.float64)
+        full = np.zeros((self.asm.n, 3))
+        kern.free_scatter(p, self.free, full)
+        Kp = np.zeros((self.asm.n, 3))
+        self.asm.apply_stiffness(self.x, full, Kp)
+        y = np.empty(len(p))
+        kern.free_gather_axpy(Kp, self.free, self.cK, self.mass_diag, p, y)
+        if self.mass_op is not None:
+            y += self.mass_op(p)
+        return y
+
+
 def lumped_mass(points: np.ndarray, tets: np.ndarray, density_per_tet: np.ndarray) -> np.ndarray:
     """Row-sum lumped mass per node (kg): ``rho V / 4`` of every tet to each of its nodes.
 
@@ -253,6 +301,11 @@ class Assembler:
                 raise MaterialError(f"element_rotations must have shape ({len(self.tets)}, 3, 3),"
                                     f" got {self._Rcache.shape}")
         self._rest_lame = None  # per-tet small-strain (lam, mu), built when first needed
+        self._schedules: dict[int, tuple] = {}  # group index -> parallel chunk schedule (built when first used)
+        self._node_tets = None
+        self._VF = None
+        self._tunes: dict[str, par.Autotune] = {}
+        self._nh_state = None   # (x, F^-1, mu - lam ln J) of the last matrix-free neo-Hookean products
         self.linear_only = all(m.kind == "linear" for _, m, _, _ in self.groups)
 
     # ------------------------------------------------------------------ public
@@ -284,19 +337,46 @@ class Assembler:
         if elements is not None:
             pick = np.zeros(len(self.tets), dtype=bool)
             pick[np.asarray(elements, dtype=np.int64)] = True
-        for elems, mat, lam, mu in self.groups:
+        for gi, (elems, mat, lam, mu) in enumerate(self.groups):
             if pick is not None:
                 sel = pick[elems]
                 elems = np.ascontiguousarray(elems[sel])
                 if lam is not None:
                     lam, mu = np.ascontiguousarray(lam[sel]), np.ascontiguousarray(mu[sel])
+            sched = None
+            if (pick is None and mat.kind in ("linear", "corotational", "neo_hookean")
+                    and len(elems) >= par.MIN_PARALLEL_ELEMENTS):
+                # the group's colored chunk order, on one thread (its elements permuted into
+                # that order) or on several (the same sums in the same order)
+                sched, s_elems, s_lam, s_mu, tune = self._schedule(gi)
             if mat.kind in ("linear", "corotational"):
-                j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
-                                      self.pattern.blockmap, f, K, want_K, mat.kind == "corotational",
-                                      self._Rcache, exact)
+                rot = mat.kind == "corotational"
+                if sched is None:
+                    j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                          self.pattern.blockmap, f, K, want_K, rot, self._Rcache, exact)
+                else:
+                    with tune.timed() as parallel:
+                        if parallel:
+                            with par.KERNEL_LOCK:
+                                j = kern.corot_kernel_par(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                                          self.pattern.blockmap, f, K, want_K, rot, self._Rcache,
+                                                          exact, *sched)
+                        else:
+                            j = kern.corot_kernel(x, self.tets, self.grads, self.vols, s_lam, s_mu, s_elems,
+                                                  self.pattern.blockmap, f, K, want_K, rot, self._Rcache, exact)
             elif mat.kind == "neo_hookean":
-                j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
-                                         self.pattern.blockmap, f, K, want_K)
+                if sched is None:
+                    j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                             self.pattern.blockmap, f, K, want_K)
+                else:
+                    with tune.timed() as parallel:
+                        if parallel:
+                            with par.KERNEL_LOCK:
+                                j = kern.neohooke_kernel_par(x, self.tets, self.grads, self.vols, lam, mu, elems,
+                                                             self.pattern.blockmap, f, K, want_K, *sched)
+                        else:
+                            j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, s_lam, s_mu, s_elems,
+                                                     self.pattern.blockmap, f, K, want_K)
             else:
                 F = deformation_gradients(x, self.tets[elems], self.grads[elems])
                 j = float(np.linalg.det(F).min()) if len(F) else np.inf
@@ -406,4 +486,121 @@ class Assembler:
 
     def min_jacobian(self, x: np.ndarray) -> float:
         """Smallest ``det F`` over all tets (<= 0: some element inverted; NaN: non-finite state)."""
-        return float(kern.min_jacobian(np.ascontiguousarray(x, dtype=np.float64), self.tets, self.grads))
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if len(self.tets) >= par.MIN_PARALLEL_ELEMENTS:
+            with self._tune("minJ").timed() as parallel:
+                if parallel:
+                    with par.KERNEL_LOCK:
+                        return float(kern.min_jacobian_par(x, self.tets, self.grads))
+                return float(kern.min_jacobian(x, self.tets, self.grads))
+        return float(kern.min_jacobian(x, self.tets, self.grads))
+
+    def nodal_rotations(self, x: np.ndarray, Rn: np.ndarray, acc: np.ndarray) -> None:
+        """Update ``Rn`` (n, 3, 3) in place to each node's rotation ``polar(sum_e V_e F_e)`` at ``x`` (n, 3).
+
+        ``Rn`` warm-starts the polar decompositions; ``acc`` (n, 3, 3) is scratch of the
+        serial kernel. Both cores for large meshes (the same sums in the same order).
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if len(self.tets) < par.MIN_PARALLEL_ELEMENTS or par.threads() <= 1:
+            kern.nodal_rotations(x, self.tets, self.grads, self.vols, Rn, acc)
+            return
+        with self._tune("rotations").timed() as parallel:
+            if not parallel:
+                kern.nodal_rotations(x, self.tets, self.grads, self.vols, Rn, acc)
+                return
+            if self._node_tets is None:
+                self._node_tets = par.node_tets(self.tets, self.n)
+                self._VF = np.empty((len(self.tets), 3, 3))
+            with par.KERNEL_LOCK:
+                kern.nodal_rotations_par(x, self.tets, self.grads, self.vols, *self._node_tets, Rn, self._VF)
+
+    @property
+    def matrix_free(self) -> bool:
+        """Whether :meth:`stiffness_operator` can apply this mesh's stiffness (linear, corotational
+        and neo-Hookean groups only)."""
+        return all(m.kind in ("linear", "corotational", "neo_hookean") for _, m, _, _ in self.groups)
+
+    def apply_stiffness(self, x: np.ndarray, p: np.ndarray, out: np.ndarray) -> None:
+        """``out += K(x) p`` element by element, without assembling ``K`` (nodal fields (n, 3)).
+
+        ``K`` is what :meth:`forces_and_stiffness` assembles at ``x`` (not ``exact``); the
+        corotational groups use the rotations of the last force pass, so call it at ``x``
+        first.
+        """
+        for gi, (elems, mat, lam, mu) in enumerate(self.groups):
+            sched = None
+            if len(elems) >= par.MIN_PARALLEL_ELEMENTS:
+                sched, s_elems, s_lam, s_mu, _ = self._schedule(gi)
+            tune = self._tune(("apply", gi))
+            if mat.kind in ("linear", "corotational"):
+                rot = mat.kind == "corotational"
+                if sched is None:
+                    kern.corot_apply(self.tets, self.grads, self.vols, lam, mu, elems, self._Rcache, rot, p, out)
+                    continue
+                with tune.timed() as parallel:
+                    if parallel:
+                        with par.KERNEL_LOCK:
+                            kern.corot_apply_par(self.tets, self.grads, self.vols, lam, mu, elems, self._Rcache, rot,
+                                                 p, out, *sched)
+                    else:
+                        kern.corot_apply(self.tets, self.grads, self.vols, s_lam, s_mu, s_elems, self._Rcache, rot,
+                                         p, out)
+            elif mat.kind == "neo_hookean":
+                Fis, cms = self._tangent_state(x)
+                if sched is None:
+                    kern.neohooke_apply(self.tets, self.grads, self.vols, lam, mu, elems, Fis, cms, p, out)
+                    continue
+                with tune.timed() as parallel:
+                    if parallel:
+                        with par.KERNEL_LOCK:
+                            kern.neohooke_apply_par(self.tets, self.grads, self.vols, lam, mu, elems, Fis, cms, p,
+                                                    out, *sched)
+                    else:
+                        kern.neohooke_apply(self.tets, self.grads, self.vols, s_lam, s_mu, s_elems, Fis, cms, p,
+                                            out)
+            else:
+                raise MaterialError(f"{type(mat).__name__} has no matrix-free stiffness; assemble it instead")
+
+    def _tangent_state(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-tet ``F^-1`` (m, 3, 3) and ``mu - lam ln J`` (m,) of the neo-Hookean groups at ``x``
+        (:func:`~organsim.fem._kernels.neohooke_state`), kept while ``x`` is the same array."""
+        st = self._nh_state
+        if st is not None and st[0] is x:
+            return st[1], st[2]
+        Fis = st[1] if st is not None else np.zeros((len(self.tets), 3, 3))
+        cms = st[2] if st is not None else np.zeros(len(self.tets))
+        with par.KERNEL_LOCK:
+            for elems, mat, lam, mu in self.groups:
+                if mat.kind == "neo_hookean":
+                    kern.neohooke_state(x, self.tets, self.grads, elems, lam, mu, Fis, cms)
+        self._nh_state = (x, Fis, cms)
+        return Fis, cms
+
+    def stiffness_operator(self, x: np.ndarray, free: np.ndarray, cK: float, mass: np.ndarray | None = None,
+                           cM: float = 0.0, mass_op=None) -> ElasticOperator:
+        """The free-DOF operator ``cK K(x) + cM M`` applied element by element (see :class:`ElasticOperator`)."""
+        return ElasticOperator(self, x, free, cK, mass, cM, mass_op)
+
+    def _tune(self, key) -> par.Autotune:
+        tune = self._tunes.get(key)
+        if tune is None:
+            tune = self._tunes[key] = par.Autotune()
+        return tune
+
+    def _schedule(self, gi: int) -> tuple:
+        """Group ``gi``'s parallel chunk schedule (:func:`organsim.fem.parallel.element_schedule`), cached.
+
+        Returns ``(schedule, elems, lam, mu, autotune)``: the schedule, the group's tets and
+        Lame parameters permuted into its order (for the serial kernel) and the group's
+        :class:`~organsim.fem.parallel.Autotune`.
+        """
+        got = self._schedules.get(gi)
+        if got is None:
+            elems, _, lam, mu = self.groups[gi]
+            sched = par.element_schedule(self.mesh.points, self.tets, elems)
+            o = sched[0]
+            got = (sched, np.ascontiguousarray(elems[o]), None if lam is None else np.ascontiguousarray(lam[o]),
+                   None if mu is None else np.ascontiguousarray(mu[o]), par.Autotune())
+            self._schedules[gi] = got
+        return got

@@ -268,20 +268,25 @@ def realtime_substep(sim, h, cons, ck, deadline):
     # residuals far below the loads are not worth iterating on (an organ resting under
     # gravity would otherwise be solved to a tolerance relative to a tiny correction)
     atol = sim.realtime_rtol * float(np.linalg.norm(fext[free]))
+    # matrix-free products (no stiffness assembly) where the materials allow it and no
+    # stiffness damping needs K in the residual
+    mfree = sim.matrix_free and sim._asm.matrix_free and sim.damping[1] == 0
     for it in range(sim.realtime_newton):
         if it == 0:
-            x, f, K = _start_forces(sim, x, x_n, cons, ck)
+            x, f, K = _start_forces(sim, x, x_n, cons, ck, want_K=not mfree)
         else:
-            f, K = sim._asm.forces_and_stiffness(x)
+            f, K = sim._asm.forces_and_stiffness(x, want_K=not mfree)
         g = sim._dyn_residual(x, f, K, x_n, x_pred, h, fext if not sim._pressures else sim._external(x))
-        data = sim._sub.gather(K, cK, sim._Mb, cM)
+        data = None if mfree else sim._sub.gather(K, cK, sim._Mb, cM)
         if it == 0 and sim._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
             # the factorization no longer fits the loaded, deformed state (gravity sag,
             # stress released by cuts): factor the current tangent instead
+            if data is None:
+                data = sim._sub.gather(sim._asm.forces_and_stiffness(x)[1], cK, sim._Mb, cM)
             prec, _ = cached_preconditioner(sim, h, data=data)
             refac = True
             sim._slow_steps = 0
-        A = sim._sub.operator(data)
+        A = _matrix_free_operator(sim, x, free, cK, cM) if mfree else sim._sub.operator(data)
         b = -g[free].ravel()
         sol = pcg(A, b, precond=warped_preconditioner(sim, prec, x, free), x0=warm if it == 0 else None,
                   rtol=sim.realtime_rtol, atol=atol,
@@ -306,6 +311,18 @@ def realtime_substep(sim, h, cons, ck, deadline):
     sim._v = (x - x_n) / h
     sim._x = x
     return sim.realtime_newton, lin_total, rel, conv, minJ, refac
+
+
+def _matrix_free_operator(sim, x, free, cK, cM):
+    """``cK K(x) + cM M`` on the free DOFs, ``K`` applied element by element
+    (:class:`~organsim.fem.assembly.ElasticOperator`); a consistent mass is gathered once per
+    constraint set and step."""
+    if sim._Mb.ndim == 1:
+        return sim._asm.stiffness_operator(x, free, cK, sim._m, cM)
+    key = (id(sim._cache_key), cM)
+    if getattr(sim, "_mf_mass", (None,))[0] != key:
+        sim._mf_mass = (key, sim._sub.operator(sim._sub.gather(sim._Mb, 0.0, sim._Mb, cM)))
+    return sim._asm.stiffness_operator(x, free, cK, mass_op=sim._mf_mass[1].__matmul__)
 
 
 def solve_static(sim, load_steps: int, tol: float, max_newton: int, max_cuts: int):

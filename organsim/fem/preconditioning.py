@@ -98,7 +98,7 @@ def warped_preconditioner(sim, prec, x, free):
     if not (sim.warp and sim._prec_is_ref):
         return prec
     a = sim._asm
-    kern.nodal_rotations(np.ascontiguousarray(x), a.tets, a.grads, a.vols, sim._Rn, sim._Racc)
+    a.nodal_rotations(x, sim._Rn, sim._Racc)
     return WarpedPreconditioner(prec, np.ascontiguousarray(sim._Rn[free]))
 
 

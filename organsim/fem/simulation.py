@@ -197,11 +197,14 @@ class Simulation:
         Rayleigh coefficients ``(alpha_mass 1/s, beta_stiffness s)``.
     mass : {"lumped", "consistent"}
         Mass matrix. Gravity always uses the (equivalent) lumped nodal masses.
-    preconditioner : {"auto", "cholesky", "amg", "jacobi"}
+    preconditioner : {"auto", "cholesky", "amg", "jacobi", "supernodal"}
         Preconditioner of the conjugate-gradient solves. "auto" takes a sparse
         Cholesky factorization (of the reference matrix, rotated into the nodal
         frames) up to ``cholesky_max_dofs`` free DOFs, and above that algebraic
         multigrid if the optional package pyamg is installed, else block Jacobi.
+        "supernodal": a METIS-ordered supernodal Cholesky (optional cvxopt and
+        pymetis, GPL-3.0; never chosen by "auto"; see
+        :class:`~organsim.fem.solvers.SupernodalCholesky`).
     newton_tol : float
         Relative residual tolerance of the backward-Euler Newton iteration.
     max_newton : int
@@ -225,6 +228,11 @@ class Simulation:
     max_cg : int
         CG iteration cap per backward-Euler Newton iteration before the
         preconditioner is refreshed with the current matrix.
+    matrix_free : bool
+        Realtime integrator: apply the stiffness element by element in the CG products
+        instead of assembling it (linear, corotational and neo-Hookean materials, no
+        stiffness damping; the same matrix to round-off; the force pass alone costs about
+        a third of the force-and-stiffness pass). False assembles it as before.
 
     Examples
     --------
@@ -236,7 +244,8 @@ class Simulation:
                  preconditioner: str = "auto", newton_tol: float = 1e-6, max_newton: int = 25,
                  realtime_newton: int = 1, realtime_cg: int = 20, realtime_rtol: float = 1e-3,
                  warp: bool = True, budget_s: float | None = None,
-                 max_substeps: int = 16, cholesky_max_dofs: int = 400000, max_cg: int = 200):
+                 max_substeps: int = 16, cholesky_max_dofs: int = 400000, max_cg: int = 200,
+                 matrix_free: bool = True):
         if not isinstance(body, Body):
             raise SimulationError(f"Simulation needs a Body, got {type(body).__name__};"
                                   " build one with Body(mesh, material, density=...)")
@@ -244,9 +253,9 @@ class Simulation:
             raise SimulationError(f"unknown integrator {integrator!r}; use 'backward_euler' or 'realtime'")
         if mass not in ("lumped", "consistent"):
             raise SimulationError(f"unknown mass {mass!r}; use 'lumped' or 'consistent'")
-        if preconditioner not in ("auto", "cholesky", "amg", "jacobi"):
+        if preconditioner not in ("auto", "cholesky", "amg", "jacobi", "supernodal"):
             raise SimulationError(f"unknown preconditioner {preconditioner!r};"
-                                  " use 'auto', 'cholesky', 'amg' or 'jacobi'")
+                                  " use 'auto', 'cholesky', 'amg', 'jacobi' or 'supernodal'")
         self.dt = self._check_dt(dt)
         g = np.asarray(gravity, dtype=np.float64)
         if g.shape != (3,) or not np.all(np.isfinite(g)):
@@ -273,6 +282,7 @@ class Simulation:
         self.budget_s = budget_s
         self.max_substeps = int(max_substeps)
         self.max_cg = int(max_cg)
+        self.matrix_free = bool(matrix_free)
         self.cholesky_max_dofs = int(cholesky_max_dofs)
         self._constraints: dict[str, _Constraint] = {}
         self._forces: dict[str, tuple[np.ndarray, np.ndarray]] = {}

@@ -39,7 +39,8 @@ from . import _mesh_kernels as _mk
 log = logging.getLogger(__name__)
 
 __all__ = ["MappedPreconditioner", "WarpedPreconditioner", "BlockOperator", "CholeskyFactor", "BandedCholesky",
-           "AMGPreconditioner", "BlockJacobi", "pcg", "PCGResult", "make_preconditioner", "local_factor"]
+           "AMGPreconditioner", "BlockJacobi", "SupernodalCholesky", "nested_dissection", "pcg", "PCGResult",
+           "make_preconditioner", "local_factor"]
 
 #: Largest ``3 n kd^2`` (flops of a band factorization) for which :func:`local_factor`
 #: uses :class:`BandedCholesky` (about a millisecond); a sparse factorization above.
@@ -150,6 +151,75 @@ class CholeskyFactor:
             self._chol.solve(b, x)
             return x
         return self._lu.solve(b)
+
+    __call__ = solve
+
+
+def nested_dissection(sub) -> np.ndarray | None:
+    """METIS nested-dissection order of ``sub``'s nodes (``pymetis``, optional), or None without it.
+
+    Ordering the node graph (a third of the size of the DOF graph) and expanding each
+    node to its three DOFs keeps the 3x3 blocks together, which a supernodal
+    factorization turns into dense blocks.
+
+    Returns
+    -------
+    ndarray (3 n,) int32 or None
+        DOF permutation (new position -> old DOF).
+    """
+    try:
+        import pymetis
+    except ImportError:
+        return None
+    off = sub.indices != sub.rows               # the graph without its diagonal
+    adj = sub.indices[off].astype(np.int32)
+    ptr = np.zeros(sub.n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(sub.rows[off], minlength=sub.n), out=ptr[1:])
+    try:
+        perm, _ = pymetis.nested_dissection(pymetis.CSRAdjacency(ptr, adj))
+    except (AttributeError, TypeError):          # pymetis before CSRAdjacency
+        perm, _ = pymetis.nested_dissection(xadj=ptr, adjncy=adj)
+    perm = np.asarray(perm, dtype=np.int64)
+    return (3 * perm[:, None] + np.arange(3)).ravel().astype(np.int32)
+
+
+class SupernodalCholesky:
+    """Supernodal sparse Cholesky (CHOLMOD's supernodal module through ``cvxopt``), METIS-ordered.
+
+    Optional and never the default: CHOLMOD's supernodal module and cvxopt are GPL-3.0
+    (organsim is BSD-3-Clause), so it is used only when asked for
+    (``preconditioner="supernodal"``) and installed by the user. Kept for the
+    preconditioner comparison (``benchmarks/bench_preconditioners.py``).
+
+    Parameters
+    ----------
+    sub : SubPattern
+        Block pattern of the matrix (free nodes).
+    data : ndarray (nnz, 3, 3)
+        Its blocks (symmetric positive definite).
+    """
+
+    kind = "supernodal"
+
+    def __init__(self, sub, data: np.ndarray):
+        import cvxopt
+        from cvxopt import cholmod
+        r, c, v = sub.lower_coo(data)
+        n = 3 * sub.n
+        self.n = n
+        A = cvxopt.spmatrix(v, r, c, (n, n))
+        p = nested_dissection(sub)
+        cholmod.options["supernodal"] = 2
+        cholmod.options["postorder"] = True
+        self._F = cholmod.symbolic(A, p=None if p is None else cvxopt.matrix(p), uplo="L")
+        cholmod.numeric(A, self._F)
+        self._cholmod = cholmod
+        self._cvx = cvxopt
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        B = self._cvx.matrix(np.ascontiguousarray(b, dtype=np.float64))
+        self._cholmod.solve(self._F, B)
+        return np.asarray(B).ravel()
 
     __call__ = solve
 
@@ -439,10 +509,12 @@ def make_preconditioner(kind: str, sub, data: np.ndarray, free_points: np.ndarra
         return CholeskyFactor(3 * sub.n, r, c, v)
     if kind == "amg":
         return AMGPreconditioner(sub.matrix(data).tocsr(), free_points)
+    if kind == "supernodal":
+        return SupernodalCholesky(sub, data)
     if kind == "jacobi":
         diag = data[np.flatnonzero(sub.rows == sub.indices)]
         return BlockJacobi(diag)
-    raise ValueError(f"unknown preconditioner {kind!r}; use 'cholesky', 'amg' or 'jacobi'")
+    raise ValueError(f"unknown preconditioner {kind!r}; use 'cholesky', 'amg', 'jacobi' or 'supernodal'")
 
 
 @dataclass

@@ -1,0 +1,272 @@
+"""Race-free parallel schedules for the element kernels (both cores, ``numba.prange``).
+
+One job: decide whether a kernel runs on several threads, and give it a schedule in
+which no two elements that run at the same time write the same node. The elements of a
+material group are sorted along a Morton (Z-order) curve of their centroids, cut into
+spatially compact chunks of consecutive elements, and the chunks colored greedily so
+that chunks of one color share no node (:func:`element_schedule`). A kernel then runs
+the colors one after another and the chunks of a color in parallel
+(:func:`organsim.fem._kernels.corot_kernel_par`): every force and stiffness block is a
+sum taken in one fixed order, so the result does not depend on the number of threads.
+
+Groups of at least :data:`MIN_PARALLEL_ELEMENTS` tets always follow their schedule's
+order, on one thread or several, so the results do not depend on the thread count;
+smaller groups run the serial kernels in their own element order, exactly as before.
+
+On a shared machine the second core is often busy, and a kernel that waits for a
+descheduled thread at each color's barrier can then take several times as long as on
+one core (measured: 126 ms against 31 ms serial on the 41k-tet liver, load 2 on 2
+cores). :class:`Autotune` therefore times both ways as the simulation runs and uses
+the faster, trying the other now and then; both give the same result, bit for bit.
+
+numba's default ``workqueue`` threading layer must not be entered from two Python
+threads at once; :data:`KERNEL_LOCK` serializes the parallel launches (the simulation,
+a viewer and a browser session may step from different threads).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+
+# numba's OpenMP threading layer spins its idle threads for a while after each parallel
+# region by default; on a machine whose cores are shared (the viewer, a browser session,
+# other jobs) that spinning takes the CPU the work needs. Idle threads sleep instead
+# unless the user chose otherwise (read when the layer starts, at the first parallel call).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit  # noqa: E402
+
+__all__ = ["Autotune", "KERNEL_LOCK", "MIN_PARALLEL_ELEMENTS", "MIN_PARALLEL_ROWS", "element_schedule",
+           "node_tets", "threads", "use_parallel"]
+
+#: Groups with fewer tets than this run the serial kernel (a parallel launch costs
+#: some tens of microseconds per color).
+MIN_PARALLEL_ELEMENTS = 4096
+#: Block matrices with fewer block rows than this use the serial matvec.
+MIN_PARALLEL_ROWS = 4096
+#: Serializes the parallel kernel launches (see the module docstring).
+KERNEL_LOCK = threading.RLock()
+
+
+def threads() -> int:
+    """Number of threads numba's parallel kernels use (``NUMBA_NUM_THREADS``, ``numba.set_num_threads``)."""
+    import numba
+    return int(numba.get_num_threads())
+
+
+def use_parallel(size: int, minimum: int | None = None) -> bool:
+    """Whether a kernel over ``size`` items runs in parallel: more than one thread, and ``size`` at
+    least ``minimum`` (default :data:`MIN_PARALLEL_ELEMENTS`)."""
+    return size >= (MIN_PARALLEL_ELEMENTS if minimum is None else minimum) and threads() > 1
+
+
+class Autotune:
+    """Chooses, call by call, between a kernel's serial and parallel forms by their measured wall time.
+
+    Each form is tried a few times first; then the one with the lower median of its
+    last ``window`` times runs, and every ``explore_every``-th call runs the other, so
+    the choice follows the machine's load. With one thread the serial form always runs.
+
+    Examples
+    --------
+    >>> tune = Autotune()
+    >>> with tune.timed() as parallel:
+    ...     pass                      # run the parallel form if ``parallel`` else the serial one
+    """
+
+    def __init__(self, window: int = 9, explore_every: int = 64, trials: int = 3):
+        self.window = int(window)
+        self.explore_every = int(explore_every)
+        self.trials = int(trials)
+        self.times = {False: deque(maxlen=self.window), True: deque(maxlen=self.window)}
+        self.calls = 0
+
+    def choose(self) -> bool:
+        """Whether the next call runs the parallel form."""
+        if threads() <= 1:
+            return False
+        self.calls += 1
+        for form in (True, False):
+            if len(self.times[form]) < self.trials:
+                return form
+        best = float(np.median(self.times[True])) < float(np.median(self.times[False]))
+        return (not best) if self.calls % self.explore_every == 0 else best
+
+    def record(self, parallel: bool, seconds: float) -> None:
+        """Record a call's wall time (s)."""
+        self.times[bool(parallel)].append(float(seconds))
+
+    def timed(self):
+        """Context manager yielding the form to run (True: parallel) and recording its time."""
+        return _Timed(self)
+
+    @property
+    def prefers_parallel(self) -> bool | None:
+        """The form the medians favour now (None until both have been tried)."""
+        if min(len(self.times[True]), len(self.times[False])) == 0:
+            return None
+        return float(np.median(self.times[True])) < float(np.median(self.times[False]))
+
+
+class _Timed:
+    def __init__(self, tune: Autotune):
+        self.tune = tune
+
+    def __enter__(self) -> bool:
+        self.parallel = self.tune.choose()
+        self.t0 = time.perf_counter()
+        return self.parallel
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.tune.record(self.parallel, time.perf_counter() - self.t0)
+
+
+def _chunk_size(m: int) -> int:
+    """Elements per chunk: about 128 chunks per group, 64 to 2048 elements each."""
+    return int(min(2048, max(64, m // 128)))
+
+
+@njit(cache=True)
+def _color_chunks(tets, elems, order, chunk, n_nodes):
+    """Greedy coloring of the chunks ``order[c*chunk:(c+1)*chunk]``: chunks sharing a node differ.
+
+    Each node keeps the set of colors (a 62-bit mask) of the chunks that touched it;
+    a chunk takes the smallest color none of its nodes has. Chunks that find all 62
+    taken get colors of their own (62, 63, ...: each then runs alone).
+    """
+    m = order.shape[0]
+    nch = (m + chunk - 1) // chunk
+    mask = np.zeros(n_nodes, dtype=np.int64)
+    color = np.empty(nch, dtype=np.int64)
+    extra = 62
+    for c in range(nch):
+        lo = c * chunk
+        hi = min(m, lo + chunk)
+        used = 0
+        for k in range(lo, hi):
+            e = elems[order[k]]
+            for a in range(4):
+                used |= mask[tets[e, a]]
+        col = 0
+        while col < 62 and (used >> col) & 1:
+            col += 1
+        if col == 62:
+            color[c] = extra
+            extra += 1
+            continue
+        color[c] = col
+        bit = np.int64(1) << col
+        for k in range(lo, hi):
+            e = elems[order[k]]
+            for a in range(4):
+                mask[tets[e, a]] |= bit
+    return color
+
+
+def _morton(points: np.ndarray) -> np.ndarray:
+    """Z-order key (int64) of each point (k, 3): 10 bits per axis of its position in the bounding box."""
+    lo = points.min(axis=0)
+    span = np.maximum(points.max(axis=0) - lo, 1e-300)
+    q = np.clip(((points - lo) / span * 1023.0).astype(np.int64), 0, 1023)
+    key = np.zeros(len(points), dtype=np.int64)
+    for b in range(10):
+        for d in range(3):
+            key |= ((q[:, d] >> b) & 1) << (3 * b + d)
+    return key
+
+
+def element_schedule(points: np.ndarray, tets: np.ndarray, elems: np.ndarray, spatial_sort: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A colored chunk schedule of the elements ``elems`` for the parallel kernels.
+
+    Parameters
+    ----------
+    points : ndarray, shape (n, 3)
+        Node positions (m); only their spatial order matters.
+    tets : ndarray, shape (m, 4), int64
+    elems : ndarray, shape (p,), int64
+        The group's tets.
+
+    Returns
+    -------
+    order : ndarray, shape (p,), int64
+        Positions in ``elems``, chunk by chunk, the chunks grouped by color.
+    chunk_ptr : ndarray, shape (n_chunks + 1,), int64
+        Chunk ``c`` is ``order[chunk_ptr[c]:chunk_ptr[c + 1]]``.
+    color_ptr : ndarray, shape (n_colors + 1,), int64
+        Color ``k`` is the chunks ``color_ptr[k]:color_ptr[k + 1]``; no two chunks of a
+        color share a node.
+    """
+    elems = np.ascontiguousarray(elems, dtype=np.int64)
+    p = len(elems)
+    if p == 0:
+        z = np.zeros(1, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), z, z
+    if spatial_sort:
+        order = np.argsort(_morton(points[tets[elems]].mean(axis=1)), kind="stable").astype(np.int64)
+    else:
+        order = np.arange(p, dtype=np.int64)
+    chunk = _chunk_size(p)
+    color = _color_chunks(tets, elems, order, chunk, len(points))
+    nch = len(color)
+    sizes = np.minimum(chunk, p - chunk * np.arange(nch))
+    by_color = np.argsort(color, kind="stable")
+    starts = chunk * by_color
+    new_order = np.concatenate([order[s:s + n] for s, n in zip(starts, sizes[by_color])])
+    chunk_ptr = np.zeros(nch + 1, dtype=np.int64)
+    np.cumsum(sizes[by_color], out=chunk_ptr[1:])
+    counts = np.bincount(color)
+    counts = counts[counts > 0]
+    color_ptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=color_ptr[1:])
+    return new_order, chunk_ptr, color_ptr
+
+
+def node_tets(tets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tets around each node as CSR ``(ptr (n + 1,), tet ids)``, ids increasing within a node."""
+    flat = np.asarray(tets, dtype=np.int64).ravel()
+    order = np.argsort(flat, kind="stable")
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(flat, minlength=n), out=ptr[1:])
+    return ptr, np.ascontiguousarray(order // tets.shape[1])
+
+
+def warm_up_kernels() -> None:
+    """Compile (or load from numba's cache) the parallel kernels on a tiny mesh (``organsim warmup``)."""
+    from . import _kernels as kern
+    from .assembly import Assembler
+    from .materials import Corotational, NeoHookean
+    from ..mesh.generators import box_tet_mesh
+
+    mesh = box_tet_mesh((3, 3, 3), 0.01)
+    x = np.ascontiguousarray(mesh.points * 1.001)
+    for mat in (Corotational(1e4, 0.3), NeoHookean(1e4, 0.3)):
+        asm = Assembler(mesh, [(np.arange(mesh.n_tets), mat)])
+        sched, *_ = asm._schedule(0)
+        elems, _, lam, mu = asm.groups[0]
+        f = np.zeros((mesh.n_points, 3))
+        K = np.zeros((asm.pattern.nnzb, 3, 3))
+        if mat.kind == "corotational":
+            kern.corot_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap, f, K,
+                                  True, True, asm._Rcache, False, *sched)
+        else:
+            kern.neohooke_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap, f, K,
+                                     True, *sched)
+        p = np.ones_like(x)
+        asm.apply_stiffness(x, p, np.zeros_like(x))
+        if mat.kind == "corotational":
+            kern.corot_apply_par(asm.tets, asm.grads, asm.vols, lam, mu, elems, asm._Rcache, True, p,
+                                 np.zeros_like(x), *sched)
+        else:
+            Fis, cms = asm._tangent_state(x)
+            kern.neohooke_apply_par(asm.tets, asm.grads, asm.vols, lam, mu, elems, Fis, cms, p, np.zeros_like(x),
+                                    *sched)
+    kern.min_jacobian_par(x, asm.tets, asm.grads)
+    R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
+    kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, *node_tets(asm.tets, asm.n), R,
+                             np.empty((mesh.n_tets, 3, 3)))

@@ -1,0 +1,184 @@
+"""The parallel element kernels: race-free schedules, and the same result as the serial kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from organsim.fem import _kernels as kern
+from organsim.fem import parallel as par
+from organsim.fem.assembly import Assembler
+from organsim.fem.materials import Corotational, NeoHookean
+from organsim.mesh.generators import box_tet_mesh
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    m = box_tet_mesh((17, 8, 8), 0.01)
+    assert m.n_tets >= par.MIN_PARALLEL_ELEMENTS
+    return m
+
+
+def _state(mesh, scale=2e-4):
+    rng = np.random.default_rng(3)
+    x = mesh.points + scale * rng.standard_normal(mesh.points.shape)
+    # a rotation too, so that the corotational frames matter
+    c, s = np.cos(0.4), np.sin(0.4)
+    return np.ascontiguousarray(x @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T)
+
+
+def test_schedule_is_race_free(mesh):
+    elems = np.arange(mesh.n_tets, dtype=np.int64)[::-1].copy()   # any group order
+    order, chunk_ptr, color_ptr = par.element_schedule(mesh.points, mesh.tets, elems)
+    assert np.array_equal(np.sort(order), np.arange(len(elems)))
+    assert chunk_ptr[0] == 0 and chunk_ptr[-1] == len(elems) and color_ptr[-1] == len(chunk_ptr) - 1
+    for k in range(len(color_ptr) - 1):
+        seen = np.zeros(mesh.n_points, dtype=int)
+        for c in range(color_ptr[k], color_ptr[k + 1]):
+            nodes = np.unique(mesh.tets[elems[order[chunk_ptr[c]:chunk_ptr[c + 1]]]])
+            seen[nodes] += 1
+        assert seen.max() <= 1, f"two chunks of color {k} share a node"
+
+
+@pytest.mark.parametrize("material", [Corotational(1e5, 0.45), NeoHookean(1e5, 0.45)], ids=["corot", "nh"])
+@pytest.mark.parametrize("exact", [False, True])
+def test_parallel_equals_serial_bitwise(mesh, material, exact):
+    if exact and material.kind != "corotational":
+        pytest.skip("exact applies to corotational only")
+    x = _state(mesh)
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), material)])
+    sched, s_elems, s_lam, s_mu, _ = asm._schedule(0)
+    elems, _, lam, mu = asm.groups[0]
+    out = []
+    for parallel in (False, True):
+        f = np.zeros((mesh.n_points, 3))
+        K = np.zeros((asm.pattern.nnzb, 3, 3))
+        R = asm._Rcache.copy()
+        if material.kind == "corotational":
+            if parallel:
+                j = kern.corot_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap,
+                                          f, K, True, True, R, exact, *sched)
+            else:
+                j = kern.corot_kernel(x, asm.tets, asm.grads, asm.vols, s_lam, s_mu, s_elems, asm.pattern.blockmap,
+                                      f, K, True, True, R, exact)
+        else:
+            if parallel:
+                j = kern.neohooke_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems,
+                                             asm.pattern.blockmap, f, K, True, *sched)
+            else:
+                j = kern.neohooke_kernel(x, asm.tets, asm.grads, asm.vols, s_lam, s_mu, s_elems,
+                                         asm.pattern.blockmap, f, K, True)
+        out.append((f, K, R, j))
+    (f0, K0, R0, j0), (f1, K1, R1, j1) = out
+    assert np.array_equal(f0, f1) and np.array_equal(K0, K1) and np.array_equal(R0, R1) and j0 == j1
+    # and the assembler's result (whichever form its autotuner picks) agrees with the plain
+    # element-order kernel to round-off
+    f_ref = np.zeros((mesh.n_points, 3))
+    K_ref = np.zeros((asm.pattern.nnzb, 3, 3))
+    fn = kern.corot_kernel if material.kind == "corotational" else kern.neohooke_kernel
+    args = (True, True, asm._Rcache.copy(), exact) if material.kind == "corotational" else (True,)
+    fn(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap, f_ref, K_ref, *args)
+    R_init = asm._Rcache.copy()
+    for _ in range(8):   # both forms get tried (each from the same warm start of the rotations)
+        asm._Rcache[:] = R_init
+        f, K = asm.forces_and_stiffness(x, exact=exact)
+        assert np.array_equal(f, f0) and np.array_equal(K, K0)
+    assert np.abs(f - f_ref).max() <= 1e-12 * np.abs(f_ref).max()
+    assert np.abs(K - K_ref).max() <= 1e-12 * np.abs(K_ref).max()
+
+
+def test_neohooke_parallel_reports_inversion(mesh):
+    x = _state(mesh).copy()
+    t = mesh.tets[1234]
+    x[t[0]] = x[t[1:]].mean(axis=0) * 2 - x[t[0]]          # push one node through its face
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), NeoHookean(1e5, 0.45))])
+    sched = asm._schedule(0)[0]
+    elems, _, lam, mu = asm.groups[0]
+    f = np.zeros((mesh.n_points, 3))
+    K = np.zeros((asm.pattern.nnzb, 3, 3))
+    j = kern.neohooke_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems, asm.pattern.blockmap, f, K, True,
+                                 *sched)
+    assert not j > 0
+    x[0, 0] = np.nan
+    assert np.isnan(kern.min_jacobian_par(x, asm.tets, asm.grads))
+
+
+def test_nodal_rotations_and_min_jacobian_match(mesh):
+    x = _state(mesh, 1e-3)
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), Corotational(1e5, 0.45))])
+    R0 = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
+    R1 = R0.copy()
+    kern.nodal_rotations(x, asm.tets, asm.grads, asm.vols, R0, np.empty_like(R0))
+    ptr, ids = par.node_tets(asm.tets, asm.n)
+    kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, ptr, ids, R1, np.empty((mesh.n_tets, 3, 3)))
+    assert np.array_equal(R0, R1)
+    assert kern.min_jacobian_par(x, asm.tets, asm.grads) == kern.min_jacobian(x, asm.tets, asm.grads)
+
+
+def test_autotune_picks_the_faster_and_explores(monkeypatch):
+    monkeypatch.setattr(par, "threads", lambda: 2)
+    tune = par.Autotune(window=5, explore_every=10, trials=2)
+    picks = []
+    for _ in range(40):
+        p = tune.choose()
+        picks.append(p)
+        tune.record(p, 0.001 if p else 0.010)     # parallel ten times faster
+    assert picks[:4] == [True, True, False, False]
+    assert sum(picks[4:]) >= 30 and not all(picks[4:])   # mostly parallel, the other now and then
+    assert tune.prefers_parallel is True
+    monkeypatch.setattr(par, "threads", lambda: 1)
+    assert tune.choose() is False
+
+
+@pytest.mark.parametrize("material", [Corotational(1e5, 0.45), NeoHookean(1e5, 0.45)], ids=["corot", "nh"])
+@pytest.mark.parametrize("shape", [(5, 4, 4), (17, 8, 8)], ids=["serial", "scheduled"])
+def test_matrix_free_products_equal_the_assembled_matrix(material, shape):
+    from organsim.mesh.generators import box_tet_mesh as box
+
+    mesh = box(shape, 0.01)
+    x = _state(mesh)
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), material)])
+    _, K = asm.forces_and_stiffness(x)
+    free = np.flatnonzero(mesh.points[:, 0] > 0)
+    sub = asm.pattern.sub(free)
+    m = np.linspace(1.0, 2.0, mesh.n_points)
+    A = sub.operator(sub.gather(K, 0.7, m, 5.0))
+    op = asm.stiffness_operator(x, free, 0.7, m, 5.0)
+    p = np.random.default_rng(5).standard_normal(3 * len(free))
+    for _ in range(7):   # both forms of the scheduled kernels
+        y = op @ p
+        ref = A @ p
+        assert np.abs(y - ref).max() <= 1e-12 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("material", [Corotational(1e5, 0.45), NeoHookean(1e5, 0.45)], ids=["corot", "nh"])
+@pytest.mark.parametrize("mass", ["lumped", "consistent"])
+def test_realtime_matrix_free_matches_assembled(mesh, material, mass):
+    from organsim.fem.body import Body
+    from organsim.fem.simulation import Simulation
+
+    out = []
+    for mf in (False, True):
+        sim = Simulation(Body(mesh, material, density=1000.0), dt=1 / 60, integrator="realtime", mass=mass,
+                         realtime_cg=20, realtime_rtol=1e-6, realtime_newton=2, matrix_free=mf)
+        sim.fix(np.flatnonzero(mesh.points[:, 0] == 0), name="end")
+        infos = [sim.step() for _ in range(6)]
+        out.append((sim.displacements, [i.linear_iterations for i in infos]))
+    (u0, it0), (u1, it1) = out
+    assert it0 == it1
+    assert np.linalg.norm(u1 - u0) <= 1e-9 * np.linalg.norm(u0)
+
+
+def test_supernodal_preconditioner_is_an_exact_solve_when_installed():
+    pytest.importorskip("cvxopt")
+    from organsim.fem.solvers import CholeskyFactor, make_preconditioner
+
+    mesh = box_tet_mesh((6, 4, 4), 0.01)
+    asm = Assembler(mesh, [(np.arange(mesh.n_tets), Corotational(1e5, 0.45))])
+    free = np.flatnonzero(mesh.points[:, 0] > 0)
+    sub = asm.pattern.sub(free)
+    data = sub.gather(asm.rest_stiffness(), 1.0, np.full(mesh.n_points, 1e-3), 3600.0)
+    b = np.random.default_rng(0).standard_normal(3 * len(free))
+    x = make_preconditioner("supernodal", sub, data, mesh.points[free])(b)
+    ref = CholeskyFactor(3 * sub.n, *sub.lower_coo(data))(b)
+    assert np.abs(x - ref).max() <= 1e-9 * np.abs(ref).max()

@@ -116,6 +116,29 @@ def polar3_warm(F, Rprev, R, Ft, Rt, tmp):
 
 
 @njit(cache=True, inline="always")
+def _add_symmetric_blocks(K, blockmap, grads, e, V, c_ab, c_ba, u, m):
+    """Add tet ``e``'s stiffness blocks ``V (c_ab u_a u_b^T + c_ba u_b u_a^T + m (g_a . g_b) I)``
+    (rows i, columns k; ``u`` (4, 3) per-node vectors, ``grads`` the shape gradients) to ``K``
+    at the blocks ``blockmap[e]``: the form both the corotational and the neo-Hookean
+    tangents take. Computed once per node pair (a <= b), ``K_ba = K_ab^T``."""
+    for a in range(4):
+        for b in range(a, 4):
+            blk = blockmap[e, a, b]
+            blt = blockmap[e, b, a]
+            dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
+                   + grads[e, a, 2] * grads[e, b, 2])
+            for i in range(3):
+                for k in range(3):
+                    v = c_ab * u[a, i] * u[b, k] + c_ba * u[b, i] * u[a, k]
+                    if i == k:
+                        v += m * dot
+                    v *= V
+                    K[blk, i, k] += v
+                    if b != a:
+                        K[blt, k, i] += v
+
+
+@njit(cache=True, inline="always")
 def _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact,
                    F, R, tmp, Ft, Rt, Sg, Gi, g):
     """One element of :func:`corot_kernel` (position ``q`` in ``elems``); returns its ``det F``."""
@@ -221,21 +244,7 @@ def _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want
                                 v += 2.0 * m * dot
                             K[blk, i, k] += V * v
             return detF
-        for a in range(4):
-            for b in range(a, 4):  # symmetric: K_ba = K_ab^T
-                blk = blockmap[e, a, b]
-                blt = blockmap[e, b, a]
-                dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
-                       + grads[e, a, 2] * grads[e, b, 2])
-                for i in range(3):
-                    for k in range(3):
-                        v = la * g[a, i] * g[b, k] + m * g[b, i] * g[a, k]
-                        if i == k:
-                            v += m * dot
-                        v *= V
-                        K[blk, i, k] += v
-                        if b != a:
-                            K[blt, k, i] += v
+        _add_symmetric_blocks(K, blockmap, grads, e, V, la, m, g, m)
     return detF
 
 
@@ -302,22 +311,7 @@ def _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, w
             s = F[i, 0] * grads[e, a, 0] + F[i, 1] * grads[e, a, 1] + F[i, 2] * grads[e, a, 2]
             f[na, i] += V * (m * s + c * h[a, i])
     if want_K:
-        cm = m - la * lnJ
-        for a in range(4):
-            for b in range(a, 4):  # symmetric: K_ba = K_ab^T
-                blk = blockmap[e, a, b]
-                blt = blockmap[e, b, a]
-                dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
-                       + grads[e, a, 2] * grads[e, b, 2])
-                for i in range(3):
-                    for k in range(3):
-                        v = cm * h[b, i] * h[a, k] + la * h[a, i] * h[b, k]
-                        if i == k:
-                            v += m * dot
-                        v *= V
-                        K[blk, i, k] += v
-                        if b != a:
-                            K[blt, k, i] += v
+        _add_symmetric_blocks(K, blockmap, grads, e, V, la, m - la * lnJ, h, m)
     return J
 
 

@@ -367,21 +367,27 @@ def generic_kernel(P, A, tets, grads, vols, elems, blockmap, f, K, want_K):
                             K[blk, i, k] += V * s
 
 
+@njit(cache=True, inline="always")
+def _det_F(x, tets, grads, e, F):
+    """``det F`` of tet ``e`` at positions ``x`` (``F`` (3, 3) is scratch, left holding F)."""
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for a in range(4):
+                s += x[tets[e, a], i] * grads[e, a, j]
+            F[i, j] = s
+    return (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
+            - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
+            + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+
+
 @njit(cache=True)
 def min_jacobian(x, tets, grads):
     """Smallest ``det F`` over all elements (negative or zero: an element inverted)."""
     minJ = np.inf
     F = np.empty((3, 3))
     for e in range(tets.shape[0]):
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for a in range(4):
-                    s += x[tets[e, a], i] * grads[e, a, j]
-                F[i, j] = s
-        d = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
-             - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
-             + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+        d = _det_F(x, tets, grads, e, F)
         if not (d > -np.inf):
             return np.nan
         if d < minJ:
@@ -628,15 +634,7 @@ def min_jacobian_par(x, tets, grads):
         F = np.empty((3, 3))
         mj = np.inf
         for e in range(b * m // nb, (b + 1) * m // nb):
-            for i in range(3):
-                for j in range(3):
-                    s = 0.0
-                    for a in range(4):
-                        s += x[tets[e, a], i] * grads[e, a, j]
-                    F[i, j] = s
-            d = (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
-                 - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
-                 + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+            d = _det_F(x, tets, grads, e, F)
             if not (d > -np.inf):
                 mj = np.nan
                 break

@@ -139,6 +139,17 @@ def _add_symmetric_blocks(K, blockmap, grads, e, V, c_ab, c_ba, u, m):
 
 
 @njit(cache=True, inline="always")
+def _deformation_gradient(x, tets, grads, e, F):
+    """Fill ``F`` (3, 3) with tet ``e``'s deformation gradient ``sum_a x_a grad_a^T`` at ``x`` (n, 3)."""
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for a in range(4):
+                s += x[tets[e, a], i] * grads[e, a, j]
+            F[i, j] = s
+
+
+@njit(cache=True, inline="always")
 def _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact,
                    F, R, tmp, Ft, Rt, Sg, Gi, g):
     """One element of :func:`corot_kernel` (position ``q`` in ``elems``); returns its ``det F``."""
@@ -146,12 +157,7 @@ def _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want
     V = vols[e]
     la = lam[q]
     m = mu[q]
-    for i in range(3):
-        for j in range(3):
-            s = 0.0
-            for a in range(4):
-                s += x[tets[e, a], i] * grads[e, a, j]
-            F[i, j] = s
+    _deformation_gradient(x, tets, grads, e, F)
     if rotate:
         detF = polar3_warm(F, Rcache[e], R, Ft, Rt, tmp)
         if detF > 0.0:
@@ -290,12 +296,7 @@ def _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, w
     V = vols[e]
     la = lam[q]
     m = mu[q]
-    for i in range(3):
-        for j in range(3):
-            s = 0.0
-            for a in range(4):
-                s += x[tets[e, a], i] * grads[e, a, j]
-            F[i, j] = s
+    _deformation_gradient(x, tets, grads, e, F)
     J = _inv3(F, Fi)
     if not (J > 0.0):
         return J
@@ -370,12 +371,7 @@ def generic_kernel(P, A, tets, grads, vols, elems, blockmap, f, K, want_K):
 @njit(cache=True, inline="always")
 def _det_F(x, tets, grads, e, F):
     """``det F`` of tet ``e`` at positions ``x`` (``F`` (3, 3) is scratch, left holding F)."""
-    for i in range(3):
-        for j in range(3):
-            s = 0.0
-            for a in range(4):
-                s += x[tets[e, a], i] * grads[e, a, j]
-            F[i, j] = s
+    _deformation_gradient(x, tets, grads, e, F)
     return (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
             - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
             + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
@@ -759,12 +755,7 @@ def neohooke_state(x, tets, grads, elems, lam, mu, Fi_out, cm_out):
         e = elems[q]
         F = np.empty((3, 3))
         Fi = np.empty((3, 3))
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for a in range(4):
-                    s += x[tets[e, a], i] * grads[e, a, j]
-                F[i, j] = s
+        _deformation_gradient(x, tets, grads, e, F)
         J = _inv3(F, Fi)
         ok = J > 0.0
         for i in range(3):

@@ -268,11 +268,16 @@ def _sim_cut_and_continue(mesh, fixed, path, *, integrator, model, n_after=50, E
             c.mesh = sim.mesh
             # no jump: every node sits at its mapped material point (unit rows are exact copies)
             np.testing.assert_allclose(sim.positions, res.transfer @ x_old, atol=1e-14)
-            np.testing.assert_allclose(sim.velocities, res.transfer @ v_old, atol=1e-14)
-            # new cut points are exact P1 refinements, copies carry their parent's velocity; but a
-            # pending tet re-split without its centroid node, and lumped masses shared anew, move
-            # the kinetic energy slightly (measured up to 0.4 % relative): it never grows materially
-            assert sim.kinetic_energy() <= ke0 * 1.02 + 1e-12
+            # velocities are mapped too, except that where the lumped masses shared anew would
+            # add kinetic energy (a pending tet re-split moves mass onto fast nodes: up to 2.2 %
+            # seen) the nodes whose mass changed are slowed by one common factor: never faster
+            mapped = res.transfer @ v_old
+            v_new = sim.velocities
+            scale = np.einsum("ij,ij->i", v_new, mapped) / np.maximum(np.einsum("ij,ij->i", mapped, mapped), 1e-300)
+            np.testing.assert_allclose(v_new, scale[:, None] * mapped, atol=1e-14)
+            assert np.all(scale <= 1 + 1e-12) and np.all(scale >= 0.0)
+            # a cut never feeds kinetic energy into the body
+            assert sim.kinetic_energy() <= ke0 * (1 + 1e-9) + 1e-15
         sim.step()
     v = validate_mesh(sim.mesh)
     assert v["ok"] and v["min_volume_ratio"] > 1e-6   # no near-zero-volume slivers
@@ -294,6 +299,10 @@ def _sim_cut_and_continue(mesh, fixed, path, *, integrator, model, n_after=50, E
 @example(path=np.array([[[0.0, 0.046875, 0.046875], [0.05859375, 0.015625, 0.0234375]],
                         [[-0.015, 0.031875, 0.031875], [0.04359375, 0.000625, 0.0084375]],
                         [[-0.03, 0.016875, 0.035625], [0.02859375, -0.014375, 0.0121875]]]))
+# and a re-split pending tet whose lumped mass moved onto fast cut nodes (kinetic energy +2.2 %)
+@example(path=np.array([[[0.0, 0.0, 0.0390625], [0.0078125, 0.0234375, -0.0078125]],
+                        [[0.0084375, 0.00140625, 0.03109375], [0.01625, 0.02484375, -0.01578125]],
+                        [[-0.0065625, 0.0215625, 0.03015625], [0.00125, 0.045, -0.01671875]]]))
 def test_random_cut_then_simulation_continues_50_steps(path):
     fixed = np.flatnonzero(BALL.points[:, 2] < 0.012)
     t = np.linspace(0, 1, 5)

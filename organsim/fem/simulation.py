@@ -72,6 +72,7 @@ from .topology_transfer import (
     carry_constraints,
     carry_forces,
     carry_pressures,
+    carry_velocities,
     checked_transfer,
 )
 
@@ -790,7 +791,10 @@ class Simulation:
 
         Notes
         -----
-        Positions and velocities are mapped with ``transfer``. A new node joins a
+        Positions and velocities are mapped with ``transfer``; where sharing the lumped
+        masses anew would give the body more kinetic energy, the velocities of the nodes
+        whose mass changed are scaled down to give the excess back
+        (:func:`~organsim.fem.topology_transfer.carry_velocities`). A new node joins a
         constraint when every old node it draws from belongs to that constraint
         (a cut node's copies keep their parent's constraint); its target is
         mapped the same way. Nodal forces move to such nodes, split among the
@@ -808,8 +812,8 @@ class Simulation:
         n_old = self.mesh.n_points
         n_new = new_rest_mesh.n_points
         x_new = T @ self._x
-        v_new = T @ self._v
-        if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(v_new))):
+        v_old, m_old, energy_before = self._v, self._m, self.kinetic_energy()
+        if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(T @ v_old))):
             raise SimulationError("the transfer produced non-finite positions; check the transfer matrix")
         # per new node: main parent, number of parents, plain copy of one old node, and
         # whether the change touched it (see _mk.transfer_summary); copies per old node
@@ -833,7 +837,8 @@ class Simulation:
         self._setup_body(self.body.with_mesh(new_rest_mesh), node_rotations=self._Rn[parent],
                          element_rotations=Rcache_new, pattern=pattern)
         self._x = np.asarray(x_new, dtype=np.float64)
-        self._v = np.asarray(v_new, dtype=np.float64)
+        self._v = carry_velocities(T, v_old, m_old, self._m, parent, nparents, energy_before,
+                                   lambda v: 0.5 * float(np.sum(v * self._mass_times(v))))
         self._constraints = new_cons
         self._forces = new_forces
         self._pressures = new_press

@@ -307,6 +307,8 @@ class Assembler:
         self._tunes: dict[str, par.Autotune] = {}
         self._nh_state = None   # (x, F^-1, mu - lam ln J) of the last matrix-free neo-Hookean products
         self.linear_only = all(m.kind == "linear" for _, m, _, _ in self.groups)
+        #: whether the default (non-exact) tangent is already :meth:`projected_stiffness`
+        self.tangent_is_projected = all(m.kind in ("linear", "corotational") for _, m, _, _ in self.groups)
 
     # ------------------------------------------------------------------ public
     def forces_and_stiffness(self, x: np.ndarray, *, want_K: bool = True, check_inversion: bool = True,
@@ -418,6 +420,48 @@ class Assembler:
     def energy(self, x: np.ndarray) -> float:
         """Total strain energy (J)."""
         return float(self.energy_density(x) @ self.vols)
+
+    def projected_stiffness(self, x: np.ndarray) -> np.ndarray:
+        """Block data (nnzb, 3, 3) N/m of a symmetric positive semi-definite tangent at ``x``.
+
+        The matrix a factorization or conjugate gradients can always rely on, also where
+        the consistent tangent is indefinite (a slender body compressed past buckling, a
+        flap folded by a cut). Linear and corotational groups give the warped stiffness
+        ``R K0 R^T``, positive semi-definite by construction. The hyperelastic groups
+        project each element's material tangent ``dP/dF`` (a symmetric 9 x 9 matrix, the
+        Hessian of the energy density) onto the positive semi-definite cone by clamping its
+        negative eigenvalues to zero; the element stiffness ``V B^T A B`` is then positive
+        semi-definite too. Where an element's Hessian is already positive semi-definite its
+        blocks equal the consistent tangent's. The energy-density Hessian is what
+        projected-Newton solvers of hyperelasticity project (Teran et al., 2005).
+
+        Raises
+        ------
+        ConvergenceError
+            If an element of a hyperelastic group is inverted or the state is not finite.
+        """
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise ConvergenceError("the state is not finite (NaN/inf); check the loads and use a smaller step")
+        f = np.zeros((self.n, 3))
+        K = np.zeros((self.pattern.nnzb, 3, 3))
+        for elems, mat, lam, mu in self.groups:
+            if mat.kind in ("linear", "corotational"):
+                kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems, self.pattern.blockmap,
+                                  f, K, True, mat.kind == "corotational", self._Rcache, False)
+                continue
+            F = deformation_gradients(x, self.tets[elems], self.grads[elems])
+            J = np.linalg.det(F) if len(F) else np.ones(0)
+            if len(J) and not (J.min() > 0):
+                raise ConvergenceError(f"an element is inverted or degenerate (det F = {J.min():.3g} <= 0);"
+                                       " the step is rejected; use a smaller step or a softer load")
+            A = np.asarray(mat.tangent(F), dtype=np.float64).reshape(-1, 9, 9)
+            A = 0.5 * (A + A.transpose(0, 2, 1))
+            w, Q = np.linalg.eigh(A)
+            A = np.einsum("eij,ej,ekj->eik", Q, np.maximum(w, 0.0), Q)
+            kern.generic_kernel(np.zeros((len(elems), 3, 3)), np.ascontiguousarray(A.reshape(-1, 3, 3, 3, 3)),
+                                self.tets, self.grads, self.vols, elems, self.pattern.blockmap, f, K, True)
+        return K
 
     def rest_stiffness(self, elements: np.ndarray | None = None) -> np.ndarray:
         """Block data (nnzb, 3, 3) of the small-strain stiffness at the rest state (linearisation at ``F = I``).

@@ -158,6 +158,7 @@ def backward_euler_substep(sim, h, cons, ck):
     rnorm = float(np.linalg.norm(g[free]))
     scale = max(rnorm, float(np.linalg.norm(fext[free])), 1e-6 * sim._force_floor(), 1e-300)
     prec, refac = cached_preconditioner(sim, h)
+    potential = _incremental_potential(sim, x_n, x_pred, h, fext)
     lin_total = 0
     it = 0
     stall = 0
@@ -172,17 +173,28 @@ def backward_euler_substep(sim, h, cons, ck):
         sol = pcg(A, b, precond=warped_preconditioner(sim, prec, x, free), rtol=eta, maxiter=sim.max_cg)
         lin_total += sol.iterations
         if not sol.converged:
-            # stale preconditioner: refactor on the current matrix and solve again
-            prec, _ = cached_preconditioner(sim, h, data=sim._sub.gather(K, cK, sim._Mb, cM))
+            # stale preconditioner: refactor on the current state and solve again; the
+            # factored matrix is the projected tangent, positive definite also where the
+            # consistent one is not (a factorization of an indefinite matrix is no CG
+            # preconditioner)
+            proj = sim._sub.gather(sim._asm.projected_stiffness(x), cK, sim._Mb, cM)
+            prec, _ = cached_preconditioner(sim, h, data=proj)
             refac = True
-            sol = pcg(A, b, precond=prec, x0=sol.x, rtol=eta, maxiter=sim.max_cg)
+            if sol.indefinite:
+                # the consistent tangent is indefinite here: a projected-Newton step (its
+                # direction descends, and the line search keeps what lowers the residual)
+                A = sim._sub.operator(proj)
+                sol = pcg(A, b, precond=prec, rtol=eta, maxiter=sim.max_cg)
+            else:
+                sol = pcg(A, b, precond=prec, x0=sol.x, rtol=eta, maxiter=sim.max_cg)
             lin_total += sol.iterations
         d = np.zeros_like(x)
         d[free] = sol.x.reshape(-1, 3)
         prev = rnorm
         x, f, K, g, rnorm = line_search(
             sim._asm, x, d, rnorm, free,
-            lambda xt, ft, Kt: sim._dyn_residual(xt, ft, Kt, x_n, x_pred, h, sim._external(xt)))
+            lambda xt, ft, Kt: sim._dyn_residual(xt, ft, Kt, x_n, x_pred, h, sim._external(xt)),
+            potential=potential, g=g)
         it += 1
         stall = stall + 1 if rnorm > 0.5 * prev else 0
         converged = rnorm <= sim.newton_tol * scale or (stall >= 3 and rnorm <= _ROUNDOFF_FLOOR * scale)
@@ -191,6 +203,27 @@ def backward_euler_substep(sim, h, cons, ck):
     sim._v = (x - x_n) / h
     sim._x = x
     return it, lin_total, rnorm / scale, True, minJ, refac
+
+
+def _incremental_potential(sim, x_n, x_pred, h, fext):
+    """The energy a backward-Euler step minimises, as a function of the end state, or None.
+
+    ``(x - x_pred)^T M (x - x_pred) / (2 h^2) + alpha (x - x_n)^T M (x - x_n) / (2 h)
+    + U(x) - fext . x`` (J): its gradient is the step's residual. It exists when the
+    loads are conservative (no follower pressure) and the damping is mass-proportional
+    only (``beta = 0``); the line search then accepts Newton steps that lower it, as a
+    body snapping through a buckle needs (there the residual norm rises on the way).
+    """
+    alpha, beta = sim.damping
+    if beta != 0 or sim._pressures:
+        return None
+
+    def potential(xt):
+        a, b = xt - x_pred, xt - x_n
+        inertia = float(np.sum(a * sim._mass_times(a))) / (2 * h * h)
+        damping = alpha * float(np.sum(b * sim._mass_times(b))) / (2 * h) if alpha else 0.0
+        return inertia + damping + sim._asm.energy(xt) - float(np.sum(fext * xt))
+    return potential
 
 
 def line_search(asm, x, d, rnorm, free, residual, *, potential=None, g=None):
@@ -278,12 +311,13 @@ def realtime_substep(sim, h, cons, ck, deadline):
             f, K = sim._asm.forces_and_stiffness(x, want_K=not mfree)
         g = sim._dyn_residual(x, f, K, x_n, x_pred, h, fext if not sim._pressures else sim._external(x))
         data = None if mfree else sim._sub.gather(K, cK, sim._Mb, cM)
+        proj = None
         if it == 0 and sim._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
             # the factorization no longer fits the loaded, deformed state (gravity sag,
-            # stress released by cuts): factor the current tangent instead
-            if data is None:
-                data = sim._sub.gather(sim._asm.forces_and_stiffness(x)[1], cK, sim._Mb, cM)
-            prec, _ = cached_preconditioner(sim, h, data=data)
+            # stress released by cuts): factor the current (projected, so positive
+            # definite) tangent instead
+            proj = _projected_data(sim, x, data, cK, cM)
+            prec, _ = cached_preconditioner(sim, h, data=proj)
             refac = True
             sim._slow_steps = 0
         A = _matrix_free_operator(sim, x, free, cK, cM) if mfree else sim._sub.operator(data)
@@ -291,6 +325,14 @@ def realtime_substep(sim, h, cons, ck, deadline):
         sol = pcg(A, b, precond=warped_preconditioner(sim, prec, x, free), x0=warm if it == 0 else None,
                   rtol=sim.realtime_rtol, atol=atol,
                   maxiter=sim.realtime_cg, deadline=deadline)
+        if sol.indefinite:
+            # the tangent is indefinite here (a body compressed past buckling): solve with
+            # the projected tangent instead, whose direction descends (projected Newton)
+            if proj is None:
+                proj = _projected_data(sim, x, data, cK, cM)
+            lin_total += sol.iterations
+            sol = pcg(sim._sub.operator(proj), b, precond=warped_preconditioner(sim, prec, x, free),
+                      rtol=sim.realtime_rtol, atol=atol, maxiter=sim.realtime_cg, deadline=deadline)
         if it == 0:
             slow = sol.iterations > _SLOW_CG_ITERATIONS or not sol.converged
             sim._slow_steps = sim._slow_steps + 1 if slow else 0
@@ -311,6 +353,15 @@ def realtime_substep(sim, h, cons, ck, deadline):
     sim._v = (x - x_n) / h
     sim._x = x
     return sim.realtime_newton, lin_total, rel, conv, minJ, refac
+
+
+def _projected_data(sim, x, data, cK, cM):
+    """System block data ``cK K+ + cM M`` on the free nodes with the projected tangent ``K+``
+    (:meth:`~organsim.fem.assembly.Assembler.projected_stiffness`); ``data`` is reused when
+    it was gathered from a tangent that is already the projected one."""
+    if data is not None and sim._asm.tangent_is_projected:
+        return data
+    return sim._sub.gather(sim._asm.projected_stiffness(x), cK, sim._Mb, cM)
 
 
 def _matrix_free_operator(sim, x, free, cK, cM):

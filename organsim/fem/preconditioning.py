@@ -107,7 +107,7 @@ def refresh_preconditioner(sim, h: float) -> None:
     (see :meth:`~organsim.fem.simulation.Simulation.refresh_preconditioner`)."""
     sim._constraint_state()
     alpha, beta = sim.damping
-    _, K = sim._asm.forces_and_stiffness(sim._x)
+    K = sim._asm.projected_stiffness(sim._x)   # positive semi-definite also where the tangent is not
     cached_preconditioner(sim, h, data=sim._sub.gather(K, 1.0 + beta / h, sim._Mb, 1.0 / (h * h) + alpha / h))
     sim._slow_steps = 0
 

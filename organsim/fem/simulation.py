@@ -372,6 +372,20 @@ class Simulation:
         return list(self._constraints)
 
     @property
+    def preconditioner_kind(self) -> str | None:
+        """The factorization the linear solves are preconditioned with, or None before the first.
+
+        ``"cholesky"``, ``"amg"``, ``"jacobi"`` or ``"supernodal"``; ``"lu"`` where a matrix
+        given to the Cholesky factorization was not positive definite (the solver itself
+        factors only positive definite matrices); ``"mapped <kind>"`` while a factorization
+        is carried across cuts.
+        """
+        if self._prec is None:
+            return None
+        base = getattr(self._prec, "base", None)
+        return f"mapped {base.kind}" if self._prec.kind == "mapped" and base is not None else self._prec.kind
+
+    @property
     def nodal_masses(self) -> np.ndarray:
         """Lumped nodal masses (n,) kg."""
         return self._m.copy()
@@ -658,6 +672,11 @@ class Simulation:
     # -------------------------------------------------------------- outputs
     def refresh_preconditioner(self, dt: float | None = None) -> None:
         """Factor the current tangent as the solver's preconditioner (e.g. once the organ has settled).
+
+        The tangent factored is the projected one
+        (:meth:`~organsim.fem.assembly.Assembler.projected_stiffness`): positive definite
+        (with the mass term) also where the consistent tangent is not, so that the
+        factorization is always a valid conjugate-gradient preconditioner.
 
         The realtime preconditioner is otherwise factored from the rest stiffness and
         rotated into each node's frame; for a loaded, deformed state (an organ hanging

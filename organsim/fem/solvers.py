@@ -519,12 +519,14 @@ def make_preconditioner(kind: str, sub, data: np.ndarray, free_points: np.ndarra
 
 @dataclass
 class PCGResult:
-    """Outcome of :func:`pcg`: solution, iterations, relative residual, converged flag."""
+    """Outcome of :func:`pcg`: solution, iterations, relative residual, converged flag, and
+    whether it stopped on a direction of non-positive curvature (``A`` is not positive definite)."""
 
     x: np.ndarray
     iterations: int
     residual: float
     converged: bool
+    indefinite: bool = False
 
 
 def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float = 1e-8,
@@ -570,10 +572,12 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     p = z.copy()
     rz = kern.vdot(r, z)
     it = 0
+    indefinite = False
     while it < maxiter:
         Ap = A @ p
         pAp = kern.vdot(p, Ap)
         if not (pAp > 0):
+            indefinite = True
             break  # not positive definite along p: return the best iterate
         alpha = rz / pAp
         rnorm = float(np.sqrt(kern.cg_update_xr(x, r, p, Ap, alpha)))
@@ -585,4 +589,4 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
         kern.cg_update_p(p, z, rz_new / rz)
         rz = rz_new
     rel = rnorm / bnorm
-    return PCGResult(x, it, rel, bool(rnorm <= tol))
+    return PCGResult(x, it, rel, bool(rnorm <= tol) and not indefinite, indefinite)

@@ -336,9 +336,15 @@ class Assembler:
         K = np.zeros((self.pattern.nnzb, 3, 3)) if want_K else np.zeros((1, 3, 3))
         minJ = np.inf
         pick = None
+        Rcache = self._Rcache
         if elements is not None:
             pick = np.zeros(len(self.tets), dtype=bool)
             pick[np.asarray(elements, dtype=np.int64)] = True
+            # a query of a few tets (a reaction a display reads) must not change the state:
+            # the corotational kernels warm-start their polar decompositions from this cache
+            # and write it back, so a query works on a copy (else an attempt and its replay,
+            # observed a different number of times, part at round-off and then diverge)
+            Rcache = self._Rcache.copy()
         for gi, (elems, mat, lam, mu) in enumerate(self.groups):
             if pick is not None:
                 sel = pick[elems]
@@ -355,17 +361,17 @@ class Assembler:
                 rot = mat.kind == "corotational"
                 if sched is None:
                     j = kern.corot_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,
-                                          self.pattern.blockmap, f, K, want_K, rot, self._Rcache, exact)
+                                          self.pattern.blockmap, f, K, want_K, rot, Rcache, exact)
                 else:
                     with tune.timed() as parallel:
                         if parallel:
                             with par.KERNEL_LOCK:
                                 j = kern.corot_kernel_par(x, self.tets, self.grads, self.vols, lam, mu, elems,
-                                                          self.pattern.blockmap, f, K, want_K, rot, self._Rcache,
+                                                          self.pattern.blockmap, f, K, want_K, rot, Rcache,
                                                           exact, *sched)
                         else:
                             j = kern.corot_kernel(x, self.tets, self.grads, self.vols, s_lam, s_mu, s_elems,
-                                                  self.pattern.blockmap, f, K, want_K, rot, self._Rcache, exact)
+                                                  self.pattern.blockmap, f, K, want_K, rot, Rcache, exact)
             elif mat.kind == "neo_hookean":
                 if sched is None:
                     j = kern.neohooke_kernel(x, self.tets, self.grads, self.vols, lam, mu, elems,

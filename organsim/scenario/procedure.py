@@ -71,6 +71,7 @@ with the opposite sign: what the tissue pulls the instrument with.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 import logging
 import time as _time
 from dataclasses import dataclass, field, replace
@@ -125,6 +126,10 @@ class _Motion:
     times: list                         # [s after t0], non-decreasing
     duration: float                     # s after t0 when the motion (a cut stroke) ends
     closed: bool = True                 # False while a live drag still extends it
+    # a live drag: what the log will hold for each point (mm tuples; None for an unlogged
+    # start) and how a replay turns a logged point back into the one it moves to
+    sources: list | None = None
+    convert: Callable | None = None
 
     def at(self, t: float) -> np.ndarray:
         return path_at_time(np.asarray(self.points), np.asarray(self.times), t - self.t0)
@@ -132,15 +137,26 @@ class _Motion:
     def done(self, t: float) -> bool:
         return self.closed and t - self.t0 >= self.duration - 1e-12
 
-    def extend(self, point: np.ndarray, rel: float, dt: float) -> None:
-        """Reach ``point`` at ``rel`` s after ``t0``; the path held still since its last point."""
+    def extend(self, source: tuple, rel: float, held_until: float) -> None:
+        """Reach the logged point ``source`` (mm) at ``rel`` s after ``t0``; the path held
+        still since its last point until ``held_until`` (s after ``t0``: the time the last
+        step moved the instrument to).
+
+        The live drag moves to ``convert(source)``, exactly the point a replay of the log
+        computes, and holds until exactly the time that step's replay queries, so that the
+        attempt and its replay take the same steps to the last bit.
+        """
         if self.times and abs(self.times[-1] - rel) < 1e-12:
-            self.points[-1] = np.asarray(point, float).copy()
+            self.sources[-1] = source
+            self.points[-1] = self.convert(source)
             return
-        if self.times and self.times[-1] < rel - dt - 1e-12:
-            self.points.append(np.asarray(self.points[-1], float).copy())
-            self.times.append(rel - dt)
-        self.points.append(np.asarray(point, float).copy())
+        if self.times and self.times[-1] < held_until - 1e-12:
+            last = self.sources[-1] if self.sources[-1] is not None else _mm_point(self.points[-1])
+            self.sources.append(last)
+            self.points.append(self.convert(last))
+            self.times.append(held_until)
+        self.sources.append(source)
+        self.points.append(self.convert(source))
         self.times.append(rel)
 
 
@@ -271,6 +287,7 @@ class Procedure:
         self.tools: dict[str, _Tool] = {}
         self._next_action = 0
         self.step_count = 0
+        self._last_t_end = -np.inf   # the time the last step moved the instruments to (s)
         self.step_ms: list[float] = []
         self.cut_ms: list[float] = []
         self._fields: dict | None = None
@@ -398,6 +415,7 @@ class Procedure:
         while self._next_action < len(tl) and tl[self._next_action].t <= self.time + 1e-9:
             self.apply(tl[self._next_action])
             self._next_action += 1
+        self._last_t_end = t_end
         for tool in list(self.tools.values()):
             self._move(tool, t_end)
         t0 = _time.perf_counter()
@@ -633,7 +651,8 @@ class Procedure:
                       duration_s=0.0)
         self.action_log.append(pull)
         self._live[HAND_GRASPER] = pull
-        tool.motion = _Motion(self.time, [tool.tip.copy()], [0.0], 0.0, closed=False)
+        tool.motion = _Motion(self.time, [tool.tip.copy()], [0.0], 0.0, closed=False, sources=[None],
+                              convert=_from_mm)
         return True
 
     def grasp_move(self, target: np.ndarray) -> None:
@@ -642,7 +661,7 @@ class Procedure:
         if tool is None or tool.held is None or tool.motion is None or tool.motion.closed:
             return
         m = tool.motion
-        m.extend(np.asarray(target, float), self.time + self.dt - m.t0, self.dt)
+        m.extend(_mm_point(target), self.time + self.dt - m.t0, self._last_t_end - m.t0)
 
     def grasp_end(self) -> None:
         """Let go with the hand grasper."""
@@ -653,7 +672,7 @@ class Procedure:
             if m is None or len(m.points) < 2:
                 self.action_log.remove(pull)
             else:
-                pull.path_mm = tuple(_mm_point(p) for p in m.points[1:])
+                pull.path_mm = tuple(m.sources[1:])
                 pull.times_s = tuple(float(x) for x in m.times[1:])
                 pull.duration_s = float(m.times[-1])
         if tool is not None and tool.held is not None:
@@ -667,6 +686,12 @@ class Procedure:
         a = Action(t=self.time, action="cut", instrument=HAND_SCALPEL, path_mm=(_mm_point(rest),),
                    times_s=(0.0,), depth_mm=float(depth) / _MM, duration_s=0.0)
         self._start(a, live=True)
+        m = self.tools[HAND_SCALPEL].cut["motion"]
+        m.sources = list(a.path_mm)
+        # as a replay's _start projects the whole stroke: onto the surface the stroke began on
+        # (the stroke's own cuts replace self._surface on the way)
+        surface = self._surface
+        m.convert = lambda mm: surface.on_rest_surface(_from_mm(mm))
         self.action_log.append(a)
         self._live[HAND_SCALPEL] = a
         return True
@@ -678,7 +703,7 @@ class Procedure:
             return
         rest = self._surface.rest_point(np.asarray(point, float), self.positions)
         m = tool.cut["motion"]
-        m.extend(rest, self.time + self.dt - m.t0, self.dt)
+        m.extend(_mm_point(rest), self.time + self.dt - m.t0, self._last_t_end - m.t0)
 
     def cut_end(self) -> None:
         """Withdraw the hand scalpel at the end of the next step (the stroke is complete)."""
@@ -689,9 +714,9 @@ class Procedure:
         m = tool.cut["motion"]
         m.duration = self.time + self.dt - m.t0
         m.closed = True
-        pts = m.points if len(m.points) >= 2 else [m.points[0], m.points[0]]
+        pts = m.sources if len(m.sources) >= 2 else [m.sources[0], m.sources[0]]
         times = m.times if len(m.times) >= 2 else [m.times[0], m.times[0]]
-        a.path_mm = tuple(_mm_point(p) for p in pts)
+        a.path_mm = tuple(pts)
         a.times_s = tuple(float(x) for x in times)
         a.duration_s = float(m.duration)
 
@@ -989,6 +1014,11 @@ def _frame_with_z(z: np.ndarray) -> np.ndarray:
     x = np.cross(helper, z)
     x /= np.linalg.norm(x)
     return np.column_stack([x, np.cross(z, x), z])
+
+
+def _from_mm(mm) -> np.ndarray:
+    """A logged point (mm) as a replay reads it (m)."""
+    return np.asarray(mm, dtype=float) * _MM
 
 
 def _mm_point(p) -> tuple[float, float, float]:

@@ -64,7 +64,7 @@ from ..mesh.topology import TopologyChange, face_keys
 from ._hinges import faces_now, hinge_faces, key_nodes
 from ._blade_sweep import blade_candidates, edge_hits, front_completions, sweep_edges, swept_quads
 from ._pending_families import crossed_edge_ends, remap_families, update_families, working_set
-from ._separation import flat_faces_between_sides, separate_sides
+from ._separation import flat_faces_between_sides, separate_sides, tets_touching
 from ._sorted_keys import KEY_BASE, merge_keys, remap_ids, remap_keys
 from ._split_assembly import assemble, new_nodes, split_tags, transfer_rows
 from ._split_kernel import readonly, run_split
@@ -707,7 +707,7 @@ def _drop_touching_vertices(tets: np.ndarray, ue: np.ndarray, X: np.ndarray, tri
     # the side of each neighbour of a candidate (in any tet at it), relative to the candidate
     sides_pos = np.zeros(len(on_cut), dtype=bool)
     sides_neg = np.zeros(len(on_cut), dtype=bool)
-    local = tets[newly[tets].any(axis=1)]
+    local = tets[tets_touching(tets, newly)]
     for a in range(4):
         at = newly[local[:, a]]
         v = local[at, a]

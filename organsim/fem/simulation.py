@@ -831,8 +831,9 @@ class Simulation:
         n_old = self.mesh.n_points
         n_new = new_rest_mesh.n_points
         x_new = T @ self._x
-        v_old, m_old, energy_before = self._v, self._m, self.kinetic_energy()
-        if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(T @ v_old))):
+        v_new = T @ self._v
+        m_old, energy_before = self._m, self.kinetic_energy()
+        if not (np.all(np.isfinite(x_new)) and np.all(np.isfinite(v_new))):
             raise SimulationError("the transfer produced non-finite positions; check the transfer matrix")
         # per new node: main parent, number of parents, plain copy of one old node, and
         # whether the change touched it (see _mk.transfer_summary); copies per old node
@@ -856,7 +857,7 @@ class Simulation:
         self._setup_body(self.body.with_mesh(new_rest_mesh), node_rotations=self._Rn[parent],
                          element_rotations=Rcache_new, pattern=pattern)
         self._x = np.asarray(x_new, dtype=np.float64)
-        self._v = carry_velocities(T, v_old, m_old, self._m, parent, nparents, energy_before,
+        self._v = carry_velocities(v_new, m_old, self._m, parent, nparents, energy_before,
                                    lambda v: 0.5 * float(np.sum(v * self._mass_times(v))))
         self._constraints = new_cons
         self._forces = new_forces

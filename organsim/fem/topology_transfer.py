@@ -165,10 +165,9 @@ def carry_pressures(parent: np.ndarray, old_faces: np.ndarray, new_faces: np.nda
     return new_press
 
 
-def carry_velocities(T: sp.csr_matrix, v_old: np.ndarray, m_old: np.ndarray, m_new: np.ndarray,
-                     parent: np.ndarray, nparents: np.ndarray, energy_before: float,
-                     kinetic_energy) -> np.ndarray:
-    """Nodal velocities on the new mesh: mapped with ``T``, never with more kinetic energy.
+def carry_velocities(v: np.ndarray, m_old: np.ndarray, m_new: np.ndarray, parent: np.ndarray,
+                     nparents: np.ndarray, energy_before: float, kinetic_energy) -> np.ndarray:
+    """Nodal velocities on the new mesh: the mapped ones ``T @ v_old``, never with more kinetic energy.
 
     A cut's new points are exact P1 refinements and its copies carry their parent's
     velocity, but the lumped masses are shared anew over the new tets: where a pending
@@ -182,9 +181,8 @@ def carry_velocities(T: sp.csr_matrix, v_old: np.ndarray, m_old: np.ndarray, m_n
 
     Parameters
     ----------
-    T : scipy.sparse.csr_matrix (n_new, n_old)
-    v_old : (n_old, 3) float64
-        Velocities before the change, m/s.
+    v : (n_new, 3) float64
+        The velocities mapped by the change's transfer ``T``, m/s (not modified).
     m_old, m_new : (n_old,), (n_new,) float64
         Lumped nodal masses before and after, kg.
     parent, nparents : (n_new,) int64
@@ -198,7 +196,7 @@ def carry_velocities(T: sp.csr_matrix, v_old: np.ndarray, m_old: np.ndarray, m_n
     -------
     (n_new, 3) float64
     """
-    v = np.asarray(T @ v_old, dtype=np.float64)
+    v = np.asarray(v, dtype=np.float64)
     e1 = kinetic_energy(v)
     if not e1 > energy_before * (1.0 + 1e-12):
         return v

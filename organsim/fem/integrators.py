@@ -23,6 +23,8 @@ from .preconditioning import (
     _SLOW_CG_ITERATIONS,
     _SLOW_STEPS_BEFORE_REFACTOR,
     cached_preconditioner,
+    projected_system_data,
+    refactor_current,
     warped_preconditioner,
 )
 from .solvers import CholeskyFactor, pcg
@@ -173,17 +175,15 @@ def backward_euler_substep(sim, h, cons, ck):
         sol = pcg(A, b, precond=warped_preconditioner(sim, prec, x, free), rtol=eta, maxiter=sim.max_cg)
         lin_total += sol.iterations
         if not sol.converged:
-            # stale preconditioner: refactor on the current state and solve again; the
-            # factored matrix is the projected tangent, positive definite also where the
-            # consistent one is not (a factorization of an indefinite matrix is no CG
-            # preconditioner)
-            proj = sim._sub.gather(sim._asm.projected_stiffness(x), cK, sim._Mb, cM)
-            prec, _ = cached_preconditioner(sim, h, data=proj)
+            # stale preconditioner: refactor on the current state and solve again, on a
+            # positive definite matrix (a factorization of an indefinite one is no CG
+            # preconditioner): the current tangent's, or the projected tangent's where that is not
+            prec, proj = refactor_current(sim, h, x, sim._sub.gather(K, cK, sim._Mb, cM))
             refac = True
             if sol.indefinite:
                 # the consistent tangent is indefinite here: a projected-Newton step (its
                 # direction descends, and the line search keeps what lowers the residual)
-                A = sim._sub.operator(proj)
+                A = sim._sub.operator(proj if proj is not None else projected_system_data(sim, x, h))
                 sol = pcg(A, b, precond=prec, rtol=eta, maxiter=sim.max_cg)
             else:
                 sol = pcg(A, b, precond=prec, x0=sol.x, rtol=eta, maxiter=sim.max_cg)
@@ -314,10 +314,9 @@ def realtime_substep(sim, h, cons, ck, deadline):
         proj = None
         if it == 0 and sim._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
             # the factorization no longer fits the loaded, deformed state (gravity sag,
-            # stress released by cuts): factor the current (projected, so positive
-            # definite) tangent instead
-            proj = _projected_data(sim, x, data, cK, cM)
-            prec, _ = cached_preconditioner(sim, h, data=proj)
+            # stress released by cuts): factor the current tangent instead (the projected
+            # one where the current one is not positive definite)
+            prec, proj = refactor_current(sim, h, x, data)
             refac = True
             sim._slow_steps = 0
         A = _matrix_free_operator(sim, x, free, cK, cM) if mfree else sim._sub.operator(data)
@@ -329,7 +328,7 @@ def realtime_substep(sim, h, cons, ck, deadline):
             # the tangent is indefinite here (a body compressed past buckling): solve with
             # the projected tangent instead, whose direction descends (projected Newton)
             if proj is None:
-                proj = _projected_data(sim, x, data, cK, cM)
+                proj = projected_system_data(sim, x, h, data)
             lin_total += sol.iterations
             sol = pcg(sim._sub.operator(proj), b, precond=warped_preconditioner(sim, prec, x, free),
                       rtol=sim.realtime_rtol, atol=atol, maxiter=sim.realtime_cg, deadline=deadline)
@@ -353,15 +352,6 @@ def realtime_substep(sim, h, cons, ck, deadline):
     sim._v = (x - x_n) / h
     sim._x = x
     return sim.realtime_newton, lin_total, rel, conv, minJ, refac
-
-
-def _projected_data(sim, x, data, cK, cM):
-    """System block data ``cK K+ + cM M`` on the free nodes with the projected tangent ``K+``
-    (:meth:`~organsim.fem.assembly.Assembler.projected_stiffness`); ``data`` is reused when
-    it was gathered from a tangent that is already the projected one."""
-    if data is not None and sim._asm.tangent_is_projected:
-        return data
-    return sim._sub.gather(sim._asm.projected_stiffness(x), cK, sim._Mb, cM)
 
 
 def _matrix_free_operator(sim, x, free, cK, cM):

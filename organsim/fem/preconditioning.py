@@ -27,7 +27,8 @@ from .solvers import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["cached_preconditioner", "carry_preconditioner", "refresh_preconditioner", "warped_preconditioner"]
+__all__ = ["cached_preconditioner", "carry_preconditioner", "projected_system_data", "refactor_current",
+           "refresh_preconditioner", "warped_preconditioner"]
 
 #: Realtime steps whose first CG solve takes more than this many iterations (or does not
 #: converge) count as slow ...
@@ -74,16 +75,7 @@ def cached_preconditioner(sim, h: float, kind_hint: str | None = None, data: np.
     sim._prec_is_ref = data is None
     if data is None:
         data = sim._sub.gather(sim._rest_K(), cK, sim._Mb, cM)
-    kind = kind_hint or sim.preconditioner
-    if kind == "auto":
-        if 3 * len(free) <= sim.cholesky_max_dofs:
-            kind = "cholesky"
-        else:
-            try:
-                import pyamg  # noqa: F401
-                kind = "amg"
-            except ImportError:
-                kind = "jacobi"
+    kind = _kind(sim, len(free), kind_hint)
     t0 = time.perf_counter()
     sim._prec = make_preconditioner(kind, sim._sub, data, sim.mesh.points[free])
     sim._prec_key = key
@@ -91,6 +83,68 @@ def cached_preconditioner(sim, h: float, kind_hint: str | None = None, data: np.
     sim._mapped_count = 0
     log.debug("built %s preconditioner for %d free nodes in %.3f s", kind, len(free), time.perf_counter() - t0)
     return sim._prec, True
+
+
+def _kind(sim, n_free: int, kind_hint: str | None = None) -> str:
+    """The preconditioner kind ``sim`` builds for ``n_free`` free nodes ("auto" resolved)."""
+    kind = kind_hint or sim.preconditioner
+    if kind != "auto":
+        return kind
+    if 3 * n_free <= sim.cholesky_max_dofs:
+        return "cholesky"
+    try:
+        import pyamg  # noqa: F401
+        return "amg"
+    except ImportError:
+        return "jacobi"
+
+
+def projected_system_data(sim, x: np.ndarray, h: float, data: np.ndarray | None = None) -> np.ndarray:
+    """Block data of ``(1 + beta/h) K+ + (1/h^2 + alpha/h) M`` on the free nodes, ``K+`` the
+    projected tangent at ``x`` (:meth:`~organsim.fem.assembly.Assembler.projected_stiffness`):
+    positive definite. ``data``, the same matrix with the default tangent, is returned as it
+    is where that tangent is already the projected one (linear and corotational tissue)."""
+    if data is not None and sim._asm.tangent_is_projected:
+        return data
+    alpha, beta = sim.damping
+    return sim._sub.gather(sim._asm.projected_stiffness(x), 1.0 + beta / h, sim._Mb, 1.0 / (h * h) + alpha / h)
+
+
+def refactor_current(sim, h: float, x: np.ndarray, data: np.ndarray | None = None):
+    """Refactor the preconditioner of ``sim`` at the state ``x``, always on a positive definite matrix.
+
+    Parameters
+    ----------
+    sim : Simulation
+    h : float
+        Step (s).
+    x : (n, 3) float64
+        The state (m).
+    data : ndarray, optional
+        The system's block data from the current tangent, when at hand. It is factored
+        when a Cholesky factorization accepts it (the usual case: the mass term dominates);
+        where it is refused (an indefinite tangent: a buckled body, a folded flap), where
+        the kind cannot tell (AMG, Jacobi) or without ``data``, the projected tangent's
+        matrix is factored instead (:func:`projected_system_data`).
+
+    Returns
+    -------
+    prec
+        The new preconditioner.
+    projected : ndarray or None
+        The projected system data, when it was built.
+    """
+    _, _, free = sim._constraint_state()
+    if data is not None and (sim._asm.tangent_is_projected or _kind(sim, len(free)) == "cholesky"):
+        prec, _ = cached_preconditioner(sim, h, data=data)
+        if sim._asm.tangent_is_projected:
+            return prec, data
+        if prec.kind != "lu":
+            return prec, None
+        log.debug("the current tangent is not positive definite: factoring the projected one")
+    projected = projected_system_data(sim, x, h, data)
+    prec, _ = cached_preconditioner(sim, h, data=projected)
+    return prec, projected
 
 
 def warped_preconditioner(sim, prec, x, free):
@@ -107,8 +161,8 @@ def refresh_preconditioner(sim, h: float) -> None:
     (see :meth:`~organsim.fem.simulation.Simulation.refresh_preconditioner`)."""
     sim._constraint_state()
     alpha, beta = sim.damping
-    K = sim._asm.projected_stiffness(sim._x)   # positive semi-definite also where the tangent is not
-    cached_preconditioner(sim, h, data=sim._sub.gather(K, 1.0 + beta / h, sim._Mb, 1.0 / (h * h) + alpha / h))
+    _, K = sim._asm.forces_and_stiffness(sim._x)
+    refactor_current(sim, h, sim._x, sim._sub.gather(K, 1.0 + beta / h, sim._Mb, 1.0 / (h * h) + alpha / h))
     sim._slow_steps = 0
 
 

@@ -531,3 +531,16 @@ def test_reading_reactions_and_fields_does_not_change_the_simulation(material):
     f1, x1 = run(1)
     np.testing.assert_array_equal(f0, f1)
     np.testing.assert_array_equal(x0, x1)
+
+
+def test_a_step_that_turns_neo_hookean_tissue_inside_out_says_where_and_keeps_the_state():
+    mesh = box_tet_mesh((10, 3, 3), 0.005)
+    sim = Simulation(Body(mesh, NeoHookean(5e3, 0.45), density=1000.0), dt=0.01, integrator="realtime",
+                     gravity=(0, 0, 0))
+    sim.fix(np.flatnonzero(mesh.points[:, 0] < 1e-9), name="wall")
+    tip = int(np.argmax(mesh.points.sum(axis=1)))
+    sim.add_nodal_force([tip], (0, 0, 1.0), name="pull")     # 1 N on one node of a soft bar
+    x0 = sim.positions
+    with pytest.raises(ConvergenceError, match=r"inside out, the worst in region 'tissue' at \(4\d, \d+, \d+\) mm"):
+        sim.step()
+    np.testing.assert_array_equal(sim.positions, x0)

@@ -345,13 +345,29 @@ def realtime_substep(sim, h, cons, ck, deadline):
     # linear and corotational elements push back out of an inversion; the hyperelastic
     # models are undefined there
     inversion_fails = any(m.kind not in ("linear", "corotational") for _, m, _, _ in sim._asm.groups)
-    if not np.isfinite(minJ) or (inversion_fails and minJ <= 0):
-        raise ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}) or"
-                               " produced NaN")
+    if not np.isfinite(minJ):
+        raise ConvergenceError("the realtime step produced NaN")
+    if inversion_fails and minJ <= 0:
+        raise ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}; "
+                               f"{_most_compressed(sim, x)})")
     sim._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
     sim._v = (x - x_n) / h
     sim._x = x
     return sim.realtime_newton, lin_total, rel, conv, minJ, refac
+
+
+def _most_compressed(sim, x) -> str:
+    """Where the state ``x`` compresses the mesh most, in the user's terms: the tet's region and
+    rest position (mm), and how many tets are inverted (computed only when a step fails)."""
+    from ..mesh.tetmesh import tet_volumes
+
+    m = sim.mesh
+    ratio = tet_volumes(x, m.tets) / m.volumes
+    e = int(np.argmin(ratio))
+    c = m.points[m.tets[e]].mean(axis=0) * 1e3
+    name = m.region_names.get(int(m.region_ids[e]), str(m.region_ids[e]))
+    return (f"{int((ratio <= 0).sum())} tet(s) inside out, the worst in region {name!r} at"
+            f" ({c[0]:.0f}, {c[1]:.0f}, {c[2]:.0f}) mm")
 
 
 def _matrix_free_operator(sim, x, free, cK, cM):

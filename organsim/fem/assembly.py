@@ -256,6 +256,10 @@ class Assembler:
     pattern : BlockPattern, optional
         The mesh's block pattern, when already known (e.g. updated after a cut
         by :meth:`BlockPattern.updated`); built from the tets otherwise.
+    stiffness_scale : ndarray, shape (m,), optional
+        A factor on each tet's Lame parameters (1 by default): tets a simulation stiffened
+        to get past a step (:attr:`organsim.fem.simulation.Simulation.stiffened_tets`).
+        Linear, corotational and neo-Hookean groups only; other materials must keep 1.
 
     Notes
     -----
@@ -267,7 +271,8 @@ class Assembler:
     """
 
     def __init__(self, mesh, groups: list[tuple[np.ndarray, Material]], *,
-                 element_rotations: np.ndarray | None = None, pattern: BlockPattern | None = None):
+                 element_rotations: np.ndarray | None = None, pattern: BlockPattern | None = None,
+                 stiffness_scale: np.ndarray | None = None):
         self.mesh = mesh
         self.tets = np.ascontiguousarray(mesh.tets, dtype=np.int64)
         self.n = mesh.n_points
@@ -277,6 +282,16 @@ class Assembler:
             raise MaterialError(f"the block pattern is for {self.pattern.n} nodes and"
                                 f" {len(self.pattern.blockmap)} tets, the mesh has {self.n} and {len(self.tets)}")
         self.groups = []
+        scale = None
+        if stiffness_scale is not None:
+            scale = np.asarray(stiffness_scale, dtype=np.float64)
+            if scale.shape != (len(self.tets),) or not np.all(np.isfinite(scale) & (scale > 0)):
+                raise MaterialError(f"stiffness_scale must hold one positive factor per tet ({len(self.tets)}),"
+                                    f" got shape {scale.shape}")
+            if np.all(scale == 1.0):
+                scale = None
+        #: the factor on each tet's Lame parameters (m,), or None for 1 everywhere
+        self.stiffness_scale = scale
         seen = np.zeros(len(self.tets), dtype=np.int64)
         for elems, mat in groups:
             if not isinstance(mat, Material):
@@ -287,8 +302,14 @@ class Assembler:
             if mat.kind in ("linear", "corotational", "neo_hookean"):
                 lam = np.full(len(elems), mat.lam)
                 mu = np.full(len(elems), mat.mu)
+                if scale is not None:
+                    lam *= scale[elems]
+                    mu *= scale[elems]
             else:
                 lam = mu = None
+                if scale is not None and np.any(scale[elems] != 1.0):
+                    raise MaterialError(f"{type(mat).__name__} tets cannot be stiffened (stiffness_scale);"
+                                        " only linear, corotational and neo-Hookean ones")
             self.groups.append((elems, mat, lam, mu))
         if np.any(seen != 1):
             raise MaterialError("material groups must cover every tet exactly once;"
@@ -421,6 +442,8 @@ class Assembler:
         W = np.empty(len(self.tets))
         for elems, mat, _, _ in self.groups:
             W[elems] = mat.energy(F[elems]).real
+        if self.stiffness_scale is not None:   # the energies are linear in (lam, mu)
+            W *= self.stiffness_scale
         return W
 
     def energy(self, x: np.ndarray) -> float:
@@ -462,6 +485,8 @@ class Assembler:
                 raise ConvergenceError(f"an element is inverted or degenerate (det F = {J.min():.3g} <= 0);"
                                        " the step is rejected; use a smaller step or a softer load")
             A = np.asarray(mat.tangent(F), dtype=np.float64).reshape(-1, 9, 9)
+            if self.stiffness_scale is not None:   # the tangent is linear in (lam, mu)
+                A = A * self.stiffness_scale[elems][:, None, None]
             A = 0.5 * (A + A.transpose(0, 2, 1))
             w, Q = np.linalg.eigh(A)
             A = np.einsum("eij,ej,ekj->eik", Q, np.maximum(w, 0.0), Q)

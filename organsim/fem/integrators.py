@@ -348,17 +348,20 @@ def realtime_substep(sim, h, cons, ck, deadline):
     if not np.isfinite(minJ):
         raise ConvergenceError("the realtime step produced NaN")
     if inversion_fails and minJ <= 0:
-        raise ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}; "
-                               f"{_most_compressed(sim, x)})")
+        where, inverted = _most_compressed(sim, x)
+        exc = ConvergenceError(f"the realtime step inverted an element (min det F = {minJ:.3g}; {where})")
+        exc.inverted_tets = inverted   # what Simulation.step may stiffen to go on
+        raise exc
     sim._last = ("dyn", x.copy(), x_n.copy(), x_pred, h)
     sim._v = (x - x_n) / h
     sim._x = x
     return sim.realtime_newton, lin_total, rel, conv, minJ, refac
 
 
-def _most_compressed(sim, x) -> str:
-    """Where the state ``x`` compresses the mesh most, in the user's terms: the tet's region and
-    rest position (mm), and how many tets are inverted (computed only when a step fails)."""
+def _most_compressed(sim, x) -> tuple[str, np.ndarray]:
+    """Where the state ``x`` compresses the mesh most, in the user's terms (the tet's region and
+    rest position in mm, and how many tets are inverted), and the inverted tets' ids (computed
+    only when a step fails)."""
     from ..mesh.tetmesh import tet_volumes
 
     m = sim.mesh
@@ -367,7 +370,7 @@ def _most_compressed(sim, x) -> str:
     c = m.points[m.tets[e]].mean(axis=0) * 1e3
     name = m.region_names.get(int(m.region_ids[e]), str(m.region_ids[e]))
     return (f"{int((ratio <= 0).sum())} tet(s) inside out, the worst in region {name!r} at"
-            f" ({c[0]:.0f}, {c[1]:.0f}, {c[2]:.0f}) mm")
+            f" ({c[0]:.0f}, {c[1]:.0f}, {c[2]:.0f}) mm"), np.flatnonzero(ratio <= 0)
 
 
 def _matrix_free_operator(sim, x, free, cK, cM):

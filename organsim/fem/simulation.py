@@ -53,6 +53,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from ..errors import SimulationError
+from ..errors import ConvergenceError, SimulationError
 from ..mesh.tetmesh import TetMesh
 from . import _mesh_kernels as _mk
 from . import integrators
@@ -77,6 +78,8 @@ from .topology_transfer import (
 )
 
 __all__ = ["Simulation", "StepInfo", "StaticInfo"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,10 @@ class Simulation:
         instead of assembling it (linear, corotational and neo-Hookean materials, no
         stiffness damping; the same matrix to round-off; the force pass alone costs about
         a third of the force-and-stiffness pass). False assembles it as before.
+    stiffen_max_fraction : float
+        Real-time steps that turn hyperelastic tets inside out even in substeps: the
+        largest fraction of the organ's volume the simulation may make stiffer to go on
+        (see :attr:`stiffened_tets`); 0 stops with the error instead.
 
     Examples
     --------
@@ -246,7 +253,7 @@ class Simulation:
                  realtime_newton: int = 1, realtime_cg: int = 20, realtime_rtol: float = 1e-3,
                  warp: bool = True, budget_s: float | None = None,
                  max_substeps: int = 16, cholesky_max_dofs: int = 400000, max_cg: int = 200,
-                 matrix_free: bool = True):
+                 matrix_free: bool = True, stiffen_max_fraction: float = 0.02):
         if not isinstance(body, Body):
             raise SimulationError(f"Simulation needs a Body, got {type(body).__name__};"
                                   " build one with Body(mesh, material, density=...)")
@@ -285,6 +292,10 @@ class Simulation:
         self.max_cg = int(max_cg)
         self.matrix_free = bool(matrix_free)
         self.cholesky_max_dofs = int(cholesky_max_dofs)
+        self.stiffen_max_fraction = float(stiffen_max_fraction)
+        if not (0.0 <= self.stiffen_max_fraction <= 1.0):
+            raise SimulationError(f"stiffen_max_fraction must be a fraction of the volume in [0, 1], got"
+                                  f" {stiffen_max_fraction!r}; 0 switches the stiffening off")
         self._constraints: dict[str, _Constraint] = {}
         self._forces: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._pressures: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -302,16 +313,18 @@ class Simulation:
         return dt
 
     def _setup_body(self, body: Body, *, node_rotations: np.ndarray | None = None,
-                    element_rotations: np.ndarray | None = None, pattern=None) -> None:
+                    element_rotations: np.ndarray | None = None, pattern=None,
+                    stiffness_scale: np.ndarray | None = None) -> None:
         """Build the per-mesh state (assembler, masses, caches) for ``body``.
 
         ``node_rotations`` (n, 3, 3) and ``element_rotations`` (m, 3, 3) carry the
         last nodal and element rotations over a topology change (identity if omitted);
-        ``pattern`` is the mesh's block pattern when already known.
+        ``pattern`` is the mesh's block pattern when already known; ``stiffness_scale``
+        (m,) the factor on each tet's stiffness (see :attr:`stiffened_tets`).
         """
         self.body = body
         self._asm = Assembler(body.mesh, body.material_groups(), element_rotations=element_rotations,
-                              pattern=pattern)
+                              pattern=pattern, stiffness_scale=stiffness_scale)
         pat = self._asm.pattern
         dens = body.density_per_tet
         self._m = _mk.lumped_masses(body.mesh.tets, self._asm.vols, dens, body.mesh.n_points)
@@ -370,6 +383,20 @@ class Simulation:
     def constraint_names(self) -> list[str]:
         """Names of the active constraints."""
         return list(self._constraints)
+
+    @property
+    def stiffened_tets(self) -> np.ndarray:
+        """Ids of the tets the simulation made stiffer to get past a step, ascending (k,).
+
+        A real-time step that turns a few hyperelastic tets inside out (a thin flap or tip
+        of tissue left by a cut, crushed by a load) cannot be completed even in substeps.
+        Rather than stop, the simulation makes those tets and the tets around them 10 times
+        stiffer (up to 1000 times, over retries) when they hold at most
+        ``stiffen_max_fraction`` of the organ's volume, warns, and goes on; their stresses
+        are then not the tissue's. The factor follows the tets through later cuts.
+        """
+        scale = self._asm.stiffness_scale
+        return np.zeros(0, dtype=np.int64) if scale is None else np.flatnonzero(scale != 1.0)
 
     @property
     def preconditioner_kind(self) -> str | None:
@@ -624,12 +651,48 @@ class Simulation:
         self._check_rigid_modes(static=False)
         t_start = time.perf_counter()
         t0 = self._t
-        stats, n_sub = integrators.advance_with_retries(self, h, budget_s)
+        for attempt in range(4):
+            try:
+                stats, n_sub = integrators.advance_with_retries(self, h, budget_s)
+                break
+            except ConvergenceError as exc:
+                if attempt == 3 or not self._stiffen_inverted(exc):
+                    raise
         newton, lin, res, conv, minJ, refac = stats
         self._t = t0 + h
         return StepInfo(time=self._t, dt=h, newton_iterations=newton, linear_iterations=lin, residual=res,
                         converged=conv, substeps=n_sub, wall_s=time.perf_counter() - t_start,
                         min_jacobian=minJ, refactored=refac)
+
+    def _stiffen_inverted(self, exc: ConvergenceError) -> bool:
+        """After a failed step: stiffen the few tets it turned inside out, and those around them,
+        by 10; False (nothing changed) when the failure was another, the tets are too many
+        (above ``stiffen_max_fraction`` of the volume) or of a material that cannot be scaled."""
+        inverted = getattr(exc.__cause__, "inverted_tets", None)
+        if inverted is None or len(inverted) == 0 or self.stiffen_max_fraction <= 0:
+            return False
+        m = self.mesh
+        near = np.zeros(m.n_points, dtype=bool)
+        near[m.tets[inverted]] = True
+        tets = np.flatnonzero(near[m.tets].any(axis=1))
+        vols = m.volumes
+        if vols[tets].sum() > self.stiffen_max_fraction * vols.sum():
+            return False
+        scalable = np.zeros(m.n_tets, dtype=bool)
+        for elems, _, lam, _ in self._asm.groups:
+            scalable[elems] = lam is not None
+        if not scalable[tets].all():
+            return False
+        scale = np.ones(m.n_tets) if self._asm.stiffness_scale is None else self._asm.stiffness_scale.copy()
+        scale[tets] *= 10.0
+        c = m.points[m.tets[inverted]].mean(axis=(0, 1)) * 1e3
+        log.warning("a step turned %d tet(s) inside out near (%.0f, %.0f, %.0f) mm; %d tets there"
+                    " (%.2g mL, %.2g %% of the organ) made %g times stiffer to go on: their stresses"
+                    " are not the tissue's", len(inverted), c[0], c[1], c[2], len(tets), 1e6 * vols[tets].sum(),
+                    100 * vols[tets].sum() / vols.sum(), scale[tets].max())
+        self._setup_body(self.body, node_rotations=self._Rn, element_rotations=self._asm._Rcache,
+                         pattern=self._asm.pattern, stiffness_scale=scale)
+        return True
 
     # ---------------------------------------------------------------- static
     def solve_static(self, *, load_steps: int = 1, tol: float = 1e-8, max_newton: int = 40,
@@ -854,8 +917,16 @@ class Simulation:
         pattern = None
         if tet_parent is not None and kept_in_order:   # the cut kept the order of the surviving nodes
             pattern = self._asm.pattern.updated(self.mesh.tets, new_rest_mesh.tets, n_new, tet_parent, new2old)
+        scale = self._asm.stiffness_scale
+        if scale is not None:   # stiffened tets stay stiffened in the pieces they become
+            if tet_parent is None:
+                log.warning("change_topology without tet_parent: the %d stiffened tets are reset",
+                            int((scale != 1.0).sum()))
+                scale = None
+            else:
+                scale = scale[tet_parent]
         self._setup_body(self.body.with_mesh(new_rest_mesh), node_rotations=self._Rn[parent],
-                         element_rotations=Rcache_new, pattern=pattern)
+                         element_rotations=Rcache_new, pattern=pattern, stiffness_scale=scale)
         self._x = np.asarray(x_new, dtype=np.float64)
         self._v = carry_velocities(v_new, m_old, self._m, parent, nparents, energy_before,
                                    lambda v: 0.5 * float(np.sum(v * self._mass_times(v))))

@@ -102,3 +102,22 @@ def test_stiffening_is_refused_where_it_cannot_apply():
         Assembler(mesh, [(np.arange(mesh.n_tets), NeoHookean(1e3, 0.3))], stiffness_scale=np.zeros(3))
     with pytest.raises(SimulationError, match="stiffen_max_fraction"):
         Simulation(Body(mesh, NeoHookean(1e3, 0.3), density=1000.0), stiffen_max_fraction=2.0)
+
+
+def test_a_procedure_says_on_its_panel_and_in_its_notes_that_it_stiffened_tets():
+    from organsim.scenario.procedure import Procedure
+    from organsim.scenario.schema import Fixation, Material, Organ, Scenario
+
+    sim_like = Scenario(organ=Organ(shipped="block"), gravity=(0, 0, 0), dt_s=0.02, duration_s=0.4,
+                        integrator="realtime", materials={"default": Material(tissue="liver", model="neo_hookean")},
+                        fixations=[Fixation(box_min_mm=(-51, -51, -16), box_max_mm=(51, 51, -14))])
+    p = Procedure(sim_like)
+    # press one top corner node hard (as a crushed flap would be): the step stiffens the tets there
+    top = p.mesh.points
+    node = int(np.argmax(top[:, 0] + top[:, 1] + top[:, 2]))
+    p.sim.add_nodal_force([node], (0.0, 0.0, -3.0), name="press")
+    for _ in range(8):
+        p.advance()
+    assert len(p.sim.stiffened_tets) > 0
+    assert "stiffened" in " ".join(p.panel_lines())
+    assert any("made stiffer to go on" in n for n in p.notes)

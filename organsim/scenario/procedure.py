@@ -288,6 +288,7 @@ class Procedure:
         self._next_action = 0
         self.step_count = 0
         self._last_t_end = -np.inf   # the time the last step moved the instruments to (s)
+        self._stiffened_ml = 0.0     # volume the simulation has stiffened so far (Simulation.stiffened_tets)
         self.step_ms: list[float] = []
         self.cut_ms: list[float] = []
         self._fields: dict | None = None
@@ -422,6 +423,13 @@ class Procedure:
         self.sim.step()
         self.step_ms.append((_time.perf_counter() - t0) * 1e3)
         self.step_count += 1
+        stiff = self.sim.stiffened_tets
+        ml = float(self.mesh.volumes[stiff].sum()) * 1e6 if len(stiff) else 0.0
+        if ml > self._stiffened_ml * (1 + 1e-9):   # a step crushed a few tets: say so on the panel and in the report
+            self._stiffened_ml = ml                  # (by volume: a cut splitting stiffened tets changes their count)
+            self.last_message = f"{len(stiff)} crushed tets stiffened ({ml:.2g} mL) to go on"
+            self.notes.append(f"t = {self.time:.2f} s: a step turned tissue inside out; {len(stiff)} tets there"
+                              f" ({ml:.2g} mL) were made stiffer to go on, and their stresses are not the tissue's")
         for tool in self.tools.values():
             if tool.contact is not None:
                 tool.contact.settle(self.sim, self._pose(tool))

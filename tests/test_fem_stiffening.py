@@ -121,3 +121,20 @@ def test_a_procedure_says_on_its_panel_and_in_its_notes_that_it_stiffened_tets()
     assert len(p.sim.stiffened_tets) > 0
     assert "stiffened" in " ".join(p.panel_lines())
     assert any("made stiffer to go on" in n for n in p.notes)
+
+
+def test_a_step_that_fails_even_stiffened_leaves_the_simulation_as_it_was(caplog):
+    # 10 N on one node of a soft bar: stiffened once, the crushed region then grows past what
+    # may be stiffened (2 % of the volume), and the step fails with everything as before it
+    mesh = box_tet_mesh((20, 6, 6), 0.005)
+    sim = Simulation(Body(mesh, NeoHookean(5e3, 0.45), density=1000.0), dt=0.01, integrator="realtime",
+                     gravity=(0, 0, 0))
+    sim.fix(np.flatnonzero(mesh.points[:, 0] < 1e-9), name="wall")
+    sim.add_nodal_force([int(np.argmax(mesh.points.sum(axis=1)))], (0, 0, 10.0), name="pull")
+    x0 = sim.positions
+    with caplog.at_level(logging.WARNING, logger="organsim.fem.simulation"):
+        with pytest.raises(ConvergenceError, match="inside out"):
+            sim.step()
+    assert any("made 10 times stiffer" in r.getMessage() for r in caplog.records)   # it was tried
+    np.testing.assert_array_equal(sim.positions, x0)
+    assert len(sim.stiffened_tets) == 0

@@ -644,19 +644,24 @@ class Simulation:
         Raises
         ------
         ConvergenceError
-            If the step cannot be completed even with ``max_substeps`` substeps;
-            the state is unchanged.
+            If the step cannot be completed even with ``max_substeps`` substeps (and,
+            where it turned a few tets inside out, after stiffening them: see
+            :attr:`stiffened_tets`); the state is unchanged.
         """
         h = self._check_dt(self.dt if dt is None else dt)
         self._check_rigid_modes(static=False)
         t_start = time.perf_counter()
         t0 = self._t
+        scale_before = self._asm.stiffness_scale
         for attempt in range(4):
             try:
                 stats, n_sub = integrators.advance_with_retries(self, h, budget_s)
                 break
             except ConvergenceError as exc:
                 if attempt == 3 or not self._stiffen_inverted(exc):
+                    if self._asm.stiffness_scale is not scale_before:   # the state is unchanged
+                        self._setup_body(self.body, node_rotations=self._Rn, element_rotations=self._asm._Rcache,
+                                         pattern=self._asm.pattern, stiffness_scale=scale_before)
                     raise
         newton, lin, res, conv, minJ, refac = stats
         self._t = t0 + h

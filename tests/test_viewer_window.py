@@ -119,8 +119,18 @@ def test_organsim_view_exercise_as_a_trainee_runs_it(display, tmp_path):
     proc = subprocess.Popen(cmd, env=display.env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
     env = display.env
     try:
-        wid = subprocess.run(["xdotool", "search", "--sync", "--name", "organsim: pattern cutting"],
-                             env=env, capture_output=True, text=True, timeout=400).stdout.split()[0]
+        # the window opens once the kernels are loaded (compiled first on a cold cache: a minute
+        # or two); poll for it: xdotool's own --sync search gives up when another window is
+        # destroyed meanwhile
+        t_end = time.monotonic() + 400
+        wid = None
+        while wid is None and time.monotonic() < t_end and proc.poll() is None:
+            found = subprocess.run(["xdotool", "search", "--name", "organsim: pattern cutting"], env=env,
+                                   capture_output=True, text=True, timeout=30).stdout.split()
+            wid = found[0] if found else None
+            if wid is None:
+                time.sleep(0.5)
+        assert wid is not None, "no window: " + (tmp_path / "view.log").read_text()[-3000:]
         time.sleep(2.0)
         geo = subprocess.run(["xdotool", "getwindowgeometry", "--shell", wid], env=env,
                              capture_output=True, text=True, timeout=30).stdout

@@ -777,12 +777,7 @@ def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, o
     la = lam[q]
     m = mu[q]
     cm = cms[e]
-    for i in range(3):
-        for j in range(3):
-            t = 0.0
-            for a in range(4):
-                t += p[tets[e, a], i] * grads[e, a, j]
-            Hm[i, j] = t
+    _deformation_gradient(p, tets, grads, e, Hm)   # Hm = sum_b p_b grad_b^T
     for i in range(3):
         for j in range(3):
             G[i, j] = Hm[i, 0] * Fis[e, 0, j] + Hm[i, 1] * Fis[e, 1, j] + Hm[i, 2] * Fis[e, 2, j]

@@ -30,8 +30,11 @@ PATCH = np.flatnonzero(np.linalg.norm(MESH.points - CORNER, axis=1) < 0.0051)
 
 
 def _pressed(**kw):
+    # CG solved to its tolerance each step (realtime_cg=200): with the default cap of 20 the
+    # crushed flap's trajectory is chaotic, so a change of the solves at round-off level (1e-12)
+    # decides between "stiffened and went on" and "failed even stiffened"
     sim = Simulation(Body(MESH, {"parenchyma": NeoHookean(5e3, 0.45), "flap": NeoHookean(100.0, 0.45)},
-                          density=1000.0), dt=0.02, integrator="realtime", gravity=(0, 0, 0), **kw)
+                          density=1000.0), dt=0.02, integrator="realtime", gravity=(0, 0, 0), realtime_cg=200, **kw)
     sim.fix(np.flatnonzero(MESH.points[:, 2] < 1e-9), name="base")
     sim.add_nodal_force(PATCH, (0, 0, -0.1 / len(PATCH)), name="press")   # 0.1 N on the flap
     return sim
@@ -113,9 +116,10 @@ def test_a_procedure_says_on_its_panel_and_in_its_notes_that_it_stiffened_tets()
                         fixations=[Fixation(box_min_mm=(-51, -51, -16), box_max_mm=(51, 51, -14))])
     p = Procedure(sim_like)
     # press one top corner node hard (as a crushed flap would be): the step stiffens the tets there
+    # (1.5 N: at 3 N the crushed region may grow past what can be stiffened, decided by round-off)
     top = p.mesh.points
     node = int(np.argmax(top[:, 0] + top[:, 1] + top[:, 2]))
-    p.sim.add_nodal_force([node], (0.0, 0.0, -3.0), name="press")
+    p.sim.add_nodal_force([node], (0.0, 0.0, -1.5), name="press")
     for _ in range(8):
         p.advance()
     assert len(p.sim.stiffened_tets) > 0

@@ -48,6 +48,7 @@ import scipy.sparse.linalg as spla
 
 from ..errors import ConvergenceError, SimulationError
 from ..mesh.tetmesh import TetMesh
+from .solvers import CholeskyFactor
 
 __all__ = ["P2Result", "P2Space", "solve_linear_p2", "solve_static_p2", "linear_stiffness_p2"]
 
@@ -355,17 +356,12 @@ DIRECT_LIMIT = 15000
 
 
 def _direct(A: sp.csr_matrix, b: np.ndarray) -> np.ndarray:
-    try:  # CHOLMOD through cholespy when installed (the solver core uses it too)
-        import cholespy
-
-        L = sp.tril(A).tocoo()
-        ch = cholespy.CholeskySolverD(A.shape[0], L.row.astype(np.int32), L.col.astype(np.int32),
-                                      np.ascontiguousarray(L.data), cholespy.MatrixType.COO)
-        x = np.empty_like(b)
-        ch.solve(np.ascontiguousarray(b), x)
+    L = sp.tril(A).tocoo()
+    try:  # the solver core's sparse Cholesky (LU where the matrix is not positive definite)
+        x = CholeskyFactor(A.shape[0], L.row, L.col, L.data).solve(b)
         if np.all(np.isfinite(x)) and np.linalg.norm(A @ x - b) <= 1e-6 * np.linalg.norm(b):
             return x
-    except (ImportError, ValueError, RuntimeError):
+    except ConvergenceError:
         pass
     try:
         return spla.splu(A.tocsc(), permc_spec="MMD_AT_PLUS_A").solve(b)
@@ -405,26 +401,14 @@ class _TwoLevel:
 
 
 class _CoarseSolver:
-    def __init__(self, Ac: sp.csr_matrix):
-        self.Ac = Ac
-        self.lu = None
-        try:
-            import cholespy
+    """Exact solve of the coarse (P1) Galerkin matrix, factored once."""
 
-            L = sp.tril(Ac).tocoo()
-            self.ch = cholespy.CholeskySolverD(Ac.shape[0], L.row.astype(np.int32),
-                                               L.col.astype(np.int32), np.ascontiguousarray(L.data),
-                                               cholespy.MatrixType.COO)
-        except (ImportError, ValueError, RuntimeError):
-            self.ch = None
-            self.lu = spla.splu(Ac.tocsc(), permc_spec="MMD_AT_PLUS_A")
+    def __init__(self, Ac: sp.csr_matrix):
+        L = sp.tril(Ac).tocoo()
+        self.factor = CholeskyFactor(Ac.shape[0], L.row, L.col, L.data)
 
     def __call__(self, b: np.ndarray) -> np.ndarray:
-        if self.ch is not None:
-            x = np.empty_like(b)
-            self.ch.solve(np.ascontiguousarray(b), x)
-            return x
-        return self.lu.solve(b)
+        return self.factor.solve(b)
 
 
 def _prolongation(space: P2Space, free: np.ndarray) -> sp.csr_matrix:

@@ -201,14 +201,12 @@ class Simulation:
         Rayleigh coefficients ``(alpha_mass 1/s, beta_stiffness s)``.
     mass : {"lumped", "consistent"}
         Mass matrix. Gravity always uses the (equivalent) lumped nodal masses.
-    preconditioner : {"auto", "cholesky", "amg", "jacobi", "supernodal"}
+    preconditioner : {"auto", "cholesky", "amg", "jacobi"}
         Preconditioner of the conjugate-gradient solves. "auto" takes a sparse
         Cholesky factorization (of the reference matrix, rotated into the nodal
-        frames) up to ``cholesky_max_dofs`` free DOFs, and above that algebraic
-        multigrid if the optional package pyamg is installed, else block Jacobi.
-        "supernodal": a METIS-ordered supernodal Cholesky (optional cvxopt and
-        pymetis, GPL-3.0; never chosen by "auto"; see
-        :class:`~organsim.fem.solvers.SupernodalCholesky`).
+        frames; organsim's supernodal one, :mod:`organsim.fem.supernodal`) up to
+        ``cholesky_max_dofs`` free DOFs, and above that algebraic multigrid if the
+        optional package pyamg is installed, else block Jacobi.
     newton_tol : float
         Relative residual tolerance of the backward-Euler Newton iteration.
     max_newton : int
@@ -261,9 +259,10 @@ class Simulation:
             raise SimulationError(f"unknown integrator {integrator!r}; use 'backward_euler' or 'realtime'")
         if mass not in ("lumped", "consistent"):
             raise SimulationError(f"unknown mass {mass!r}; use 'lumped' or 'consistent'")
-        if preconditioner not in ("auto", "cholesky", "amg", "jacobi", "supernodal"):
-            raise SimulationError(f"unknown preconditioner {preconditioner!r};"
-                                  " use 'auto', 'cholesky', 'amg', 'jacobi' or 'supernodal'")
+        if preconditioner not in ("auto", "cholesky", "amg", "jacobi"):
+            raise SimulationError(
+                f"unknown preconditioner {preconditioner!r}; use 'auto', 'cholesky', 'amg' or 'jacobi'"
+            )
         self.dt = self._check_dt(dt)
         g = np.asarray(gravity, dtype=np.float64)
         if g.shape != (3,) or not np.all(np.isfinite(g)):
@@ -402,7 +401,7 @@ class Simulation:
     def preconditioner_kind(self) -> str | None:
         """The factorization the linear solves are preconditioned with, or None before the first.
 
-        ``"cholesky"``, ``"amg"``, ``"jacobi"`` or ``"supernodal"``; ``"lu"`` where a matrix
+        ``"cholesky"``, ``"amg"`` or ``"jacobi"``; ``"lu"`` where a matrix
         given to the Cholesky factorization was not positive definite (the solver itself
         factors only positive definite matrices); ``"mapped <kind>"`` while a factorization
         is carried across cuts.

@@ -1,7 +1,8 @@
 """Linear solvers for the finite-element core.
 
-- :class:`CholeskyFactor`: sparse Cholesky (CHOLMOD through ``cholespy``), with a
-  SuperLU fallback for matrices that are not positive definite.
+- :class:`CholeskyFactor`: sparse Cholesky (organsim's supernodal factorization,
+  :mod:`organsim.fem.supernodal`), with a SuperLU fallback for matrices that are not
+  positive definite.
 - :class:`AMGPreconditioner`: smoothed-aggregation algebraic multigrid (``pyamg``,
   optional) with the rigid-body modes as near-null space, for large meshes.
 - :class:`BlockJacobi`: inverse of the 3x3 diagonal blocks.
@@ -19,10 +20,7 @@ shows it has gone stale.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import sys
 import time
 from dataclasses import dataclass
 
@@ -35,11 +33,12 @@ from scipy.sparse.csgraph import reverse_cuthill_mckee
 from ..errors import ConvergenceError
 from . import _kernels as kern
 from . import _mesh_kernels as _mk
+from .supernodal import NotPositiveDefinite, SupernodalCholesky
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MappedPreconditioner", "WarpedPreconditioner", "BlockOperator", "CholeskyFactor", "BandedCholesky",
-           "AMGPreconditioner", "BlockJacobi", "SupernodalCholesky", "nested_dissection", "pcg", "PCGResult",
+           "AMGPreconditioner", "BlockJacobi", "pcg", "PCGResult",
            "make_preconditioner", "local_factor"]
 
 #: Largest ``3 n kd^2`` (flops of a band factorization) for which :func:`local_factor`
@@ -72,36 +71,8 @@ class BlockOperator:
         return sp.bsr_matrix((self.data, self.indices, self.indptr), shape=self.shape).tocsr()
 
 
-@contextlib.contextmanager
-def _quiet_c_output():
-    """Silence what C libraries print to the process's stdout and stderr (CHOLMOD's warnings).
-
-    CHOLMOD reports a matrix that is not positive definite on the terminal before
-    :class:`CholeskyFactor` falls back to LU; the fallback is organsim's own business,
-    not the user's.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    try:
-        saved = [os.dup(1), os.dup(2)]
-    except OSError:          # no file descriptors (an embedded interpreter): nothing to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
-
-
 class CholeskyFactor:
-    """A sparse factorization of a symmetric matrix given by its lower-triangle triplets.
+    """A sparse factorization of a symmetric matrix: Cholesky, or LU where that breaks down.
 
     Parameters
     ----------
@@ -109,34 +80,54 @@ class CholeskyFactor:
         Size.
     rows, cols, vals : ndarray
         Lower triangle (``rows >= cols``) in COO form.
+    single : bool
+        Keep the Cholesky factor in single precision (a preconditioner: solves twice as
+        fast, relative error about 1e-7 times the condition number).
 
     Notes
     -----
-    Uses CHOLMOD (``cholespy``); if the matrix is not positive definite (an
-    unstable tangent), falls back to SuperLU on the full symmetric matrix.
+    The Cholesky factorization is organsim's supernodal one
+    (:class:`~organsim.fem.supernodal.SupernodalCholesky`, METIS nested dissection) on
+    the matrix's 3x3 blocks (a size that is not a multiple of 3 is padded with an
+    identity). If the matrix is not positive definite (an unstable tangent), it falls
+    back to SuperLU on the full symmetric matrix (``kind == "lu"``).
+    :meth:`from_blocks` factors block data on a pattern directly.
     """
 
-    def __init__(self, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
-        self.n = int(n)
+    def __init__(self, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, single: bool = False):
+        n = int(n)
+        L = sp.coo_matrix((np.asarray(vals, dtype=np.float64), (rows, cols)), shape=(n, n)).tocsr()
+        A = (L + L.T - sp.diags(L.diagonal())).tocsr()
+        pad = -n % 3
+        if pad:
+            A = sp.block_diag((A, sp.identity(pad)), format="csr")
+        B = A.tobsr(blocksize=(3, 3))
+        B.sort_indices()
+        self._setup(n, B.indptr, B.indices, B.data, single, lambda: A[:n, :n])
+
+    @classmethod
+    def from_blocks(cls, sub, data: np.ndarray, single: bool = False) -> CholeskyFactor:
+        """Factor the block data ``data`` (nnzb, 3, 3) on the block pattern ``sub``
+        (:class:`~organsim.fem.assembly.SubPattern`: both triangles, every diagonal block)."""
+        self = cls.__new__(cls)
+        self._setup(3 * sub.n, sub.indptr, sub.indices, data, single, lambda: sub.matrix(data).tocsr())
+        return self
+
+    def _setup(self, n, indptr, indices, data, single, full_matrix) -> None:
+        self.n = n
         self.kind = "cholesky"
         self._chol = None
         self._lu = None
-        if self.n == 0:
+        if n == 0:
             self.kind = "empty"   # every node is constrained: nothing to solve
             return
         try:
-            import cholespy
-            with _quiet_c_output():
-                self._chol = cholespy.CholeskySolverD(self.n, np.ascontiguousarray(rows, dtype=np.int32),
-                                                      np.ascontiguousarray(cols, dtype=np.int32),
-                                                      np.ascontiguousarray(vals, dtype=np.float64),
-                                                      cholespy.MatrixType.COO)
-        except (ImportError, ValueError, RuntimeError):
+            self._chol = SupernodalCholesky(indptr, indices, data, single=single)
+        except (NotPositiveDefinite, ValueError) as exc:
+            log.debug("Cholesky factorization refused (%s): LU", exc)
             self.kind = "lu"
-            L = sp.coo_matrix((vals, (rows, cols)), shape=(n, n)).tocsr()
-            A = (L + L.T - sp.diags(L.diagonal())).tocsc()
             try:
-                self._lu = spla.splu(A, permc_spec="MMD_AT_PLUS_A")
+                self._lu = spla.splu(full_matrix().tocsc(), permc_spec="MMD_AT_PLUS_A")
             except RuntimeError as exc:  # exactly singular
                 raise ConvergenceError(f"the system matrix is singular ({exc}); the body may have free"
                                        " rigid-body modes or a degenerate element; add constraints") from exc
@@ -146,80 +137,14 @@ class CholeskyFactor:
         b = np.ascontiguousarray(b, dtype=np.float64)
         if self.n == 0:
             return np.zeros_like(b)
-        if self._chol is not None:
-            x = np.empty_like(b)
-            self._chol.solve(b, x)
-            return x
-        return self._lu.solve(b)
-
-    __call__ = solve
-
-
-def nested_dissection(sub) -> np.ndarray | None:
-    """METIS nested-dissection order of ``sub``'s nodes (``pymetis``, optional), or None without it.
-
-    Ordering the node graph (a third of the size of the DOF graph) and expanding each
-    node to its three DOFs keeps the 3x3 blocks together, which a supernodal
-    factorization turns into dense blocks.
-
-    Returns
-    -------
-    ndarray (3 n,) int32 or None
-        DOF permutation (new position -> old DOF).
-    """
-    try:
-        import pymetis
-    except ImportError:
-        return None
-    off = sub.indices != sub.rows               # the graph without its diagonal
-    adj = sub.indices[off].astype(np.int32)
-    ptr = np.zeros(sub.n + 1, dtype=np.int32)
-    np.cumsum(np.bincount(sub.rows[off], minlength=sub.n), out=ptr[1:])
-    try:
-        perm, _ = pymetis.nested_dissection(pymetis.CSRAdjacency(ptr, adj))
-    except (AttributeError, TypeError):          # pymetis before CSRAdjacency
-        perm, _ = pymetis.nested_dissection(xadj=ptr, adjncy=adj)
-    perm = np.asarray(perm, dtype=np.int64)
-    return (3 * perm[:, None] + np.arange(3)).ravel().astype(np.int32)
-
-
-class SupernodalCholesky:
-    """Supernodal sparse Cholesky (CHOLMOD's supernodal module through ``cvxopt``), METIS-ordered.
-
-    Optional and never the default: CHOLMOD's supernodal module and cvxopt are GPL-3.0
-    (organsim is BSD-3-Clause), so it is used only when asked for
-    (``preconditioner="supernodal"``) and installed by the user. Kept for the
-    preconditioner comparison (``benchmarks/bench_preconditioners.py``).
-
-    Parameters
-    ----------
-    sub : SubPattern
-        Block pattern of the matrix (free nodes).
-    data : ndarray (nnz, 3, 3)
-        Its blocks (symmetric positive definite).
-    """
-
-    kind = "supernodal"
-
-    def __init__(self, sub, data: np.ndarray):
-        import cvxopt
-        from cvxopt import cholmod
-        r, c, v = sub.lower_coo(data)
-        n = 3 * sub.n
-        self.n = n
-        A = cvxopt.spmatrix(v, r, c, (n, n))
-        p = nested_dissection(sub)
-        cholmod.options["supernodal"] = 2
-        cholmod.options["postorder"] = True
-        self._F = cholmod.symbolic(A, p=None if p is None else cvxopt.matrix(p), uplo="L")
-        cholmod.numeric(A, self._F)
-        self._cholmod = cholmod
-        self._cvx = cvxopt
-
-    def solve(self, b: np.ndarray) -> np.ndarray:
-        B = self._cvx.matrix(np.ascontiguousarray(b, dtype=np.float64))
-        self._cholmod.solve(self._F, B)
-        return np.asarray(B).ravel()
+        if self._chol is None:
+            return self._lu.solve(b)
+        if b.ndim == 2:
+            return np.column_stack([self.solve(col) for col in b.T])
+        pad = self._chol.n - self.n
+        if pad:
+            return self._chol.solve(np.concatenate([b, np.zeros(pad)]))[:self.n]
+        return self._chol.solve(b)
 
     __call__ = solve
 
@@ -505,16 +430,13 @@ class MappedPreconditioner:
 def make_preconditioner(kind: str, sub, data: np.ndarray, free_points: np.ndarray):
     """Build a preconditioner of kind "cholesky", "amg" or "jacobi" from block data on ``sub``."""
     if kind == "cholesky":
-        r, c, v = sub.lower_coo(data)
-        return CholeskyFactor(3 * sub.n, r, c, v)
+        return CholeskyFactor.from_blocks(sub, data, single=False)
     if kind == "amg":
         return AMGPreconditioner(sub.matrix(data).tocsr(), free_points)
-    if kind == "supernodal":
-        return SupernodalCholesky(sub, data)
     if kind == "jacobi":
         diag = data[np.flatnonzero(sub.rows == sub.indices)]
         return BlockJacobi(diag)
-    raise ValueError(f"unknown preconditioner {kind!r}; use 'cholesky', 'amg', 'jacobi' or 'supernodal'")
+    raise ValueError(f"unknown preconditioner {kind!r}; use 'cholesky', 'amg' or 'jacobi'")
 
 
 @dataclass

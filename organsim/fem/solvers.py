@@ -143,8 +143,13 @@ class CholeskyFactor:
             return np.column_stack([self.solve(col) for col in b.T])
         pad = self._chol.n - self.n
         if pad:
-            return self._chol.solve(np.concatenate([b, np.zeros(pad)]))[:self.n]
-        return self._chol.solve(b)
+            b = np.concatenate([b, np.zeros(pad)])
+        # the solve's BLAS-2 calls gain nothing from OpenBLAS's threads (10.5 ms on 2 threads,
+        # 10.6 ms on one, patient liver), but those threads, spinning after each call, took the
+        # cores from the step's compiled kernels: a realtime step measured 63 ms so, 27 ms without
+        with single_threaded_blas():
+            x = self._chol.solve(b)
+        return x[:self.n] if pad else x
 
     __call__ = solve
 

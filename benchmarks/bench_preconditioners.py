@@ -4,11 +4,12 @@ Problems: the patient liver of step-patient-liver (41k tets, corotational; skipp
 ``../shared/data/organs`` is absent) and the 101k-tet beam of step-beam-101k
 (corotational, dt = 0.04 s). Candidates (each where its package is installed):
 
-- ``cholesky``: the reference matrix ``M/h^2 + K_rest`` factored once by cholespy
-  (CHOLMOD's simplicial LL^T, its own METIS nested-dissection order), rotated per step;
-- ``supernodal``: the same matrix, METIS nested dissection of the node graph
-  (pymetis), CHOLMOD's supernodal factorization through cvxopt (GPL-3.0: optional,
-  never the default);
+- ``cholesky``: the reference matrix ``M/h^2 + K_rest`` factored once by organsim's
+  supernodal Cholesky (:mod:`organsim.fem.supernodal`: METIS nested dissection of the node
+  graph, multifrontal, LAPACK dense kernels), rotated per step. Beside it, on the same
+  matrix, the same factor kept in single precision (build and apply only) and, where
+  cholespy is installed (no longer a dependency), CHOLMOD's simplicial factorization
+  through cholespy, the default before (build and apply only);
 - ``amg``: pyamg smoothed aggregation, rigid-body modes as near-null space, one V-cycle;
 - ``jacobi``: 3x3 block Jacobi (the floor).
 
@@ -29,10 +30,11 @@ import numpy as np
 from benchmarks._femcore import load_average, make_sim, timed_steps, warm_up_kernels
 from organsim.fem.materials import Corotational
 from organsim.fem.solvers import make_preconditioner
+from organsim.fem.supernodal import SupernodalCholesky
 from organsim.mesh.generators import box_tet_mesh
 
 ID = "preconditioners"
-CANDIDATES = {"cholesky": "cholespy", "supernodal": "cvxopt", "amg": "pyamg", "jacobi": None}
+CANDIDATES = {"cholesky": None, "amg": "pyamg", "jacobi": None}
 
 
 def _problems(quick):
@@ -59,6 +61,31 @@ def _apply_ms(prec, n):
     return 1e3 * float(np.median(ts))
 
 
+def _cholesky_alternatives(sub, data) -> dict:
+    """Build and apply times of the single-precision factor and of cholespy on the same matrix."""
+    out = {}
+    t0 = time.perf_counter()
+    f32 = SupernodalCholesky(sub.indptr, sub.indices, data, single=True)
+    out["single_build_s"] = time.perf_counter() - t0
+    out["single_apply_ms"] = _apply_ms(f32, 3 * sub.n)
+    del f32
+    if importlib.util.find_spec("cholespy") is not None:
+        import cholespy
+        r, c, v = sub.lower_coo(data)
+        t0 = time.perf_counter()
+        ch = cholespy.CholeskySolverD(3 * sub.n, r, c, v, cholespy.MatrixType.COO)
+        out["cholespy_build_s"] = time.perf_counter() - t0
+        b = np.random.default_rng(0).standard_normal(3 * sub.n)
+        x = np.empty_like(b)
+        ts = []
+        for _ in range(10):
+            t0 = time.perf_counter()
+            ch.solve(b, x)
+            ts.append(time.perf_counter() - t0)
+        out["cholespy_apply_ms"] = 1e3 * float(np.median(ts))
+    return out
+
+
 def run(quick: bool = False) -> dict:
     warm_up_kernels()
     load = load_average()
@@ -83,6 +110,11 @@ def run(quick: bool = False) -> dict:
             prec = make_preconditioner(kind, sim._sub, data, mesh.points[free])
             build_s = time.perf_counter() - t0
             apply_ms = _apply_ms(prec, 3 * len(free))
+            extra = {}
+            if kind == "cholesky":
+                extra["factor_nnz"] = prec._chol.nnz
+                extra["supernodes"] = prec._chol.supernodes
+                extra.update(_cholesky_alternatives(sim._sub, data))
             del prec
             stats = timed_steps(sim, n_warm - 1, n_meas)
             u = sim.displacements
@@ -94,9 +126,10 @@ def run(quick: bool = False) -> dict:
                          "median_cpu_ms": stats["median_cpu_ms"], "cg_per_step": stats["cg_per_step"],
                          "converged_fraction": stats["converged_fraction"],
                          "field_rel_diff_vs_cholesky": (float(np.linalg.norm(u - u_chol) / np.linalg.norm(u_chol))
-                                                        if u_chol is not None else None)})
+                                                        if u_chol is not None else None), **extra})
     return {"rows": rows, "load_average_at_start": load, "steps": n_meas,
             "notes": "candidates run one after another in one process (compare as ratios); build_s: the"
                      " preconditioner alone on the reference matrix; first_step_s: a fresh simulation's first"
-                     " step (pattern, build, step); factor nnz is not reported (neither cholespy nor cvxopt"
-                     " exposes it); shared 2-core machine (see load average)."}
+                     " step (pattern, build, step); factor_nnz: stored doubles of the Cholesky factor; single_*: the"
+                     " same factor kept in float32; cholespy_*: CHOLMOD simplicial via cholespy where"
+                     " installed; shared 2-core machine (see load average)."}

@@ -68,5 +68,5 @@ def run(quick: bool = False) -> dict:
                      " pyamg smoothed aggregation there (Cholesky below), 5 timed steps; CPU time sums the"
                      " threads (both cores when the kernels run in parallel), so the exponent is fitted on"
                      " wall time too; rss growth is only meaningful for sizes larger than any before in the"
-                     " same process; peak traced memory counts numpy's allocations, not the factorization's"
-                     " (C) memory."}
+                     " same process; peak traced memory counts numpy's allocations, the Cholesky factor"
+                     " included (organsim's own, a numpy array; AMG's hierarchy at 1M too)."}

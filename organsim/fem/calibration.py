@@ -3,10 +3,11 @@
 One job: time organsim's real-time step here and say what it means for a mesh.
 :func:`calibrate` times the realtime corotational step (the configuration of the
 ``step-patient-liver`` benchmark: E = 100 kPa, nu = 0.45, 1060 kg/m^3, gravity,
-dt = 1/60 s, PCG rtol 1e-2, <= 20 iterations) on two block meshes (about 3k and
-13k tets, held along one side face), fits ``ms = a * tets**b`` through the two medians, and caches the result in
-:func:`organsim.kernel_cache_dir` (keyed by organsim's version, the CPU count and the
-numba thread count). :func:`realtime_estimate` turns that fit into the predicted
+dt = 1/60 s, PCG rtol 1e-2, <= 20 iterations) on one organ-sized block (25 x 11 x 8 cm,
+held along its base) meshed at two edge lengths (13k and 48k tets), fits
+``ms = a * tets**b`` through the two medians, and caches the result in
+:func:`organsim.kernel_cache_dir` (keyed by organsim's version, the CPU count, the
+numba thread count, the solver and the blocks). :func:`realtime_estimate` turns that fit into the predicted
 step time of a mesh, the largest mesh this machine runs at 60 and 30 Hz, and the
 edge length that would give it. The numbers are a prediction from the measured fit
 (stated as such), not a measurement on the mesh itself: timing the mesh's own first
@@ -26,9 +27,10 @@ __all__ = ["calibrate", "realtime_estimate", "format_estimate", "RATES_HZ"]
 
 #: Frame rates the estimate reports (Hz).
 RATES_HZ = (60.0, 30.0)
-_SHAPES = ((16, 8, 6), (26, 12, 9))
+#: (nodes per axis, spacing m) of the two calibration meshes: the same 25 x 11 x 8 cm block.
+_SHAPES = (((26, 12, 9), 0.01), ((40, 18, 13), 0.25 / 39))
 _FILE = "realtime_calibration.json"
-#: The step's solver, in the cache key: a calibration timed with another solver is timed again
+#: The step's solver, in the cache key (with the blocks): a calibration timed otherwise is timed again
 #: (the supernodal Cholesky made the same steps about 1.5x faster than cholespy's).
 _SOLVER = "supernodal cholesky"
 
@@ -36,7 +38,9 @@ _SOLVER = "supernodal cholesky"
 def _key() -> str:
     from .. import __version__
     from .parallel import threads
-    return f"organsim {__version__}; {os.cpu_count()} cpus; {threads()} numba threads; {_SOLVER}"
+    blocks = ", ".join(f"{int(np.prod(np.subtract(shape, 1))) * 6} tets" for shape, _ in _SHAPES)
+    return (f"organsim {__version__}; {os.cpu_count()} cpus; {threads()} numba threads; {_SOLVER};"
+            f" blocks of {blocks}")
 
 
 def _cache_path() -> Path | None:
@@ -51,18 +55,20 @@ def _cache_path() -> Path | None:
     return base / _FILE
 
 
-def _time_block(shape, n_warm: int, n_meas: int) -> tuple[int, float]:
+def _time_block(shape, spacing: float, n_warm: int, n_meas: int) -> tuple[int, float]:
     from ..mesh.generators import box_tet_mesh
     from .body import Body
     from .materials import Corotational
     from .simulation import Simulation
 
-    mesh = box_tet_mesh(shape, 0.01)
+    mesh = box_tet_mesh(shape, spacing)
     sim = Simulation(Body(mesh, Corotational(1e5, 0.45), density=1060.0), dt=1 / 60, integrator="realtime",
                      realtime_cg=20, realtime_rtol=1e-2)
-    # held along one side face, as an organ at its ligaments: held at one end (a cantilever) the
-    # fit predicted 88 ms for the 41k-tet patient liver, whose step measured 41 ms; held so, 52 ms
-    sim.fix(np.flatnonzero(mesh.points[:, 1] == 0.0), name="side")
+    # held along its base, as an organ at its ligaments. With the supernodal Cholesky, blocks of
+    # 3k and 13k tets held along a side face predicted 48 ms for the 41k-tet patient liver, whose
+    # step measured 27 ms (small meshes carry the step's fixed costs; a side-held block needs 2 CG
+    # iterations a step, the liver 1); this block at 13k and 48k tets predicts 25 ms
+    sim.fix(np.flatnonzero(mesh.points[:, 2] == 0.0), name="base")
     for _ in range(n_warm):
         sim.step()
     ts = []
@@ -107,7 +113,7 @@ def calibrate(*, force: bool = False, cache: bool = True, n_meas: int = 8) -> di
         load = float(os.getloadavg()[0])
     except OSError:  # pragma: no cover - no load average on this platform
         load = float("nan")
-    pts = [_time_block(s, 3, n_meas) for s in _SHAPES]
+    pts = [_time_block(shape, spacing, 3, n_meas) for shape, spacing in _SHAPES]
     (n0, t0), (n1, t1) = pts
     b = float(np.log(t1 / t0) / np.log(n1 / n0))
     b = max(b, 1.0)   # the cost never grows slower than the mesh (noise can make the slope smaller)

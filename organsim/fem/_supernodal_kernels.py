@@ -399,6 +399,19 @@ def factor(data, a_ptr, a_row, a_blk, diag_blk, first, rptr, rows, nchild, l_off
     return 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _panel(s, first, rptr, l_off, ints, lp, yp, size):
+    """Supernode ``s``'s columns, first row index, row count and the addresses of its panel and
+    of its part of ``y``; sets the BLAS size arguments (n, lda, rows below) in ``ints``."""
+    ncol = 3 * (first[s + 1] - first[s])
+    r0 = rptr[s]
+    nr = rptr[s + 1] - r0
+    ints[0] = ncol
+    ints[1] = ncol + 3 * nr
+    ints[3] = 3 * nr
+    return ncol, r0, nr, lp + size * l_off[s], yp + size * 3 * first[s]
+
+
 @njit(cache=True, nogil=True)
 def solve(L, perm, first, rptr, rows, l_off, b, x, y, w, ints, scal, chars, trsv, gemv):
     """``x = A^-1 b`` with the factor ``L`` (forward and back substitution by supernode).
@@ -437,15 +450,7 @@ def solve(L, perm, first, rptr, rows, l_off, b, x, y, w, ints, scal, chars, trsv
     scal[1] = -1.0
     scal[2] = 0.0
     for s in range(ns):
-        ncol = 3 * (first[s + 1] - first[s])
-        r0 = rptr[s]
-        nr = rptr[s + 1] - r0
-        m = ncol + 3 * nr
-        ints[0] = ncol
-        ints[1] = m
-        ints[3] = 3 * nr
-        panel = lp + size * l_off[s]
-        ys = yp + size * 3 * first[s]
+        ncol, r0, nr, panel, ys = _panel(s, first, rptr, l_off, ints, lp, yp, size)
         blas_call(trsv, (cp + CH_L, cp + CH_N, cp + CH_N, ip, panel, ip + 4, ys, ip + 16))
         if nr > 0:
             blas_call(gemv, (cp + CH_N, ip + 12, ip, dp, panel + size * ncol, ip + 4, ys, ip + 16,
@@ -456,15 +461,7 @@ def solve(L, perm, first, rptr, rows, l_off, b, x, y, w, ints, scal, chars, trsv
                 y[o + 1] -= w[3 * t + 1]
                 y[o + 2] -= w[3 * t + 2]
     for s in range(ns - 1, -1, -1):
-        ncol = 3 * (first[s + 1] - first[s])
-        r0 = rptr[s]
-        nr = rptr[s + 1] - r0
-        m = ncol + 3 * nr
-        ints[0] = ncol
-        ints[1] = m
-        ints[3] = 3 * nr
-        panel = lp + size * l_off[s]
-        ys = yp + size * 3 * first[s]
+        ncol, r0, nr, panel, ys = _panel(s, first, rptr, l_off, ints, lp, yp, size)
         if nr > 0:
             for t in range(nr):
                 o = 3 * rows[r0 + t]

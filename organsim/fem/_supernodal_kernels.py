@@ -99,6 +99,19 @@ def _etree(indptr, indices, perm, iperm):
     return parent
 
 
+@njit(cache=True, inline="always")
+def _merge_unmarked(src, lo, hi, mark, j, work, cnt):
+    """Append to ``work[cnt:]`` the entries of ``src[lo:hi]`` not yet marked ``j`` (marking
+    them); the new count. A column structure built as a set union."""
+    for t in range(lo, hi):
+        i = src[t]
+        if mark[i] != j:
+            mark[i] = j
+            work[cnt] = i
+            cnt += 1
+    return cnt
+
+
 @njit(cache=True)
 def analyse(indptr, indices, order, relax_zeros, relax_small):
     """Symbolic analysis: ordering postordered, lower pattern, supernodes and their row structure.
@@ -185,20 +198,10 @@ def analyse(indptr, indices, order, relax_zeros, relax_small):
     for j in range(n):
         mark[j] = j
         cnt = 0
-        for t in range(a_ptr[j], a_ptr[j + 1]):
-            i = a_row[t]
-            if mark[i] != j:
-                mark[i] = j
-                work[cnt] = i
-                cnt += 1
+        cnt = _merge_unmarked(a_row, a_ptr[j], a_ptr[j + 1], mark, j, work, cnt)
         c = head[j]
         while c != -1:
-            for t in range(s_ptr[c], s_ptr[c + 1]):
-                i = s_idx[t]
-                if mark[i] != j:
-                    mark[i] = j
-                    work[cnt] = i
-                    cnt += 1
+            cnt = _merge_unmarked(s_idx, s_ptr[c], s_ptr[c + 1], mark, j, work, cnt)
             c = nxt[c]
         if s_ptr[j] + cnt > cap:
             while s_ptr[j] + cnt > cap:

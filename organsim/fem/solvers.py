@@ -80,9 +80,6 @@ class CholeskyFactor:
         Size.
     rows, cols, vals : ndarray
         Lower triangle (``rows >= cols``) in COO form.
-    single : bool
-        Keep the Cholesky factor in single precision (a preconditioner: solves twice as
-        fast, relative error about 1e-7 times the condition number).
 
     Notes
     -----
@@ -94,7 +91,7 @@ class CholeskyFactor:
     :meth:`from_blocks` factors block data on a pattern directly.
     """
 
-    def __init__(self, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, single: bool = False):
+    def __init__(self, n: int, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray):
         n = int(n)
         L = sp.coo_matrix((np.asarray(vals, dtype=np.float64), (rows, cols)), shape=(n, n)).tocsr()
         A = (L + L.T - sp.diags(L.diagonal())).tocsr()
@@ -103,17 +100,17 @@ class CholeskyFactor:
             A = sp.block_diag((A, sp.identity(pad)), format="csr")
         B = A.tobsr(blocksize=(3, 3))
         B.sort_indices()
-        self._setup(n, B.indptr, B.indices, B.data, single, lambda: A[:n, :n])
+        self._setup(n, B.indptr, B.indices, B.data, lambda: A[:n, :n])
 
     @classmethod
-    def from_blocks(cls, sub, data: np.ndarray, single: bool = False) -> CholeskyFactor:
+    def from_blocks(cls, sub, data: np.ndarray) -> CholeskyFactor:
         """Factor the block data ``data`` (nnzb, 3, 3) on the block pattern ``sub``
         (:class:`~organsim.fem.assembly.SubPattern`: both triangles, every diagonal block)."""
         self = cls.__new__(cls)
-        self._setup(3 * sub.n, sub.indptr, sub.indices, data, single, lambda: sub.matrix(data).tocsr())
+        self._setup(3 * sub.n, sub.indptr, sub.indices, data, lambda: sub.matrix(data).tocsr())
         return self
 
-    def _setup(self, n, indptr, indices, data, single, full_matrix) -> None:
+    def _setup(self, n, indptr, indices, data, full_matrix) -> None:
         self.n = n
         self.kind = "cholesky"
         self._chol = None
@@ -122,7 +119,7 @@ class CholeskyFactor:
             self.kind = "empty"   # every node is constrained: nothing to solve
             return
         try:
-            self._chol = SupernodalCholesky(indptr, indices, data, single=single)
+            self._chol = SupernodalCholesky(indptr, indices, data)
         except (NotPositiveDefinite, ValueError) as exc:
             log.debug("Cholesky factorization refused (%s): LU", exc)
             self.kind = "lu"
@@ -435,7 +432,7 @@ class MappedPreconditioner:
 def make_preconditioner(kind: str, sub, data: np.ndarray, free_points: np.ndarray):
     """Build a preconditioner of kind "cholesky", "amg" or "jacobi" from block data on ``sub``."""
     if kind == "cholesky":
-        return CholeskyFactor.from_blocks(sub, data, single=False)
+        return CholeskyFactor.from_blocks(sub, data)
     if kind == "amg":
         return AMGPreconditioner(sub.matrix(data).tocsr(), free_points)
     if kind == "jacobi":

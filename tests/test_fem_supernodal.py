@@ -83,18 +83,34 @@ def test_the_nested_dissection_order_is_a_permutation():
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(nx=st.integers(2, 6), ny=st.integers(2, 5), nz=st.integers(2, 4), seed=st.integers(0, 2**16),
-       ordering=st.sampled_from(["metis", "natural", "random"]), clamp=st.booleans())
-def test_any_mesh_free_set_and_order_give_the_exact_solve(nx, ny, nz, seed, ordering, clamp):
+       ordering=st.sampled_from(["metis", "natural", "random"]), clamp=st.booleans(),
+       threads=st.sampled_from([1, 2, 3]))
+def test_any_mesh_free_set_and_order_give_the_exact_solve(nx, ny, nz, seed, ordering, clamp, threads):
     sub, data = _system(shape=(nx, ny, nz), fixed_x=0.0 if clamp else -1.0, seed=seed)
     if sub.n == 0:
         return
     rng = np.random.default_rng(seed)
     order = {"metis": None, "natural": np.arange(sub.n), "random": rng.permutation(sub.n)}[ordering]
-    chol = SupernodalCholesky(sub.indptr, sub.indices, data, order=order)
+    chol = SupernodalCholesky(sub.indptr, sub.indices, data, order=order, threads=threads)
     A = sub.matrix(data).tocsc()
     b = rng.normal(size=A.shape[0])
     x = chol.solve(b)
     assert np.linalg.norm(A @ x - b) <= 1e-10 * np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("threads", [2, 3, 4])
+def test_the_parallel_solve_gives_the_serial_solution(threads):
+    """Subtrees substituted on several threads: the same solution as one thread, to round-off."""
+    sub, data = _system(shape=(14, 9, 7), fixed_x=-1.0)    # free floating: no clamp, all nodes
+    data = data.copy()
+    serial = SupernodalCholesky(sub.indptr, sub.indices, data, threads=1)
+    par = SupernodalCholesky(sub.indptr, sub.indices, data, threads=threads)
+    assert serial.solve_threads == 1
+    assert 1 < par.solve_threads <= threads    # the tree split into a share per thread (or fewer)
+    B = np.random.default_rng(4).normal(size=(3 * sub.n, 2))
+    X1, X2 = serial.solve(B), par.solve(B)
+    assert np.linalg.norm(X2 - X1) <= 1e-13 * np.linalg.norm(X1)
+    assert np.array_equal(par.solve(B), X2)    # and the same every time
 
 
 def test_a_scalar_matrix_not_a_multiple_of_three_is_padded_and_solved():

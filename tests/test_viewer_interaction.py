@@ -68,12 +68,13 @@ def centre_pixel(viewer):
     return int(x), int(y)
 
 
-@pytest.fixture
-def viewer():
+@pytest.fixture(params=[False, True], ids=["serial", "overlap"])
+def viewer(request):
+    """An off-screen viewer with bound handlers, stepping in the frame or on its worker thread."""
     from organsim.viewer import Viewer
 
     sim = SpringSim(box_tet_mesh((9, 7, 5), 0.01, origin=(-0.04, -0.03, -0.02)))
-    v = Viewer(sim, off_screen=True, window_size=(320, 240))
+    v = Viewer(sim, off_screen=True, window_size=(320, 240), overlap=request.param)
     v.scene.camera_preset("anterior")
     v.bind_offscreen()
     yield v
@@ -192,14 +193,15 @@ def test_static_mesh_cannot_be_grasped(tmp_path):
 
 
 @pytest.mark.slow
-def test_mouse_grasp_and_cut_drive_organsims_own_solver():
+@pytest.mark.parametrize("overlap", [False, True])
+def test_mouse_grasp_and_cut_drive_organsims_own_solver(overlap):
     """The same mouse events on a real procedure: the solver moves the tissue, the cutter cuts."""
     from organsim.scenario.procedure import HAND_GRASPER, Procedure
     from organsim.viewer import Viewer
     from tests.test_scenario_runner import block, scenario
 
     proc = Procedure(scenario([], duration=10.0), mesh=block(), fields_every=1000)
-    v = Viewer(proc, off_screen=True, window_size=(320, 240))
+    v = Viewer(proc, off_screen=True, window_size=(320, 240), overlap=overlap)
     v.scene.camera_preset("superior")
     v.bind_offscreen()
     iren = v.plotter.iren
@@ -268,6 +270,80 @@ def test_a_rejected_step_pauses_the_viewer_with_a_message(viewer):
 
     viewer.source.simulation.step = fail
     viewer.frame()
+    if viewer.overlap:   # the step ran during the frame's render: the next frame waits for it
+        assert not viewer.paused
+        viewer.frame()
     assert viewer.paused
     assert "stopped: an element is inverted" in viewer.interaction.messages[0]
     assert any("stopped" in line for line in viewer.scene.panel_lines())
+
+
+def test_overlapped_frames_show_each_step_one_frame_later_and_lose_none():
+    """overlap=True: frame k draws the state after k-1 steps (the k-th runs during its render);
+    the images are those of the serial viewer one frame earlier and, settled, no step is lost."""
+    from organsim.viewer import Viewer
+
+    def run(overlap: bool, frames: int):
+        sim = SpringSim(box_tet_mesh((9, 7, 5), 0.01, origin=(-0.04, -0.03, -0.02)))
+        sim.prescribe([0], [[-0.05, -0.03, -0.02]], name="pull")   # something that moves
+        v = Viewer(sim, off_screen=True, window_size=(160, 120), overlap=overlap, show_panel=False)
+        v.scene.camera_preset("anterior")
+        images, shown = [], []
+        for _ in range(frames):
+            v.frame()
+            images.append(v.plotter.screenshot(None, return_img=True).copy())
+            shown.append(np.asarray(v.scene.surface.points).copy())
+        v.settle()
+        steps, time = sim.steps, sim.time
+        v.close()
+        return images, shown, steps, time
+
+    img_s, shown_s, steps_s, _ = run(False, 4)
+    img_o, shown_o, steps_o, time_o = run(True, 5)
+    assert steps_s == 4 and steps_o == 5 and time_o == pytest.approx(5 * 0.01)
+    for k in range(4):   # overlapped frame k+1 draws what serial frame k drew
+        assert np.array_equal(shown_o[k + 1], shown_s[k])
+        assert np.array_equal(img_o[k + 1], img_s[k])
+    assert not np.array_equal(shown_o[0], shown_o[1])   # and the drawn state does move
+
+
+def test_a_drag_during_an_overlapped_step_moves_the_grasper_to_the_newest_target():
+    """Mouse moves while a step is in flight wait for it; the next step pulls to the last one."""
+    import threading
+
+    from organsim.viewer import Viewer
+
+    sim = SpringSim(box_tet_mesh((9, 7, 5), 0.01, origin=(-0.04, -0.03, -0.02)))
+    gate = threading.Event()
+    plain_step = sim.step
+
+    def slow_step(dt=None):
+        gate.wait(5.0)          # the step stays in flight until the test lets it go
+        plain_step(dt)
+
+    v = Viewer(sim, off_screen=True, window_size=(320, 240), overlap=True)
+    v.scene.camera_preset("anterior")
+    v.bind_offscreen()
+    iren = v.plotter.iren
+    x, y = centre_pixel(v)
+    gate.set()
+    iren._mouse_left_button_press(x, y)
+    (held,) = [n for n, _ in sim.constraints.values()]
+    gate.clear()
+    sim.step = slow_step
+    v.frame()                                  # a step is now in flight (held at the gate)
+    for dx in (10, 20, 30):
+        iren._mouse_move(x + dx, y)            # returns at once: the target waits for the step
+    assert sim.steps == 0
+    gate.set()
+    v.frame()                                  # waits for the step, applies the newest target
+    _, target = sim.constraints["viewer_grasp"]
+    v.settle()                                 # the step started by that frame pulls there
+    assert np.allclose(sim.positions[held], target)
+    assert target[:, 0].mean() - sim.mesh.points[held][:, 0].mean() > 0.0   # to the right
+    iren._mouse_move(x + 10, y)                # nothing in flight: applied at once
+    _, nearer = sim.constraints["viewer_grasp"]
+    assert nearer[:, 0].mean() < target[:, 0].mean()   # so the one applied was the newest (x + 30)
+    iren._mouse_left_button_release(x + 10, y)
+    assert "viewer_grasp" not in sim.constraints
+    v.close()

@@ -88,7 +88,7 @@ def _polar_scalar(a00, a01, a02, a10, a11, a12, a20, a21, a22):
     return a00, a01, a02, a10, a11, a12, a20, a21, a22, det0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def polar3(F, R, tmp):
     """Rotation factor of ``F`` (3, 3) into ``R``; returns ``det F`` (``tmp`` unused)."""
     r = _polar_scalar(F[0, 0], F[0, 1], F[0, 2], F[1, 0], F[1, 1], F[1, 2], F[2, 0], F[2, 1], F[2, 2])
@@ -254,7 +254,7 @@ def _corot_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want
     return detF
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact=False):
     """Corotational (``rotate``) or linear small-strain forces and stiffness.
 
@@ -316,7 +316,7 @@ def _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, w
     return J
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def neohooke_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K):
     """Compressible neo-Hookean forces and consistent stiffness.
 
@@ -337,7 +337,7 @@ def neohooke_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K
     return minJ
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def generic_kernel(P, A, tets, grads, vols, elems, blockmap, f, K, want_K):
     """Scatter forces ``V P grad_a`` and stiffness ``V A_iJkL grad_aJ grad_bL``.
 
@@ -377,7 +377,7 @@ def _det_F(x, tets, grads, e, F):
             + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def min_jacobian(x, tets, grads):
     """Smallest ``det F`` over all elements (negative or zero: an element inverted)."""
     minJ = np.inf
@@ -391,7 +391,7 @@ def min_jacobian(x, tets, grads):
     return minJ
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bsr_gather(K, blocks, cK, M, cM, out):
     """``out[q] = cK * K[blocks[q]] + cM * M[blocks[q]]`` for the free-node sub-pattern."""
     for q in range(blocks.shape[0]):
@@ -401,7 +401,7 @@ def bsr_gather(K, blocks, cK, M, cM, out):
                 out[q, i, j] = cK * K[b, i, j] + cM * M[b, i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lumped_diag_add(K, diag_blocks, mass, c):
     """Add ``c * mass[node]`` to the diagonal of each node's diagonal block."""
     for n in range(diag_blocks.shape[0]):
@@ -415,7 +415,7 @@ def lumped_diag_add(K, diag_blocks, mass, c):
 # spins threads on every 1-D dot product, which on a loaded 2-core machine costs
 # far more than the arithmetic.
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def vdot(a, b):
     """Dot product of two 1-D arrays."""
     s = 0.0
@@ -424,7 +424,7 @@ def vdot(a, b):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cg_update_xr(x, r, p, Ap, alpha):
     """``x += alpha p``; ``r -= alpha Ap``; returns ``|r|^2``."""
     s = 0.0
@@ -435,14 +435,14 @@ def cg_update_xr(x, r, p, Ap, alpha):
     return s
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cg_update_p(p, z, beta):
     """``p = z + beta p``."""
     for i in range(p.shape[0]):
         p[i] = z[i] + beta * p[i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bsr_matvec(indptr, indices, data, x, y):
     """``y = A x`` for a square block-CSR matrix with 3x3 blocks (x, y flat)."""
     n = indptr.shape[0] - 1
@@ -463,7 +463,7 @@ def bsr_matvec(indptr, indices, data, x, y):
         y[3 * i + 2] = y2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def csr_matvec3_add(ptr, ind, val, x, out, transpose):
     """``out += T x`` (or ``T^T x``) for a CSR matrix T (rows, cols) and nodal fields x, out (., 3)."""
     for i in range(ptr.shape[0] - 1):
@@ -478,7 +478,7 @@ def csr_matvec3_add(ptr, ind, val, x, out, transpose):
                     out[i, d] += v * x[c, d]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def bsr_tmatvec_add(indptr, indices, data, x, y, c):
     """``y += c A^T x`` for a block-CSR matrix A (k block rows) with 3x3 blocks (x (3k,), y flat)."""
     for i in range(indptr.shape[0] - 1):
@@ -492,7 +492,7 @@ def bsr_tmatvec_add(indptr, indices, data, x, y, c):
             y[j + 2] += c * (data[q, 0, 2] * x0 + data[q, 1, 2] * x1 + data[q, 2, 2] * x2)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def block_diag_solve(inv, b, out):
     """``out_n = inv_n b_n`` for 3x3 blocks (block Jacobi)."""
     for n in range(inv.shape[0]):
@@ -503,7 +503,7 @@ def block_diag_solve(inv, b, out):
             out[3 * n + i] = inv[n, i, 0] * b0 + inv[n, i, 1] * b1 + inv[n, i, 2] * b2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nodal_rotations(x, tets, grads, vols, Rn, acc):
     """Rotation of each node's neighbourhood: ``polar(sum_e V_e F_e)`` over its tets.
 
@@ -539,7 +539,7 @@ def nodal_rotations(x, tets, grads, vols, Rn, acc):
                     Rn[n, i, j] = R[i, j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rotate_blocks(R, v, out, transpose):
     """``out_n = R_n v_n`` (or ``R_n^T v_n``) for flat vectors of 3-blocks."""
     for n in range(R.shape[0]):
@@ -563,7 +563,7 @@ def rotate_blocks(R, v, out, transpose):
 # ``order[chunk_ptr[c]:chunk_ptr[c + 1]]`` and color ``k`` the chunks
 # ``color_ptr[k]:color_ptr[k + 1]``.
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def corot_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, rotate, Rcache, exact,
                      order, chunk_ptr, color_ptr):
     """:func:`corot_kernel` on both cores over a colored chunk schedule; returns the minimum ``det F``."""
@@ -588,7 +588,7 @@ def corot_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_
     return cmin.min() if cmin.shape[0] else np.inf
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def neohooke_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, order, chunk_ptr, color_ptr):
     """:func:`neohooke_kernel` on both cores over a colored chunk schedule.
 
@@ -620,7 +620,7 @@ def neohooke_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, wa
     return cmin.min() if nc else np.inf
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def min_jacobian_par(x, tets, grads):
     """:func:`min_jacobian` on both cores (NaN if a ``det F`` is NaN)."""
     m = tets.shape[0]
@@ -646,7 +646,7 @@ def min_jacobian_par(x, tets, grads):
     return res
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def nodal_rotations_par(x, tets, grads, vols, node_ptr, node_tets, Rn, VF):
     """:func:`nodal_rotations` on both cores: ``V_e F_e`` per tet into ``VF`` (m, 3, 3), then
     each node sums its tets (``node_tets[node_ptr[n]:node_ptr[n + 1]]``, increasing ids: the
@@ -727,7 +727,7 @@ def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p
             out[na, i] += V * (H[i, 0] * g[a, 0] + H[i, 1] * g[a, 1] + H[i, 2] * g[a, 2])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def corot_apply(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out):
     """``out += K p`` (nodal fields (n, 3)) for the corotational or linear elements ``elems``."""
     g = np.empty((4, 3))
@@ -736,7 +736,7 @@ def corot_apply(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out):
         _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def corot_apply_par(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, order, chunk_ptr, color_ptr):
     """:func:`corot_apply` on both cores over a colored chunk schedule (see the parallel kernels)."""
     for col in range(color_ptr.shape[0] - 1):
@@ -747,7 +747,7 @@ def corot_apply_par(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, o
                 _corot_apply_element(order[k], tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def neohooke_state(x, tets, grads, elems, lam, mu, Fi_out, cm_out):
     """Per-tet state of the neo-Hookean tangent at ``x``: ``F^-1`` into ``Fi_out[e]`` (m, 3, 3) and
     ``mu - lam ln J`` into ``cm_out[e]`` (m,), for the tets ``e`` in ``elems`` (0 where ``J <= 0``)."""
@@ -792,7 +792,7 @@ def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, o
             out[na, i] += V * (Q[i, 0] * grads[e, a, 0] + Q[i, 1] * grads[e, a, 1] + Q[i, 2] * grads[e, a, 2])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def neohooke_apply(tets, grads, vols, lam, mu, elems, Fis, cms, p, out):
     """``out += K p`` (nodal fields (n, 3)) for the neo-Hookean elements ``elems``
     (tangent state from :func:`neohooke_state`)."""
@@ -803,7 +803,7 @@ def neohooke_apply(tets, grads, vols, lam, mu, elems, Fis, cms, p, out):
         _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True)
 def neohooke_apply_par(tets, grads, vols, lam, mu, elems, Fis, cms, p, out, order, chunk_ptr, color_ptr):
     """:func:`neohooke_apply` on both cores over a colored chunk schedule."""
     for col in range(color_ptr.shape[0] - 1):
@@ -815,7 +815,7 @@ def neohooke_apply_par(tets, grads, vols, lam, mu, elems, Fis, cms, p, out, orde
                 _neohooke_apply_element(order[k], tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def free_scatter(p, free, out):
     """``out[free[i]] = p[3 i : 3 i + 3]`` (out (n, 3), zero elsewhere beforehand)."""
     for i in range(free.shape[0]):
@@ -823,7 +823,7 @@ def free_scatter(p, free, out):
             out[free[i], d] = p[3 * i + d]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def free_gather_axpy(Kp, free, cK, mass_diag, p, y):
     """``y[3 i + d] = cK Kp[free[i], d] + mass_diag[i] p[3 i + d]`` (lumped mass)."""
     for i in range(free.shape[0]):

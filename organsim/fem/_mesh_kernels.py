@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _row_columns(i, ptr, inc_tet, tets, mark, buf, start):
     """Write the sorted, distinct nodes of the tets around node ``i`` into ``buf[start:]``.
 
@@ -38,7 +38,7 @@ def _row_columns(i, ptr, inc_tet, tets, mark, buf, start):
     return end
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def block_pattern(tets, n):
     """Node-block CSR pattern of a P1 mesh and each tet's block map.
 
@@ -108,7 +108,7 @@ def block_pattern(tets, n):
     return indptr, buf[:nnz].copy(), blockmap, diag, deg
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def shape_gradients(points, tets):
     """Rest shape-function gradients (m, 4, 3) in 1/m and signed volumes (m,) in m^3 of P1 tets."""
     m = tets.shape[0]
@@ -152,7 +152,7 @@ def shape_gradients(points, tets):
     return grads, vols
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rest_diagonal_blocks(tets, grads, vols, lam, mu, slot, k):
     """Diagonal 3x3 blocks of the small-strain (rest) stiffness at selected nodes.
 
@@ -193,7 +193,7 @@ def rest_diagonal_blocks(tets, grads, vols, lam, mu, slot, k):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sub_pattern(indptr, indices, nodes, newid):
     """The block pattern restricted to ``nodes`` (sorted), renumbered by ``newid``.
 
@@ -226,7 +226,7 @@ def sub_pattern(indptr, indices, nodes, newid):
     return blocks[:k].copy(), sub_ptr, sub_ind[:k].copy(), sub_rows[:k].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def block_pattern_update(old_indptr, old_indices, old_blockmap, old_deg, old_tets, tets, n, tet_parent, new2old):
     """The block pattern of a mesh changed locally (a cut), from the pattern before the change.
 
@@ -357,7 +357,7 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_deg, old_tet
     return indptr, indices, blockmap, diag, deg
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rest_sub_blocks(tets, grads, vols, lam, mu, row_slot, col_id, indptr, indices):
     """Small-strain (rest) stiffness of the tets around selected nodes, on their sub-pattern.
 
@@ -413,7 +413,7 @@ def rest_sub_blocks(tets, grads, vols, lam, mu, row_slot, col_id, indptr, indice
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def banded_lower(indptr, indices, data, pos, kd):
     """LAPACK lower band storage (kd + 1, 3 n) of a symmetric block matrix, nodes renumbered by ``pos``.
 
@@ -438,7 +438,7 @@ def banded_lower(indptr, indices, data, pos, kd):
     return ab
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def restrict_compose(t_ptr, t_ind, t_val, row_keep, col_new, c_ptr, c_ind, c_val, n_cols):
     """Rows ``row_keep`` and mapped columns of a sparse transfer, optionally composed with a second one.
 
@@ -493,7 +493,7 @@ def restrict_compose(t_ptr, t_ind, t_val, row_keep, col_new, c_ptr, c_ind, c_val
     return ptr, ind[:nz].copy(), val[:nz].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def lumped_masses(tets, vols, density, n):
     """Row-sum lumped mass per node (n,) kg: a quarter of each tet's mass ``rho V`` to each of its nodes."""
     m = np.zeros(n)
@@ -504,7 +504,7 @@ def lumped_masses(tets, vols, density, n):
     return m
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def transfer_summary(indptr, indices, data, n_old):
     """How each new node of a transfer (new = T old, CSR) relates to the old nodes, in one pass.
 

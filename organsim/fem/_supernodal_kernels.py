@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import intrinsic
 
 # indices into the function-address table (see organsim.fem.supernodal._blas_table)
@@ -492,3 +492,115 @@ def pivots(L, first, l_off):
         for r in range(ncol):
             out[3 * first[s] + r] = L[l_off[s] + r + r * m]
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _forward_range(lo, hi, first, rptr, rows, l_off, y, w, z, node_hi, lp, yp, wp, ip, dp, cp, size, trsv,
+                   gemv, ints):
+    """Forward substitution over supernodes ``lo..hi-1`` (a subtree, or the top of the tree): updates
+    of nodes below ``node_hi`` go into ``y``, of the others into ``z`` (the ancestors another thread
+    may also update; summed afterwards)."""
+    for s in range(lo, hi):
+        ncol, r0, nr, panel, ys = _panel(s, first, rptr, l_off, ints, lp, yp, size)
+        blas_call(trsv, (cp + CH_L, cp + CH_N, cp + CH_N, ip, panel, ip + 4, ys, ip + 16))
+        if nr > 0:
+            blas_call(gemv, (cp + CH_N, ip + 12, ip, dp, panel + size * ncol, ip + 4, ys, ip + 16,
+                             dp + 2 * size, wp, ip + 16))
+            for t in range(nr):
+                node = rows[r0 + t]
+                o = 3 * node
+                if node < node_hi:
+                    y[o] -= w[3 * t]
+                    y[o + 1] -= w[3 * t + 1]
+                    y[o + 2] -= w[3 * t + 2]
+                else:
+                    z[o] += w[3 * t]
+                    z[o + 1] += w[3 * t + 1]
+                    z[o + 2] += w[3 * t + 2]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _backward_range(lo, hi, first, rptr, rows, l_off, y, w, lp, yp, wp, ip, dp, cp, size, trsv, gemv, ints):
+    """Back substitution over supernodes ``hi-1`` down to ``lo`` (their ancestors already solved)."""
+    for s in range(hi - 1, lo - 1, -1):
+        ncol, r0, nr, panel, ys = _panel(s, first, rptr, l_off, ints, lp, yp, size)
+        if nr > 0:
+            for t in range(nr):
+                o = 3 * rows[r0 + t]
+                w[3 * t] = y[o]
+                w[3 * t + 1] = y[o + 1]
+                w[3 * t + 2] = y[o + 2]
+            blas_call(gemv, (cp + CH_T, ip + 12, ip, dp + size, panel + size * ncol, ip + 4, wp, ip + 16, dp,
+                             ys, ip + 16))
+        blas_call(trsv, (cp + CH_L, cp + CH_T, cp + CH_N, ip, panel, ip + 4, ys, ip + 16))
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def solve_par(L, perm, first, rptr, rows, l_off, b, x, y, Z, W, INTS, SCAL, chars, trsv, gemv,
+              task_lo, task_hi, bin_ptr, top):
+    """:func:`solve` with the independent subtrees of the elimination tree on several threads.
+
+    The tasks ``task_lo[j]..task_hi[j]-1`` are disjoint subtrees (contiguous in postorder); bin
+    ``k`` (tasks ``bin_ptr[k]..bin_ptr[k+1]-1``) runs on one thread with its own workspaces (row
+    ``k`` of ``Z``, ``W``, ``INTS``, ``SCAL``). ``top`` lists, ascending, the supernodes outside
+    every task: the ancestors of the tasks, solved on one thread after the subtrees going forward
+    and before them going back. Each thread writes only its tasks' own entries of ``y``; its
+    forward updates of ancestor entries go to its row of ``Z`` and are summed in a fixed order,
+    so the result does not depend on the number of threads.
+    """
+    n = len(perm)
+    nbins = len(bin_ptr) - 1
+    size = L.itemsize
+    lp = L.ctypes.data
+    yp = y.ctypes.data
+    cp = chars.ctypes.data
+    for i in range(n):
+        o = 3 * perm[i]
+        y[3 * i] = b[o]
+        y[3 * i + 1] = b[o + 1]
+        y[3 * i + 2] = b[o + 2]
+    for k in range(nbins):
+        INTS[k, 4] = 1
+        SCAL[k, 0] = 1.0
+        SCAL[k, 1] = -1.0
+        SCAL[k, 2] = 0.0
+        for j in range(len(top)):
+            s = top[j]
+            for o in range(3 * first[s], 3 * first[s + 1]):
+                Z[k, o] = 0.0
+    for k in prange(nbins):
+        wp = W.ctypes.data + k * W.strides[0]
+        ip = INTS.ctypes.data + k * INTS.strides[0]
+        dp = SCAL.ctypes.data + k * SCAL.strides[0]
+        for j in range(bin_ptr[k], bin_ptr[k + 1]):
+            _forward_range(task_lo[j], task_hi[j], first, rptr, rows, l_off, y, W[k], Z[k],
+                           first[task_hi[j]], lp, yp, wp, ip, dp, cp, size, trsv, gemv, INTS[k])
+    for j in range(len(top)):
+        s = top[j]
+        for o in range(3 * first[s], 3 * first[s + 1]):
+            acc = 0.0
+            for k in range(nbins):
+                acc += Z[k, o]
+            y[o] -= acc
+    wp = W.ctypes.data
+    ip = INTS.ctypes.data
+    dp = SCAL.ctypes.data
+    for j in range(len(top)):
+        # the top supernodes' ancestors are top supernodes too: every update stays in y
+        _forward_range(top[j], top[j] + 1, first, rptr, rows, l_off, y, W[0], Z[0], n, lp, yp, wp, ip,
+                       dp, cp, size, trsv, gemv, INTS[0])
+    for j in range(len(top) - 1, -1, -1):
+        _backward_range(top[j], top[j] + 1, first, rptr, rows, l_off, y, W[0], lp, yp, wp, ip, dp, cp, size,
+                        trsv, gemv, INTS[0])
+    for k in prange(nbins):
+        wp = W.ctypes.data + k * W.strides[0]
+        ip = INTS.ctypes.data + k * INTS.strides[0]
+        dp = SCAL.ctypes.data + k * SCAL.strides[0]
+        for j in range(bin_ptr[k + 1] - 1, bin_ptr[k] - 1, -1):
+            _backward_range(task_lo[j], task_hi[j], first, rptr, rows, l_off, y, W[k], lp, yp, wp, ip, dp, cp,
+                            size, trsv, gemv, INTS[k])
+    for i in range(n):
+        o = 3 * perm[i]
+        x[o] = y[3 * i]
+        x[o + 1] = y[3 * i + 1]
+        x[o + 2] = y[3 * i + 2]

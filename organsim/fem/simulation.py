@@ -68,6 +68,7 @@ from . import integrators
 from .assembly import Assembler, consistent_mass_blocks
 from .body import Body
 from .preconditioning import carry_preconditioner, refresh_preconditioner
+from .solvers import single_threaded_blas
 from ..mesh.topology import all_parents_in
 from .topology_transfer import (
     carry_constraints,
@@ -652,16 +653,22 @@ class Simulation:
         t_start = time.perf_counter()
         t0 = self._t
         scale_before = self._asm.stiffness_scale
-        for attempt in range(4):
-            try:
-                stats, n_sub = integrators.advance_with_retries(self, h, budget_s)
-                break
-            except ConvergenceError as exc:
-                if attempt == 3 or not self._stiffen_inverted(exc):
-                    if self._asm.stiffness_scale is not scale_before:   # the state is unchanged
-                        self._setup_body(self.body, node_rotations=self._Rn, element_rotations=self._asm._Rcache,
-                                         pattern=self._asm.pattern, stiffness_scale=scale_before)
-                    raise
+        # BLAS on one thread for the whole step: its few dense calls (CG's dot products, the
+        # factor's panels) gain nothing from OpenBLAS's threads, which spin after each call and
+        # take the second core from the compiled kernels and the parallel solve (patient liver:
+        # 22 ms per step so, 28 ms with OpenBLAS's threads)
+        with single_threaded_blas():
+            for attempt in range(4):
+                try:
+                    stats, n_sub = integrators.advance_with_retries(self, h, budget_s)
+                    break
+                except ConvergenceError as exc:
+                    if attempt == 3 or not self._stiffen_inverted(exc):
+                        if self._asm.stiffness_scale is not scale_before:   # the state is unchanged
+                            self._setup_body(self.body, node_rotations=self._Rn,
+                                             element_rotations=self._asm._Rcache, pattern=self._asm.pattern,
+                                             stiffness_scale=scale_before)
+                        raise
         newton, lin, res, conv, minJ, refac = stats
         self._t = t0 + h
         return StepInfo(time=self._t, dt=h, newton_iterations=newton, linear_iterations=lin, residual=res,

@@ -29,6 +29,10 @@ _RELAX_ZEROS = 0.05
 #: ... or the merged supernode has at most this many nodes.
 _RELAX_SMALL = 4
 
+#: Factors with at least this many entries solve on several threads (below it a thread's
+#: start-up costs more than the halved sweep saves).
+PARALLEL_SOLVE_MIN_NNZ = 1_000_000
+
 _BLAS = None
 
 
@@ -96,6 +100,12 @@ class SupernodalCholesky:
         patient liver; solves then have a relative error of about 1e-7 times the condition
         number and are symmetric only to that level, too coarse for CG on ill-conditioned
         tangents, so the simulation does not use it).
+    threads : int, optional
+        Threads a solve uses: independent subtrees of the elimination tree are substituted
+        in parallel (:func:`subtree_tasks`). By default a factor of at least
+        :data:`PARALLEL_SOLVE_MIN_NNZ` entries plans for numba's thread count and each solve
+        runs serially or in parallel, whichever has been faster lately (a busy machine may
+        leave one core); ``1`` always solves serially, ``k > 1`` always in parallel.
 
     Raises
     ------
@@ -116,7 +126,7 @@ class SupernodalCholesky:
     kind = "cholesky"
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, order: np.ndarray | None = None,
-                 single: bool = False):
+                 single: bool = False, threads: int | None = None):
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         data = np.ascontiguousarray(data, dtype=np.float64)
@@ -152,11 +162,30 @@ class SupernodalCholesky:
         self._y = np.empty(self.n, dtype)
         self._w = np.empty(3 * nr_max + 1, dtype)
         self._scal = np.zeros(4, dtype)
+        self._plan = None
+        self._tune = None
+        from . import parallel as par
+
+        bins = par.threads() if threads is None else int(threads)
+        if bins > 1 and (threads is not None or self.nnz >= PARALLEL_SOLVE_MIN_NNZ):
+            task_lo, task_hi, bin_ptr, top = subtree_tasks(self._first, self._rptr, self._rows, self._l_off,
+                                                           bins)
+            if len(bin_ptr) > 2:
+                bins = len(bin_ptr) - 1
+                self._plan = (task_lo, task_hi, bin_ptr, top, np.zeros((bins, self.n), dtype),
+                              np.empty((bins, len(self._w)), dtype), np.zeros((bins, 8), np.int32),
+                              np.zeros((bins, 4), dtype))
+                self._tune = None if threads is not None else par.Autotune()
 
     @property
     def nnz(self) -> int:
         """Stored entries of the factor (the dense panels, diagonal blocks included)."""
         return int(self._l_off[-1])
+
+    @property
+    def solve_threads(self) -> int:
+        """Threads the solve is planned for (1: it always runs serially)."""
+        return 1 if self._plan is None else len(self._plan[2]) - 1
 
     @property
     def supernodes(self) -> int:
@@ -169,9 +198,99 @@ class SupernodalCholesky:
         if b.ndim == 2:
             return np.column_stack([self.solve(col) for col in b.T])
         x = np.empty(self.n)
+        if self._plan is None:
+            self._solve_serial(b, x)
+        elif self._tune is None:
+            self._solve_parallel(b, x)
+        else:
+            with self._tune.timed() as parallel:
+                (self._solve_parallel if parallel else self._solve_serial)(b, x)
+        return x
+
+    def _solve_parallel(self, b: np.ndarray, x: np.ndarray) -> None:
+        from .parallel import KERNEL_LOCK
+
+        task_lo, task_hi, bin_ptr, top, Z, W, INTS, SCAL = self._plan
+        with KERNEL_LOCK:
+            _sk.solve_par(self._L, self._perm, self._first, self._rptr, self._rows, self._l_off, b, x, self._y, Z,
+                          W, INTS, SCAL, self._chars, self._trsv, self._gemv, task_lo, task_hi, bin_ptr, top)
+
+    def _solve_serial(self, b: np.ndarray, x: np.ndarray) -> None:
         ints = np.zeros(8, np.int32)
         _sk.solve(self._L, self._perm, self._first, self._rptr, self._rows, self._l_off, b, x, self._y, self._w,
                   ints, self._scal, self._chars, self._trsv, self._gemv)
-        return x
 
     __call__ = solve
+
+
+def subtree_tasks(first: np.ndarray, rptr: np.ndarray, rows: np.ndarray, l_off: np.ndarray, bins: int):
+    """Split the supernodal elimination tree into independent subtrees for ``bins`` threads.
+
+    Starting from the roots, the subtree with the most factor entries is replaced by its
+    children (its root joins the *top*, solved on one thread) until every subtree holds at
+    most an eighth of a thread's share or the top holds a quarter of the factor; the subtrees
+    then go to the bins largest first, each to the lightest bin.
+
+    Parameters
+    ----------
+    first : (ns + 1,) int
+        First node of each supernode (postorder).
+    rptr, rows : int arrays
+        Each supernode's below-diagonal node rows.
+    l_off : (ns + 1,) int
+        Offsets of the supernodes' panels in the factor (entries).
+    bins : int
+        Number of threads.
+
+    Returns
+    -------
+    task_lo, task_hi : (t,) int64
+        Supernode range of each subtree (contiguous in postorder), grouped by bin.
+    bin_ptr : (bins + 1,) int64
+        Subtrees ``bin_ptr[k]..bin_ptr[k+1]-1`` run on thread ``k``.
+    top : (m,) int64
+        The supernodes in no subtree, ascending.
+    """
+    import heapq
+
+    ns = len(first) - 1
+    node_super = np.repeat(np.arange(ns), np.diff(first))
+    has_parent = np.diff(rptr) > 0
+    parent = np.full(ns, -1, dtype=np.int64)
+    parent[has_parent] = node_super[rows[rptr[:-1][has_parent]]]
+    own = np.diff(l_off).astype(np.float64)
+    weight = own.copy()
+    count = np.ones(ns, dtype=np.int64)
+    children: list[list[int]] = [[] for _ in range(ns)]
+    for s in range(ns):          # postorder: a child comes before its parent (once per factor)
+        p = parent[s]
+        if p >= 0:
+            weight[p] += weight[s]
+            count[p] += count[s]
+            children[p].append(s)
+    total = float(own.sum())
+    heap = [(-weight[s], s) for s in range(ns) if parent[s] < 0]
+    heapq.heapify(heap)
+    top: list[int] = []
+    top_weight = 0.0
+    while heap:
+        w, s = heap[0]
+        if -w <= total / bins / 8 or not children[s] or top_weight + own[s] > 0.25 * total:
+            break
+        heapq.heappop(heap)
+        top.append(s)
+        top_weight += own[s]
+        for c in children[s]:
+            heapq.heappush(heap, (-weight[c], c))
+    tasks = sorted((s for _, s in heap), key=lambda s: -weight[s])
+    load = [0.0] * bins
+    members: list[list[int]] = [[] for _ in range(bins)]
+    for s in tasks:
+        k = int(np.argmin(load))
+        load[k] += weight[s]
+        members[k].append(s)
+    members = [m for m in members if m]
+    roots = np.array([s for m in members for s in m], dtype=np.int64)
+    bin_ptr = np.zeros(len(members) + 1, dtype=np.int64)
+    np.cumsum([len(m) for m in members], out=bin_ptr[1:])
+    return roots - count[roots] + 1, roots + 1, bin_ptr, np.array(sorted(top), dtype=np.int64)

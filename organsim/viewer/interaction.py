@@ -111,6 +111,7 @@ class Interaction:
     def on_key(self, key: str) -> None:
         """Handle one key (the same path real key presses take)."""
         v = self.viewer
+        v.settle()   # a key may reset or pause the source: not while a step is in flight
         if key == "i":
             self.tool = TOOLS[(TOOLS.index(self.tool) + 1) % len(TOOLS)]
             self.say(f"tool: {self.tool}")
@@ -179,6 +180,7 @@ class Interaction:
         p = self.pick(x, y)
         if p is None:
             return False
+        self.viewer.settle()   # the tool changes the source: not while a step is in flight
         src = self.viewer.source
         if self.tool == "grasp":
             begin = getattr(src, "grasp_begin", None)
@@ -210,20 +212,24 @@ class Interaction:
         towards it and renders (no render here, so a stream of mouse events
         cannot starve the simulation's timer).
         """
+        src = self.viewer.source
         if self.dragging == "grasp":
             target = self.display_to_world(x, y, self._depth)
-            self.viewer.source.grasp_move(target)
+            # a step may be in flight (the viewer's overlap): the newest target waits for it
+            self.viewer.when_settled(lambda: src.grasp_move(target), key="grasp_move")
         elif self.dragging == "cut":
             p = self.pick(x, y)
             if p is not None and np.linalg.norm(p - self.cut_points[-1]) > 2e-4:
                 self.cut_points.append(p)
-                self.viewer.source.cut_move(p)
+                self.viewer.when_settled(lambda: src.cut_move(p))
         else:
             return False
         return True
 
     def release(self, x: int, y: int) -> bool:
         """Left button up; finishes a grasp or performs the drawn cut."""
+        if self.dragging is not None:
+            self.viewer.settle()
         if self.dragging == "grasp":
             self.viewer.source.grasp_end()
             self.say("released")

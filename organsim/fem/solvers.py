@@ -464,7 +464,8 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     precond : callable
         Applies the preconditioner inverse to a vector.
     x0 : ndarray (n,), optional
-        Warm start.
+        Warm start, used where its residual is smaller than the zero guess's (``b``): nothing
+        is multiplied when ``b`` itself is within the tolerance.
     rtol : float
         Stop when ``||b - A x|| <= rtol ||b||`` (or ``<= atol``).
     atol : float
@@ -483,13 +484,19 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     tol = max(rtol * bnorm, float(atol))
     if bnorm == 0.0:
         return PCGResult(np.zeros_like(b), 0, 0.0, True)
-    if x0 is None:
-        x = np.zeros_like(b)
-        r = b.copy()
-    else:
-        x = np.array(x0, dtype=np.float64)
-        r = b - A @ x
-    rnorm = float(np.sqrt(kern.vdot(r, r)))
+    if bnorm <= tol:   # zero already solves it: no product, no warm start needed
+        return PCGResult(np.zeros_like(b), 0, 1.0, True)
+    x = np.zeros_like(b)
+    r = b.copy()
+    rnorm = bnorm
+    if x0 is not None:
+        # the warm start is taken only where it is the better guess: a stale one (the load or
+        # the motion changed) can leave a larger residual than zero
+        xw = np.array(x0, dtype=np.float64)
+        rw = b - A @ xw
+        rwnorm = float(np.sqrt(kern.vdot(rw, rw)))
+        if rwnorm < bnorm:
+            x, r, rnorm = xw, rw, rwnorm
     if rnorm <= tol:
         return PCGResult(x, 0, rnorm / bnorm, True)
     z = precond(r)

@@ -464,8 +464,7 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     precond : callable
         Applies the preconditioner inverse to a vector.
     x0 : ndarray (n,), optional
-        Warm start, used where its residual is smaller than the zero guess's (``b``): nothing
-        is multiplied when ``b`` itself is within the tolerance.
+        Warm start; not used (nothing is multiplied) when ``b`` itself is within the tolerance.
     rtol : float
         Stop when ``||b - A x|| <= rtol ||b||`` (or ``<= atol``).
     atol : float
@@ -486,17 +485,13 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
         return PCGResult(np.zeros_like(b), 0, 0.0, True)
     if bnorm <= tol:   # zero already solves it: no product, no warm start needed
         return PCGResult(np.zeros_like(b), 0, 1.0, True)
-    x = np.zeros_like(b)
-    r = b.copy()
-    rnorm = bnorm
-    if x0 is not None:
-        # the warm start is taken only where it is the better guess: a stale one (the load or
-        # the motion changed) can leave a larger residual than zero
-        xw = np.array(x0, dtype=np.float64)
-        rw = b - A @ xw
-        rwnorm = float(np.sqrt(kern.vdot(rw, rw)))
-        if rwnorm < bnorm:
-            x, r, rnorm = xw, rw, rwnorm
+    if x0 is None:
+        x = np.zeros_like(b)
+        r = b.copy()
+    else:
+        x = np.array(x0, dtype=np.float64)
+        r = b - A @ x
+    rnorm = float(np.sqrt(kern.vdot(r, r)))
     if rnorm <= tol:
         return PCGResult(x, 0, rnorm / bnorm, True)
     z = precond(r)

@@ -464,7 +464,7 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     precond : callable
         Applies the preconditioner inverse to a vector.
     x0 : ndarray (n,), optional
-        Warm start; not used (nothing is multiplied) when ``b`` itself is within the tolerance.
+        Warm start.
     rtol : float
         Stop when ``||b - A x|| <= rtol ||b||`` (or ``<= atol``).
     atol : float
@@ -483,8 +483,6 @@ def pcg(A, b: np.ndarray, *, precond, x0: np.ndarray | None = None, rtol: float 
     tol = max(rtol * bnorm, float(atol))
     if bnorm == 0.0:
         return PCGResult(np.zeros_like(b), 0, 0.0, True)
-    if bnorm <= tol:   # zero already solves it: no product, no warm start needed
-        return PCGResult(np.zeros_like(b), 0, 1.0, True)
     if x0 is None:
         x = np.zeros_like(b)
         r = b.copy()

@@ -452,28 +452,9 @@ def solve(L, perm, first, rptr, rows, l_off, b, x, y, w, ints, scal, chars, trsv
     scal[0] = 1.0
     scal[1] = -1.0
     scal[2] = 0.0
-    for s in range(ns):
-        ncol, r0, nr, panel, ys = _panel(s, first, rptr, l_off, ints, lp, yp, size)
-        blas_call(trsv, (cp + CH_L, cp + CH_N, cp + CH_N, ip, panel, ip + 4, ys, ip + 16))
-        if nr > 0:
-            blas_call(gemv, (cp + CH_N, ip + 12, ip, dp, panel + size * ncol, ip + 4, ys, ip + 16,
-                             dp + 2 * size, wp, ip + 16))
-            for t in range(nr):
-                o = 3 * rows[r0 + t]
-                y[o] -= w[3 * t]
-                y[o + 1] -= w[3 * t + 1]
-                y[o + 2] -= w[3 * t + 2]
-    for s in range(ns - 1, -1, -1):
-        ncol, r0, nr, panel, ys = _panel(s, first, rptr, l_off, ints, lp, yp, size)
-        if nr > 0:
-            for t in range(nr):
-                o = 3 * rows[r0 + t]
-                w[3 * t] = y[o]
-                w[3 * t + 1] = y[o + 1]
-                w[3 * t + 2] = y[o + 2]
-            blas_call(gemv, (cp + CH_T, ip + 12, ip, dp + size, panel + size * ncol, ip + 4, wp, ip + 16, dp,
-                             ys, ip + 16))
-        blas_call(trsv, (cp + CH_L, cp + CH_T, cp + CH_N, ip, panel, ip + 4, ys, ip + 16))
+    # every update stays in y (no node lies beyond n); the whole tree, forward then back
+    _forward_range(0, ns, first, rptr, rows, l_off, y, w, y, n, lp, yp, wp, ip, dp, cp, size, trsv, gemv, ints)
+    _backward_range(0, ns, first, rptr, rows, l_off, y, w, lp, yp, wp, ip, dp, cp, size, trsv, gemv, ints)
     for i in range(n):
         o = 3 * perm[i]
         x[o] = y[3 * i]

@@ -29,15 +29,25 @@ class SurfaceAnchors:
     ----------
     mesh : TetMesh
         The rest mesh (its boundary faces are the anchor triangles).
+    face_mask : ndarray of bool, shape (b,), optional
+        Which of ``mesh.boundary_faces`` may be anchored to (all by default); e.g. only the
+        faces a cut made, or only those it did not.
     """
 
-    def __init__(self, mesh: TetMesh) -> None:
+    def __init__(self, mesh: TetMesh, face_mask: np.ndarray | None = None) -> None:
         self.mesh = mesh
+        self.face_mask = None if face_mask is None else np.asarray(face_mask, dtype=bool)
 
     @cached_property
     def faces(self) -> np.ndarray:
-        """Boundary triangles, shape (f, 3)."""
-        return self.mesh.boundary_faces
+        """Boundary triangles that may be anchored to, shape (f, 3)."""
+        faces = self.mesh.boundary_faces
+        if self.face_mask is None:
+            return faces
+        if self.face_mask.shape != (len(faces),):
+            raise ValueError(f"face_mask has shape {self.face_mask.shape}; expected "
+                             f"({len(faces)},), one flag per boundary face of the mesh")
+        return faces[self.face_mask]
 
     @cached_property
     def _rest_tree(self):

@@ -86,11 +86,14 @@ from .build import build_simulation, load_organ
 from .metrics import MetricsRecorder, composite_score, path_length, point_to_polyline_distance
 from .schema import DEFAULT_INSTRUMENT, Action, Scenario
 
-__all__ = ["HAND_GRASPER", "HAND_SCALPEL", "SETTLED_SPEED", "Procedure", "fragments"]
+__all__ = ["BAND_CUT_GAP_M", "HAND_GRASPER", "HAND_SCALPEL", "SETTLED_SPEED", "Procedure", "fragments"]
 
 log = logging.getLogger(__name__)
 
 _MM = 1e-3
+#: Least distance (m, at rest) from a planned-cut sample to a face a cut made at which the
+#: sample counts as cut (the band's half-width when wider): the viewer stops drawing it there.
+BAND_CUT_GAP_M = 1e-3
 #: Node speed (m/s) below which the organ counts as at rest when it settles under gravity.
 SETTLED_SPEED = 1e-3
 #: Gap (m) above the surface where the blade's back starts.
@@ -302,6 +305,7 @@ class Procedure:
         self.action_log: list[Action] = []
         self._live: dict[str, Action] = {}   # instrument -> its open live pull / cut action
         self._band_cache: tuple | None = None
+        self._band_rest: np.ndarray | None = None
         self._expose_anchor = None
         self.expose_lift_m = 0.0
         self.expose_time_s: float | None = None
@@ -530,14 +534,21 @@ class Procedure:
             lines.append(self.last_message)
         return lines
 
-    def planned_band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def planned_band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
         """The planned cut and its tolerance band on the current (deformed) surface.
+
+        The line is sampled every millimetre. Where a cut has already gone along it, inside
+        the band (a cut face within ``cut_tolerance_mm``, or at least ``BAND_CUT_GAP_M``, of
+        the planned point, at rest), the sample is not shown: the wound shows that part, and
+        a band stretched across the open wound would zig-zag between its two lips. Where a
+        cut strayed outside the band, the band stays.
 
         Returns
         -------
-        (centre, left, right) : ndarrays, shape (k, 3), or None
+        (centre, left, right, shown) : ndarrays, shapes (k, 3), (k, 3), (k, 3), (k,), or None
             Points (m) of the planned line and of the band's two edges, ``cut_tolerance_mm``
-            to either side along the surface; None when the scenario plans no cut.
+            to either side along the surface, and which samples are still uncut (bool);
+            None when the scenario plans no cut.
         """
         if self._band_cache is None or self._band_cache[0] != self.topology_version:
             planned = self.planned_cut_rest()
@@ -545,12 +556,28 @@ class Procedure:
                 return None
             from .metrics import resample_polyline
 
-            dense = resample_polyline(planned, 1e-3)
-            anchors = [self._surface.anchor(p) for p in dense]
+            if self._band_rest is None:
+                # every millimetre, on the rest surface (a straight chord between two planned
+                # points runs under a curved surface)
+                organ = SurfaceAnchors(self._organ)
+                self._band_rest = np.array([organ.on_rest_surface(p)
+                                            for p in resample_polyline(planned, 1e-3)])
+            dense = self._band_rest
+            shown = np.ones(len(dense), dtype=bool)
+            surface = self._surface
+            cut = self.cut_face_mask
+            if cut is not None and cut.any() and not cut.all():
+                # anchor to the outer surface only, and hide what the cut faces reach
+                wound = SurfaceAnchors(surface.mesh, face_mask=cut)
+                gap = np.array([np.linalg.norm(wound.on_rest_surface(p) - p) for p in dense])
+                reach = max(self.scenario.scoring.cut_tolerance_mm * _MM, BAND_CUT_GAP_M)
+                shown = gap > reach
+                surface = SurfaceAnchors(surface.mesh, face_mask=~cut)
+            anchors = [surface.anchor(p) for p in dense]
             nodes = np.array([n for n, _ in anchors])
             w = np.array([w for _, w in anchors])
-            self._band_cache = (self.topology_version, nodes, w)
-        _, nodes, w = self._band_cache
+            self._band_cache = (self.topology_version, nodes, w, shown)
+        _, nodes, w, shown = self._band_cache
         x = self.positions
         tri = x[nodes]                                    # (k, 3, 3)
         centre = np.einsum("kj,kjc->kc", w, tri)
@@ -561,7 +588,7 @@ class Procedure:
         side /= np.maximum(np.linalg.norm(side, axis=1, keepdims=True), 1e-30)
         tol = self.scenario.scoring.cut_tolerance_mm * _MM
         lift = 3e-4 * nrm                                 # just above the surface
-        return centre + lift, centre + tol * side + lift, centre - tol * side + lift
+        return centre + lift, centre + tol * side + lift, centre - tol * side + lift, shown.copy()
 
     def _track_exposure(self) -> None:
         """How far the exposure target has been lifted from where it lay at ``t = 0`` (m)."""

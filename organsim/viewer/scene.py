@@ -311,6 +311,7 @@ class Scene:
         self.band_actor = None
         self.line_poly = pv.PolyData()
         self.line_actor = None
+        self._band_shown = None
         self.panel = text_actor(plotter, "panel", (0.008, 0.99), top=True) if show_panel else None
         self._panel_text = None
         self._panel_t = -np.inf
@@ -421,20 +422,29 @@ class Scene:
                 actor.SetVisibility(False)
 
     def _update_band(self) -> None:
-        """Draw the source's planned cut (a line) and its tolerance band (a translucent strip)."""
+        """Draw the source's planned cut (a line) and its tolerance band (a translucent strip).
+
+        Only the part still uncut is drawn (the source's ``shown`` flags): the strip and the
+        line join consecutive shown samples.
+        """
         band = getattr(self.source, "planned_band", None)
         got = band() if callable(band) else None
         if got is None:
             return
         import pyvista as pv
 
-        centre, left, right = (np.asarray(a, dtype=float) for a in got)
+        centre, left, right = (np.asarray(a, dtype=float) for a in got[:3])
         k = len(centre)
-        if self.band_actor is None or self.band_poly.n_points != 2 * k:
-            # a strip of quads between the band's edges, and the line down its middle
-            quads = np.array([[4, i, i + 1, k + i + 1, k + i] for i in range(k - 1)]).ravel()
+        shown = np.asarray(got[3], dtype=bool) if len(got) > 3 else np.ones(k, dtype=bool)
+        if self.band_actor is None or not np.array_equal(shown, self._band_shown):
+            # a strip of quads between the band's edges, and the line down its middle,
+            # over each pair of consecutive shown samples
+            i = np.flatnonzero(shown[:-1] & shown[1:])
+            quads = np.c_[np.full(len(i), 4), i, i + 1, k + i + 1, k + i].ravel()
+            segs = np.c_[np.full(len(i), 2), i, i + 1].ravel()
             self.band_poly.copy_from(pv.PolyData(np.vstack([left, right]), faces=quads))
-            self.line_poly.copy_from(pv.lines_from_points(centre))
+            self.line_poly.copy_from(pv.PolyData(centre.copy(), lines=segs))
+            self._band_shown = shown
             if self.band_actor is None:
                 self.band_actor = self.plotter.add_mesh(self.band_poly, color=(1.0, 0.85, 0.1),
                                                         opacity=0.45, name="band", lighting=False,

@@ -40,6 +40,29 @@ def test_schedule_is_race_free(mesh):
         assert seen.max() <= 1, f"two chunks of color {k} share a node"
 
 
+def _parallel_share(order, chunk_ptr, color_ptr) -> float:
+    """Fraction of the elements in colors of at least two chunks (work that can run in parallel)."""
+    sizes = np.diff(chunk_ptr)
+    share = sum(sizes[color_ptr[k]:color_ptr[k + 1]].sum() for k in range(len(color_ptr) - 1)
+                if color_ptr[k + 1] - color_ptr[k] >= 2)
+    return share / len(order)
+
+
+def test_schedule_puts_nearly_all_the_work_in_parallel_halves(mesh):
+    from organsim.mesh.shipped import load_shipped
+
+    for m in (mesh, load_shipped("liver")):
+        elems = np.arange(m.n_tets, dtype=np.int64)
+        order, chunk_ptr, color_ptr = par.element_schedule(m.points, m.tets, elems)
+        first = np.diff(chunk_ptr)[:color_ptr[1]]
+        assert len(first) == 2 ** par.SCHEDULE_DEPTH
+        # the two halves are balanced and hold most of the elements; the separators are
+        # split in turn, so little is left to one thread
+        assert first.min() >= 0.8 * first.max()
+        assert first.sum() >= 0.7 * m.n_tets
+        assert _parallel_share(order, chunk_ptr, color_ptr) >= 0.9
+
+
 @pytest.mark.parametrize("material", [Corotational(1e5, 0.45), NeoHookean(1e5, 0.45)], ids=["corot", "nh"])
 @pytest.mark.parametrize("exact", [False, True])
 def test_parallel_equals_serial_bitwise(mesh, material, exact):

@@ -545,3 +545,46 @@ def test_a_step_that_turns_neo_hookean_tissue_inside_out_says_where_and_keeps_th
     with pytest.raises(ConvergenceError, match=r"inside out, the worst in region 'tissue' at \(4\d, \d+, \d+\) mm"):
         sim.step()
     np.testing.assert_array_equal(sim.positions, x0)
+
+
+def test_a_single_precision_factor_moves_the_beam_as_the_double_one(monkeypatch):
+    from organsim.fem import integrators, preconditioning
+
+    runs = {}
+    for precision in ("double", "single"):
+        mesh, sim, wall = _beam((16, 4, 4), integrator="realtime", mat=Corotational(5e5, 0.45), dt=0.04,
+                                realtime_cg=20, realtime_rtol=1e-2, factor_precision=precision)
+        tip = np.flatnonzero(mesh.points[:, 0] == mesh.points[:, 0].max())
+        sim.fix(wall, name="wall")
+        infos = [sim.step() for _ in range(15)]
+        assert all(i.converged for i in infos)
+        assert sim.preconditioner_precision == precision
+        runs[precision] = (sim.displacements[tip, 2].mean(), sum(i.linear_iterations for i in infos))
+    (z_d, cg_d), (z_s, cg_s) = runs["double"], runs["single"]
+    assert z_d < -0.005                                 # the beam swings down under gravity
+    assert abs(z_s - z_d) <= 1e-3 * abs(z_d)
+    assert cg_s <= cg_d + 3
+    # "auto": single for realtime factors of at least SINGLE_FACTOR_MIN_NNZ entries, double for
+    # backward Euler; and double again after a run of slow CG steps refactors
+    monkeypatch.setattr(preconditioning, "SINGLE_FACTOR_MIN_NNZ", 0)
+    for integ, want in (("realtime", "single"), ("backward_euler", "double")):
+        _, sim, wall = _beam(integrator=integ, dt=0.01)
+        sim.fix(wall, name="wall")
+        sim.step()
+        assert sim.preconditioner_precision == want
+    monkeypatch.setattr(integrators, "_SLOW_CG_ITERATIONS", -1)     # every step counts as slow
+    _, sim, wall = _beam(integrator="realtime", dt=0.01)
+    sim.fix(wall, name="wall")
+    seen = []
+    for _ in range(8):
+        info = sim.step()
+        seen.append((sim.preconditioner_precision, info.refactored))
+    assert seen[0] == ("single", True)
+    refactor = next(k for k, (_, r) in enumerate(seen) if k > 0 and r)
+    assert all(p == "double" for p, _ in seen[refactor:])
+
+
+def test_an_unknown_factor_precision_is_refused_with_the_choices():
+    mesh = box_tet_mesh((3, 3, 3), 0.01)
+    with pytest.raises(SimulationError, match="factor_precision 'half'.*'auto', 'single' or 'double'"):
+        Simulation(Body(mesh, NeoHookean(5e4, 0.4), density=RHO), factor_precision="half")

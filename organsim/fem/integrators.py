@@ -315,7 +315,9 @@ def realtime_substep(sim, h, cons, ck, deadline):
         if it == 0 and sim._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
             # the factorization no longer fits the loaded, deformed state (gravity sag,
             # stress released by cuts): factor the current tangent instead (the projected
-            # one where the current one is not positive definite)
+            # one where the current one is not positive definite); in double from now on where
+            # a single-precision factor was allowed (it may be what made the steps slow)
+            sim._double_factor = True
             prec, proj = refactor_current(sim, h, x, data)
             refac = True
             sim._slow_steps = 0

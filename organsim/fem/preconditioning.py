@@ -28,7 +28,7 @@ from .solvers import (
 log = logging.getLogger(__name__)
 
 __all__ = ["cached_preconditioner", "carry_preconditioner", "projected_system_data", "refactor_current",
-           "refresh_preconditioner", "warped_preconditioner"]
+           "refresh_preconditioner", "single_factor", "warped_preconditioner"]
 
 #: Realtime steps whose first CG solve takes more than this many iterations (or does not
 #: converge) count as slow ...
@@ -38,6 +38,10 @@ _SLOW_CG_ITERATIONS = 8
 #: hitch) instead of slow steps from then on. Carried-over factorizations (after cuts,
 #: grasps and releases) are kept as long as they do not make steps slow.
 _SLOW_STEPS_BEFORE_REFACTOR = 5
+#: Cholesky preconditioners of at least this many entries are kept in single precision under
+#: "auto" (``Simulation(factor_precision=...)``): there a solve is memory bound and takes about
+#: 0.6 of the double one (the 101k-tet beam's 33M entries); smaller ones keep double.
+SINGLE_FACTOR_MIN_NNZ = 2_000_000
 #: A carried-over factorization is corrected by an exact solve on the nodes a cut, grasp or
 #: release affected when there are at most this many of them (block Jacobi beyond).
 _LOCAL_SOLVE_MAX_NODES = 3000
@@ -78,11 +82,24 @@ def cached_preconditioner(sim, h: float, kind_hint: str | None = None, data: np.
     kind = _kind(sim, len(free), kind_hint)
     t0 = time.perf_counter()
     sim._prec = make_preconditioner(kind, sim._sub, data, sim.mesh.points[free])
+    p = sim.factor_precision
+    if sim._prec.kind == "cholesky" and (p == "single" or (p == "auto" and single_factor(sim)
+                                                           and sim._prec.nnz >= SINGLE_FACTOR_MIN_NNZ)):
+        sim._prec.keep_single()
     sim._prec_key = key
     sim._prec_free = free
     sim._mapped_count = 0
     log.debug("built %s preconditioner for %d free nodes in %.3f s", kind, len(free), time.perf_counter() - t0)
     return sim._prec, True
+
+
+def single_factor(sim) -> bool:
+    """Whether ``sim`` may keep a large Cholesky preconditioner in single precision
+    (``factor_precision``; "auto": for the realtime integrator, whose solves stop at a coarse
+    tolerance, until its CG is slow for several steps in a row: the refactorization that follows,
+    and every later one, is kept in double)."""
+    p = sim.factor_precision
+    return p == "single" or (p == "auto" and sim.integrator == "realtime" and not sim._double_factor)
 
 
 def _kind(sim, n_free: int, kind_hint: str | None = None) -> str:

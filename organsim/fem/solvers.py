@@ -110,6 +110,24 @@ class CholeskyFactor:
         self._setup(3 * sub.n, sub.indptr, sub.indices, data, lambda: sub.matrix(data).tocsr())
         return self
 
+    @property
+    def nnz(self) -> int:
+        """Entries of the Cholesky factor (0 for an LU fallback or an empty system)."""
+        return 0 if self._chol is None else self._chol.nnz
+
+    @property
+    def single(self) -> bool:
+        """Whether the factor is kept in single precision (:meth:`keep_single`)."""
+        return self._chol is not None and self._chol.single
+
+    def keep_single(self) -> None:
+        """Keep the Cholesky factor in single precision from now on: half its memory and
+        faster solves (memory bound), accurate to about 1e-7 times the condition number:
+        for a preconditioner of CG solves to a coarse tolerance
+        (:class:`~organsim.fem.supernodal.SupernodalCholesky`, ``single``)."""
+        if self._chol is not None:
+            self._chol.keep_single()
+
     def _setup(self, n, indptr, indices, data, full_matrix) -> None:
         self.n = n
         self.kind = "cholesky"

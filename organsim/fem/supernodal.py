@@ -98,8 +98,9 @@ class SupernodalCholesky:
         Keep the factor in single precision after factoring in double (half the memory and
         the memory traffic of a solve, which is memory bound: 1.6x faster solves on the
         patient liver; solves then have a relative error of about 1e-7 times the condition
-        number and are symmetric only to that level, too coarse for CG on ill-conditioned
-        tangents, so the simulation does not use it).
+        number and are symmetric only to that level: a preconditioner for CG solves to a
+        coarse tolerance, as the realtime integrator's, not a direct solver; see
+        ``Simulation(factor_precision=...)``).
     threads : int, optional
         Threads a solve uses: independent subtrees of the elimination tree are substituted
         in parallel (:func:`subtree_tasks`). By default a factor of at least
@@ -151,11 +152,19 @@ class SupernodalCholesky:
         if status != 0:
             raise NotPositiveDefinite("the matrix is not positive definite (the Cholesky factorization broke down"
                                       f" at supernode {status - 1} of {len(self._first) - 1})")
+        self._threads = threads
+        self._set_precision(bool(single))
+
+    def _set_precision(self, single: bool) -> None:
+        """Keep the factor in single (or double) precision, with the BLAS, workspaces and
+        parallel plan of that type."""
+        from . import parallel as par
+
         nr_max = int(np.max(np.diff(self._rptr))) if len(self._rptr) > 1 else 0
-        self.single = bool(single)
+        self.single = single
         dtype = np.float32 if single else np.float64
+        self._L = self._L.astype(dtype, copy=False)
         if single:
-            self._L = self._L.astype(np.float32)
             self._trsv, self._gemv = self._fns[_sk.STRSV], self._fns[_sk.SGEMV]
         else:
             self._trsv, self._gemv = self._fns[_sk.DTRSV], self._fns[_sk.DGEMV]
@@ -164,8 +173,7 @@ class SupernodalCholesky:
         self._scal = np.zeros(4, dtype)
         self._plan = None
         self._tune = None
-        from . import parallel as par
-
+        threads = self._threads
         bins = par.threads() if threads is None else int(threads)
         if bins > 1 and (threads is not None or self.nnz >= PARALLEL_SOLVE_MIN_NNZ):
             task_lo, task_hi, bin_ptr, top = subtree_tasks(self._first, self._rptr, self._rows, self._l_off,
@@ -176,6 +184,11 @@ class SupernodalCholesky:
                               np.empty((bins, len(self._w)), dtype), np.zeros((bins, 8), np.int32),
                               np.zeros((bins, 4), dtype))
                 self._tune = None if threads is not None else par.Autotune()
+
+    def keep_single(self) -> None:
+        """Keep the factor in single precision from now on (see ``single``); no effect if it is."""
+        if not self.single:
+            self._set_precision(True)
 
     @property
     def nnz(self) -> int:

@@ -40,8 +40,9 @@ _SLOW_CG_ITERATIONS = 8
 _SLOW_STEPS_BEFORE_REFACTOR = 5
 #: Cholesky preconditioners of at least this many entries are kept in single precision under
 #: "auto" (``Simulation(factor_precision=...)``): there a solve is memory bound and takes about
-#: 0.6 of the double one (the 101k-tet beam's 33M entries); smaller ones keep double.
-SINGLE_FACTOR_MIN_NNZ = 2_000_000
+#: 0.6 of the double one (measured from the 10k-tet organ's 1.6M entries, a 13 ms step against
+#: 17 ms, to the 101k-tet beam's 33M); smaller ones keep double.
+SINGLE_FACTOR_MIN_NNZ = 1_000_000
 #: A carried-over factorization is corrected by an exact solve on the nodes a cut, grasp or
 #: release affected when there are at most this many of them (block Jacobi beyond).
 _LOCAL_SOLVE_MAX_NODES = 3000

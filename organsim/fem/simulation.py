@@ -246,8 +246,10 @@ class Simulation:
         memory bound (on two cores: 101k-tet beam step 71 ms against 93 ms, with the same
         3.43 CG iterations per step and tip deflection); the preconditioner is then
         accurate to about 1e-7 times the matrix's condition number. "auto" takes single
-        for the realtime integrator (its solves stop at ``realtime_rtol``) and double for
-        backward Euler (Newton to ``newton_tol``).
+        for the realtime integrator's factors of at least
+        :data:`~organsim.fem.preconditioning.SINGLE_FACTOR_MIN_NNZ` entries (its solves stop
+        at ``realtime_rtol``), until a run of slow CG steps makes it refactor (in double from
+        then on), and double for backward Euler (Newton to ``newton_tol``).
 
     Examples
     --------

@@ -766,8 +766,8 @@ def nodal_rotations_par(x, tets, grads, vols, node_ptr, node_tets, Rn, VF):
 # ``R K0 R^T``, the neo-Hookean consistent tangent), summed in another order (round-off).
 
 @njit(cache=True, inline="always")
-def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H):
-    """``out += K_e p`` of one element of :func:`corot_kernel` (``want_K``, not ``exact``).
+def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out):
+    """``out += K_e p`` of one element of :func:`corot_kernel` (``want_K``, not ``exact``), on scalars.
 
     ``K_e`` is ``V (lam g_a g_b^T + mu g_b g_a^T + mu (g_a . g_b) I)`` with ``g = R grad N``
     (``R`` the element's rotation of the last force pass, in ``Rcache``; ``I`` if not
@@ -778,40 +778,70 @@ def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p
     V = vols[e]
     la = lam[q]
     m = mu[q]
-    for a in range(4):
-        for i in range(3):
-            if rotate:
-                g[a, i] = Rcache[e, i, 0] * grads[e, a, 0] + Rcache[e, i, 1] * grads[e, a, 1] \
-                    + Rcache[e, i, 2] * grads[e, a, 2]
-            else:
-                g[a, i] = grads[e, a, i]
-    for i in range(3):
-        for j in range(3):
-            s = 0.0
-            for b in range(4):
-                s += p[tets[e, b], i] * g[b, j]
-            H[i, j] = s
-    tr = H[0, 0] + H[1, 1] + H[2, 2]
-    for i in range(3):
-        for j in range(i, 3):
-            sij = m * (H[i, j] + H[j, i])
-            if i == j:
-                sij += la * tr
-            H[i, j] = sij
-            H[j, i] = sij
-    for a in range(4):
-        na = tets[e, a]
-        for i in range(3):
-            out[na, i] += V * (H[i, 0] * g[a, 0] + H[i, 1] * g[a, 1] + H[i, 2] * g[a, 2])
+    n0 = tets[e, 0]
+    n1 = tets[e, 1]
+    n2 = tets[e, 2]
+    n3 = tets[e, 3]
+    d00, d01, d02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
+    d10, d11, d12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
+    d20, d21, d22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
+    d30, d31, d32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
+    if rotate:
+        r00, r01, r02 = Rcache[e, 0, 0], Rcache[e, 0, 1], Rcache[e, 0, 2]
+        r10, r11, r12 = Rcache[e, 1, 0], Rcache[e, 1, 1], Rcache[e, 1, 2]
+        r20, r21, r22 = Rcache[e, 2, 0], Rcache[e, 2, 1], Rcache[e, 2, 2]
+    else:
+        r00, r01, r02, r10, r11, r12, r20, r21, r22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
+    # g_a = R grad_a
+    g00 = r00 * d00 + r01 * d01 + r02 * d02
+    g01 = r10 * d00 + r11 * d01 + r12 * d02
+    g02 = r20 * d00 + r21 * d01 + r22 * d02
+    g10 = r00 * d10 + r01 * d11 + r02 * d12
+    g11 = r10 * d10 + r11 * d11 + r12 * d12
+    g12 = r20 * d10 + r21 * d11 + r22 * d12
+    g20 = r00 * d20 + r01 * d21 + r02 * d22
+    g21 = r10 * d20 + r11 * d21 + r12 * d22
+    g22 = r20 * d20 + r21 * d21 + r22 * d22
+    g30 = r00 * d30 + r01 * d31 + r02 * d32
+    g31 = r10 * d30 + r11 * d31 + r12 * d32
+    g32 = r20 * d30 + r21 * d31 + r22 * d32
+    # H = sum_b p_b g_b^T
+    h00 = p[n0, 0] * g00 + p[n1, 0] * g10 + p[n2, 0] * g20 + p[n3, 0] * g30
+    h01 = p[n0, 0] * g01 + p[n1, 0] * g11 + p[n2, 0] * g21 + p[n3, 0] * g31
+    h02 = p[n0, 0] * g02 + p[n1, 0] * g12 + p[n2, 0] * g22 + p[n3, 0] * g32
+    h10 = p[n0, 1] * g00 + p[n1, 1] * g10 + p[n2, 1] * g20 + p[n3, 1] * g30
+    h11 = p[n0, 1] * g01 + p[n1, 1] * g11 + p[n2, 1] * g21 + p[n3, 1] * g31
+    h12 = p[n0, 1] * g02 + p[n1, 1] * g12 + p[n2, 1] * g22 + p[n3, 1] * g32
+    h20 = p[n0, 2] * g00 + p[n1, 2] * g10 + p[n2, 2] * g20 + p[n3, 2] * g30
+    h21 = p[n0, 2] * g01 + p[n1, 2] * g11 + p[n2, 2] * g21 + p[n3, 2] * g31
+    h22 = p[n0, 2] * g02 + p[n1, 2] * g12 + p[n2, 2] * g22 + p[n3, 2] * g32
+    lt = la * (h00 + h11 + h22)
+    # V sigma(H)
+    s00 = V * (2.0 * m * h00 + lt)
+    s11 = V * (2.0 * m * h11 + lt)
+    s22 = V * (2.0 * m * h22 + lt)
+    s01 = V * m * (h01 + h10)
+    s02 = V * m * (h02 + h20)
+    s12 = V * m * (h12 + h21)
+    out[n0, 0] += s00 * g00 + s01 * g01 + s02 * g02
+    out[n0, 1] += s01 * g00 + s11 * g01 + s12 * g02
+    out[n0, 2] += s02 * g00 + s12 * g01 + s22 * g02
+    out[n1, 0] += s00 * g10 + s01 * g11 + s02 * g12
+    out[n1, 1] += s01 * g10 + s11 * g11 + s12 * g12
+    out[n1, 2] += s02 * g10 + s12 * g11 + s22 * g12
+    out[n2, 0] += s00 * g20 + s01 * g21 + s02 * g22
+    out[n2, 1] += s01 * g20 + s11 * g21 + s12 * g22
+    out[n2, 2] += s02 * g20 + s12 * g21 + s22 * g22
+    out[n3, 0] += s00 * g30 + s01 * g31 + s02 * g32
+    out[n3, 1] += s01 * g30 + s11 * g31 + s12 * g32
+    out[n3, 2] += s02 * g30 + s12 * g31 + s22 * g32
 
 
 @njit(cache=True, nogil=True)
 def corot_apply(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out):
     """``out += K p`` (nodal fields (n, 3)) for the corotational or linear elements ``elems``."""
-    g = np.empty((4, 3))
-    H = np.empty((3, 3))
     for q in range(elems.shape[0]):
-        _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
+        _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -819,10 +849,8 @@ def corot_apply_par(tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, o
     """:func:`corot_apply` on both cores over a colored chunk schedule (see the parallel kernels)."""
     for col in range(color_ptr.shape[0] - 1):
         for c in prange(color_ptr[col], color_ptr[col + 1]):
-            g = np.empty((4, 3))
-            H = np.empty((3, 3))
             for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
-                _corot_apply_element(order[k], tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out, g, H)
+                _corot_apply_element(order[k], tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -843,42 +871,81 @@ def neohooke_state(x, tets, grads, elems, lam, mu, Fi_out, cm_out):
 
 
 @njit(cache=True, inline="always")
-def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q):
-    """``out += K_e p`` of one element of :func:`neohooke_kernel`'s consistent tangent.
+def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out):
+    """``out += K_e p`` of one element of :func:`neohooke_kernel`'s consistent tangent, on scalars.
 
     With ``h_a = F^-T grad_a``, ``Hm = sum_b p_b grad_b^T`` and ``G = Hm F^-1``:
     ``(K_e p)_a = V ((mu - lam ln J) G^T F^-T + lam tr(G) F^-T + mu Hm) grad_a``; ``F^-1`` and
-    ``mu - lam ln J`` from :func:`neohooke_state` (``Fis[e]``, ``cms[e]``).
+    ``mu - lam ln J`` from :func:`neohooke_state` (``Fis[e]``, ``cms[e]``). Every intermediate is
+    a local scalar (as in :func:`_corot_forces`).
     """
     e = elems[q]
     V = vols[e]
     la = lam[q]
     m = mu[q]
     cm = cms[e]
-    _deformation_gradient(p, tets, grads, e, Hm)   # Hm = sum_b p_b grad_b^T
-    for i in range(3):
-        for j in range(3):
-            G[i, j] = Hm[i, 0] * Fis[e, 0, j] + Hm[i, 1] * Fis[e, 1, j] + Hm[i, 2] * Fis[e, 2, j]
-    trG = G[0, 0] + G[1, 1] + G[2, 2]
-    for i in range(3):
-        for j in range(3):
-            Q[i, j] = (cm * (G[0, i] * Fis[e, j, 0] + G[1, i] * Fis[e, j, 1] + G[2, i] * Fis[e, j, 2])
-                       + la * trG * Fis[e, j, i] + m * Hm[i, j])
-    for a in range(4):
-        na = tets[e, a]
-        for i in range(3):
-            out[na, i] += V * (Q[i, 0] * grads[e, a, 0] + Q[i, 1] * grads[e, a, 1] + Q[i, 2] * grads[e, a, 2])
+    n0 = tets[e, 0]
+    n1 = tets[e, 1]
+    n2 = tets[e, 2]
+    n3 = tets[e, 3]
+    g00, g01, g02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
+    g10, g11, g12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
+    g20, g21, g22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
+    g30, g31, g32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
+    f00, f01, f02 = Fis[e, 0, 0], Fis[e, 0, 1], Fis[e, 0, 2]
+    f10, f11, f12 = Fis[e, 1, 0], Fis[e, 1, 1], Fis[e, 1, 2]
+    f20, f21, f22 = Fis[e, 2, 0], Fis[e, 2, 1], Fis[e, 2, 2]
+    # Hm = sum_b p_b grad_b^T
+    h00 = p[n0, 0] * g00 + p[n1, 0] * g10 + p[n2, 0] * g20 + p[n3, 0] * g30
+    h01 = p[n0, 0] * g01 + p[n1, 0] * g11 + p[n2, 0] * g21 + p[n3, 0] * g31
+    h02 = p[n0, 0] * g02 + p[n1, 0] * g12 + p[n2, 0] * g22 + p[n3, 0] * g32
+    h10 = p[n0, 1] * g00 + p[n1, 1] * g10 + p[n2, 1] * g20 + p[n3, 1] * g30
+    h11 = p[n0, 1] * g01 + p[n1, 1] * g11 + p[n2, 1] * g21 + p[n3, 1] * g31
+    h12 = p[n0, 1] * g02 + p[n1, 1] * g12 + p[n2, 1] * g22 + p[n3, 1] * g32
+    h20 = p[n0, 2] * g00 + p[n1, 2] * g10 + p[n2, 2] * g20 + p[n3, 2] * g30
+    h21 = p[n0, 2] * g01 + p[n1, 2] * g11 + p[n2, 2] * g21 + p[n3, 2] * g31
+    h22 = p[n0, 2] * g02 + p[n1, 2] * g12 + p[n2, 2] * g22 + p[n3, 2] * g32
+    # G = Hm F^-1
+    G00 = h00 * f00 + h01 * f10 + h02 * f20
+    G01 = h00 * f01 + h01 * f11 + h02 * f21
+    G02 = h00 * f02 + h01 * f12 + h02 * f22
+    G10 = h10 * f00 + h11 * f10 + h12 * f20
+    G11 = h10 * f01 + h11 * f11 + h12 * f21
+    G12 = h10 * f02 + h11 * f12 + h12 * f22
+    G20 = h20 * f00 + h21 * f10 + h22 * f20
+    G21 = h20 * f01 + h21 * f11 + h22 * f21
+    G22 = h20 * f02 + h21 * f12 + h22 * f22
+    lt = la * (G00 + G11 + G22)
+    # Q = cm G^T F^-T + lam tr(G) F^-T + mu Hm, times V
+    Q00 = V * (cm * (G00 * f00 + G10 * f01 + G20 * f02) + lt * f00 + m * h00)
+    Q01 = V * (cm * (G00 * f10 + G10 * f11 + G20 * f12) + lt * f10 + m * h01)
+    Q02 = V * (cm * (G00 * f20 + G10 * f21 + G20 * f22) + lt * f20 + m * h02)
+    Q10 = V * (cm * (G01 * f00 + G11 * f01 + G21 * f02) + lt * f01 + m * h10)
+    Q11 = V * (cm * (G01 * f10 + G11 * f11 + G21 * f12) + lt * f11 + m * h11)
+    Q12 = V * (cm * (G01 * f20 + G11 * f21 + G21 * f22) + lt * f21 + m * h12)
+    Q20 = V * (cm * (G02 * f00 + G12 * f01 + G22 * f02) + lt * f02 + m * h20)
+    Q21 = V * (cm * (G02 * f10 + G12 * f11 + G22 * f12) + lt * f12 + m * h21)
+    Q22 = V * (cm * (G02 * f20 + G12 * f21 + G22 * f22) + lt * f22 + m * h22)
+    out[n0, 0] += Q00 * g00 + Q01 * g01 + Q02 * g02
+    out[n0, 1] += Q10 * g00 + Q11 * g01 + Q12 * g02
+    out[n0, 2] += Q20 * g00 + Q21 * g01 + Q22 * g02
+    out[n1, 0] += Q00 * g10 + Q01 * g11 + Q02 * g12
+    out[n1, 1] += Q10 * g10 + Q11 * g11 + Q12 * g12
+    out[n1, 2] += Q20 * g10 + Q21 * g11 + Q22 * g12
+    out[n2, 0] += Q00 * g20 + Q01 * g21 + Q02 * g22
+    out[n2, 1] += Q10 * g20 + Q11 * g21 + Q12 * g22
+    out[n2, 2] += Q20 * g20 + Q21 * g21 + Q22 * g22
+    out[n3, 0] += Q00 * g30 + Q01 * g31 + Q02 * g32
+    out[n3, 1] += Q10 * g30 + Q11 * g31 + Q12 * g32
+    out[n3, 2] += Q20 * g30 + Q21 * g31 + Q22 * g32
 
 
 @njit(cache=True, nogil=True)
 def neohooke_apply(tets, grads, vols, lam, mu, elems, Fis, cms, p, out):
     """``out += K p`` (nodal fields (n, 3)) for the neo-Hookean elements ``elems``
     (tangent state from :func:`neohooke_state`)."""
-    Hm = np.empty((3, 3))
-    G = np.empty((3, 3))
-    Q = np.empty((3, 3))
     for q in range(elems.shape[0]):
-        _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
+        _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, out)
 
 
 @njit(cache=True, nogil=True, parallel=True)
@@ -886,11 +953,8 @@ def neohooke_apply_par(tets, grads, vols, lam, mu, elems, Fis, cms, p, out, orde
     """:func:`neohooke_apply` on both cores over a colored chunk schedule."""
     for col in range(color_ptr.shape[0] - 1):
         for c in prange(color_ptr[col], color_ptr[col + 1]):
-            Hm = np.empty((3, 3))
-            G = np.empty((3, 3))
-            Q = np.empty((3, 3))
             for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
-                _neohooke_apply_element(order[k], tets, grads, vols, lam, mu, elems, Fis, cms, p, out, Hm, G, Q)
+                _neohooke_apply_element(order[k], tets, grads, vols, lam, mu, elems, Fis, cms, p, out)
 
 
 @njit(cache=True, nogil=True)

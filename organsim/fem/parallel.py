@@ -168,6 +168,35 @@ def _interior(tets, elems, pos, half, n_nodes):
     return out
 
 
+@njit(cache=True)
+def _centroids(points, tets, elems):
+    """Centroids (p, 3) of the tets ``elems``."""
+    out = np.empty((elems.shape[0], 3))
+    for q in range(elems.shape[0]):
+        e = elems[q]
+        for d in range(3):
+            out[q, d] = 0.25 * (points[tets[e, 0], d] + points[tets[e, 1], d] + points[tets[e, 2], d]
+                                + points[tets[e, 3], d])
+    return out
+
+
+@njit(cache=True)
+def _longest_axis_values(cent, pos):
+    """The coordinates of the centroids ``cent[pos]`` along the axis they extend most on."""
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    for k in range(pos.shape[0]):
+        for d in range(3):
+            c = cent[pos[k], d]
+            lo[d] = min(lo[d], c)
+            hi[d] = max(hi[d], c)
+    axis = int(np.argmax(hi - lo))
+    out = np.empty(pos.shape[0])
+    for k in range(pos.shape[0]):
+        out[k] = cent[pos[k], axis]
+    return out
+
+
 def _dissect(cent: np.ndarray, tets: np.ndarray, elems: np.ndarray, pos: np.ndarray, depth: int,
              n_nodes: int) -> list[list[np.ndarray]]:
     """Colors (lists of node-disjoint chunks of positions ``pos``), to be run in this order.
@@ -179,10 +208,9 @@ def _dissect(cent: np.ndarray, tets: np.ndarray, elems: np.ndarray, pos: np.ndar
     """
     if depth == 0 or len(pos) <= SCHEDULE_LEAF:
         return [[pos]]
-    c = cent[pos]
-    axis = int(np.argmax(c.max(axis=0) - c.min(axis=0)))
-    cut = np.sort(c[:, axis])[len(pos) // 2]
-    half = (c[:, axis] >= cut).astype(np.int64)
+    v = _longest_axis_values(cent, pos)
+    cut = np.partition(v, len(v) // 2)[len(v) // 2]
+    half = (v >= cut).astype(np.int64)
     inner = _interior(tets, elems, pos, half, n_nodes)
     if not inner.any():
         return [[pos]]
@@ -244,7 +272,7 @@ def element_schedule(points: np.ndarray, tets: np.ndarray, elems: np.ndarray, sp
     if p == 0:
         z = np.zeros(1, dtype=np.int64)
         return np.zeros(0, dtype=np.int64), z, z
-    cent = points[tets[elems]].mean(axis=1)
+    cent = _centroids(np.ascontiguousarray(points, dtype=np.float64), tets, elems)
     if spatial_sort:
         start = np.argsort(_morton(cent), kind="stable").astype(np.int64)
     else:

@@ -364,30 +364,90 @@ def corot_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, r
 
 
 @njit(cache=True, inline="always")
-def _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, F, Fi, h):
-    """One element of :func:`neohooke_kernel` (position ``q`` in ``elems``); returns its ``J``
-    (and adds nothing when ``J <= 0`` or NaN)."""
+def _neohooke_forces(q, x, tets, grads, vols, lam, mu, elems, f, Fi):
+    """Forces of one element of :func:`neohooke_kernel` (position ``q`` in ``elems``), on scalars.
+
+    Adds ``V P grad_a`` with ``P = mu F + (lam ln J - mu) F^-T`` to ``f`` at the element's nodes,
+    writes ``F^-1`` to ``Fi`` (3, 3) for the stiffness and returns ``J`` (adding nothing when
+    ``J <= 0`` or NaN). Every intermediate is a local scalar (as in :func:`_corot_forces`).
+    """
     e = elems[q]
-    V = vols[e]
-    la = lam[q]
-    m = mu[q]
-    _deformation_gradient(x, tets, grads, e, F)
-    J = _inv3(F, Fi)
+    n0 = tets[e, 0]
+    n1 = tets[e, 1]
+    n2 = tets[e, 2]
+    n3 = tets[e, 3]
+    g00, g01, g02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
+    g10, g11, g12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
+    g20, g21, g22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
+    g30, g31, g32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
+    F00 = x[n0, 0] * g00 + x[n1, 0] * g10 + x[n2, 0] * g20 + x[n3, 0] * g30
+    F01 = x[n0, 0] * g01 + x[n1, 0] * g11 + x[n2, 0] * g21 + x[n3, 0] * g31
+    F02 = x[n0, 0] * g02 + x[n1, 0] * g12 + x[n2, 0] * g22 + x[n3, 0] * g32
+    F10 = x[n0, 1] * g00 + x[n1, 1] * g10 + x[n2, 1] * g20 + x[n3, 1] * g30
+    F11 = x[n0, 1] * g01 + x[n1, 1] * g11 + x[n2, 1] * g21 + x[n3, 1] * g31
+    F12 = x[n0, 1] * g02 + x[n1, 1] * g12 + x[n2, 1] * g22 + x[n3, 1] * g32
+    F20 = x[n0, 2] * g00 + x[n1, 2] * g10 + x[n2, 2] * g20 + x[n3, 2] * g30
+    F21 = x[n0, 2] * g01 + x[n1, 2] * g11 + x[n2, 2] * g21 + x[n3, 2] * g31
+    F22 = x[n0, 2] * g02 + x[n1, 2] * g12 + x[n2, 2] * g22 + x[n3, 2] * g32
+    # cofactors: F^-T = C / J
+    C00 = F11 * F22 - F12 * F21
+    C01 = F12 * F20 - F10 * F22
+    C02 = F10 * F21 - F11 * F20
+    C10 = F02 * F21 - F01 * F22
+    C11 = F00 * F22 - F02 * F20
+    C12 = F01 * F20 - F00 * F21
+    C20 = F01 * F12 - F02 * F11
+    C21 = F02 * F10 - F00 * F12
+    C22 = F00 * F11 - F01 * F10
+    J = F00 * C00 + F01 * C01 + F02 * C02
     if not (J > 0.0):
         return J
-    lnJ = np.log(J)
-    c = la * lnJ - m
+    iJ = 1.0 / J
+    Fi[0, 0], Fi[0, 1], Fi[0, 2] = C00 * iJ, C10 * iJ, C20 * iJ
+    Fi[1, 0], Fi[1, 1], Fi[1, 2] = C01 * iJ, C11 * iJ, C21 * iJ
+    Fi[2, 0], Fi[2, 1], Fi[2, 2] = C02 * iJ, C12 * iJ, C22 * iJ
+    V = vols[e]
+    m = mu[q]
+    c = (lam[q] * np.log(J) - m) * iJ
+    P00 = V * (m * F00 + c * C00)
+    P01 = V * (m * F01 + c * C01)
+    P02 = V * (m * F02 + c * C02)
+    P10 = V * (m * F10 + c * C10)
+    P11 = V * (m * F11 + c * C11)
+    P12 = V * (m * F12 + c * C12)
+    P20 = V * (m * F20 + c * C20)
+    P21 = V * (m * F21 + c * C21)
+    P22 = V * (m * F22 + c * C22)
+    f[n0, 0] += P00 * g00 + P01 * g01 + P02 * g02
+    f[n0, 1] += P10 * g00 + P11 * g01 + P12 * g02
+    f[n0, 2] += P20 * g00 + P21 * g01 + P22 * g02
+    f[n1, 0] += P00 * g10 + P01 * g11 + P02 * g12
+    f[n1, 1] += P10 * g10 + P11 * g11 + P12 * g12
+    f[n1, 2] += P20 * g10 + P21 * g11 + P22 * g12
+    f[n2, 0] += P00 * g20 + P01 * g21 + P02 * g22
+    f[n2, 1] += P10 * g20 + P11 * g21 + P12 * g22
+    f[n2, 2] += P20 * g20 + P21 * g21 + P22 * g22
+    f[n3, 0] += P00 * g30 + P01 * g31 + P02 * g32
+    f[n3, 1] += P10 * g30 + P11 * g31 + P12 * g32
+    f[n3, 2] += P20 * g30 + P21 * g31 + P22 * g32
+    return J
+
+
+@njit(cache=True, inline="always")
+def _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, Fi, h):
+    """Forces and stiffness of one element of :func:`neohooke_kernel` (position ``q`` in ``elems``);
+    returns its ``J`` (and adds nothing when ``J <= 0`` or NaN). Force-only passes call
+    :func:`_neohooke_forces` alone."""
+    J = _neohooke_forces(q, x, tets, grads, vols, lam, mu, elems, f, Fi)
+    if not (J > 0.0):
+        return J
+    e = elems[q]
+    la = lam[q]
     # h_a = F^-T grad_a (spatial gradient, times J-free)
     for a in range(4):
         for i in range(3):
             h[a, i] = Fi[0, i] * grads[e, a, 0] + Fi[1, i] * grads[e, a, 1] + Fi[2, i] * grads[e, a, 2]
-    for a in range(4):
-        na = tets[e, a]
-        for i in range(3):
-            s = F[i, 0] * grads[e, a, 0] + F[i, 1] * grads[e, a, 1] + F[i, 2] * grads[e, a, 2]
-            f[na, i] += V * (m * s + c * h[a, i])
-    if want_K:
-        _add_symmetric_blocks(K, blockmap, grads, e, V, la, m - la * lnJ, h, m)
+    _add_symmetric_blocks(K, blockmap, grads, e, vols[e], la, mu[q] - la * np.log(J), h, mu[q])
     return J
 
 
@@ -399,12 +459,14 @@ def neohooke_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K
     ``P = mu (F - F^-T) + lam ln J F^-T``. Returns the minimum ``J``; when an
     element has ``J <= 0`` the kernel stops early and returns that value.
     """
-    F = np.empty((3, 3))
     Fi = np.empty((3, 3))
     h = np.empty((4, 3))
     minJ = np.inf
     for q in range(elems.shape[0]):
-        J = _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K, F, Fi, h)
+        if want_K:
+            J = _neohooke_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, f, K, Fi, h)
+        else:
+            J = _neohooke_forces(q, x, tets, grads, vols, lam, mu, elems, f, Fi)
         if not (J > 0.0):
             return J
         if J < minJ:
@@ -678,13 +740,14 @@ def neohooke_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, f, K, wa
     bad = np.zeros(nc, dtype=np.bool_)
     for col in range(color_ptr.shape[0] - 1):
         for c in prange(color_ptr[col], color_ptr[col + 1]):
-            F = np.empty((3, 3))
             Fi = np.empty((3, 3))
             h = np.empty((4, 3))
             mj = np.inf
             for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
-                J = _neohooke_element(order[k], x, tets, grads, vols, lam, mu, elems, blockmap, f, K, want_K,
-                                      F, Fi, h)
+                if want_K:
+                    J = _neohooke_element(order[k], x, tets, grads, vols, lam, mu, elems, blockmap, f, K, Fi, h)
+                else:
+                    J = _neohooke_forces(order[k], x, tets, grads, vols, lam, mu, elems, f, Fi)
                 if not (J > 0.0):
                     if not bad[c]:
                         bad[c] = True

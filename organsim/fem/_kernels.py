@@ -156,6 +156,33 @@ def _deformation_gradient(x, tets, grads, e, F):
 
 
 @njit(cache=True, inline="always")
+def _tet_scalars(x, tets, grads, e):
+    """Tet ``e``'s node ids, shape gradients and ``sum_a x_a grad_a^T`` (a deformation gradient
+    for positions ``x``, a displacement gradient for a field), as scalars:
+    ``(n0..n3, g00..g32, F00..F22)`` (``g{a}{j}`` is ``grads[e, a, j]``, ``F{i}{j}`` row i, column j)."""
+    n0 = tets[e, 0]
+    n1 = tets[e, 1]
+    n2 = tets[e, 2]
+    n3 = tets[e, 3]
+    g00, g01, g02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
+    g10, g11, g12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
+    g20, g21, g22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
+    g30, g31, g32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
+    return (n0, n1, n2, n3,
+            g00, g01, g02, g10, g11, g12,
+            g20, g21, g22, g30, g31, g32,
+            x[n0, 0] * g00 + x[n1, 0] * g10 + x[n2, 0] * g20 + x[n3, 0] * g30,
+            x[n0, 0] * g01 + x[n1, 0] * g11 + x[n2, 0] * g21 + x[n3, 0] * g31,
+            x[n0, 0] * g02 + x[n1, 0] * g12 + x[n2, 0] * g22 + x[n3, 0] * g32,
+            x[n0, 1] * g00 + x[n1, 1] * g10 + x[n2, 1] * g20 + x[n3, 1] * g30,
+            x[n0, 1] * g01 + x[n1, 1] * g11 + x[n2, 1] * g21 + x[n3, 1] * g31,
+            x[n0, 1] * g02 + x[n1, 1] * g12 + x[n2, 1] * g22 + x[n3, 1] * g32,
+            x[n0, 2] * g00 + x[n1, 2] * g10 + x[n2, 2] * g20 + x[n3, 2] * g30,
+            x[n0, 2] * g01 + x[n1, 2] * g11 + x[n2, 2] * g21 + x[n3, 2] * g31,
+            x[n0, 2] * g02 + x[n1, 2] * g12 + x[n2, 2] * g22 + x[n3, 2] * g32)
+
+
+@njit(cache=True, inline="always")
 def _corot_forces(q, x, tets, grads, vols, lam, mu, elems, f, rotate, Rcache, R, S):
     """Forces of one element of :func:`corot_kernel` (position ``q`` in ``elems``), on scalars.
 
@@ -169,24 +196,10 @@ def _corot_forces(q, x, tets, grads, vols, lam, mu, elems, f, rotate, Rcache, R,
     V = vols[e]
     la = lam[q]
     m = mu[q]
-    n0 = tets[e, 0]
-    n1 = tets[e, 1]
-    n2 = tets[e, 2]
-    n3 = tets[e, 3]
-    g00, g01, g02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
-    g10, g11, g12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
-    g20, g21, g22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
-    g30, g31, g32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
-    # F = sum_a x_a grad_a^T
-    F00 = x[n0, 0] * g00 + x[n1, 0] * g10 + x[n2, 0] * g20 + x[n3, 0] * g30
-    F01 = x[n0, 0] * g01 + x[n1, 0] * g11 + x[n2, 0] * g21 + x[n3, 0] * g31
-    F02 = x[n0, 0] * g02 + x[n1, 0] * g12 + x[n2, 0] * g22 + x[n3, 0] * g32
-    F10 = x[n0, 1] * g00 + x[n1, 1] * g10 + x[n2, 1] * g20 + x[n3, 1] * g30
-    F11 = x[n0, 1] * g01 + x[n1, 1] * g11 + x[n2, 1] * g21 + x[n3, 1] * g31
-    F12 = x[n0, 1] * g02 + x[n1, 1] * g12 + x[n2, 1] * g22 + x[n3, 1] * g32
-    F20 = x[n0, 2] * g00 + x[n1, 2] * g10 + x[n2, 2] * g20 + x[n3, 2] * g30
-    F21 = x[n0, 2] * g01 + x[n1, 2] * g11 + x[n2, 2] * g21 + x[n3, 2] * g31
-    F22 = x[n0, 2] * g02 + x[n1, 2] * g12 + x[n2, 2] * g22 + x[n3, 2] * g32
+    (n0, n1, n2, n3,
+     g00, g01, g02, g10, g11, g12,
+     g20, g21, g22, g30, g31, g32,
+     F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
     detF = (F00 * (F11 * F22 - F12 * F21) - F01 * (F10 * F22 - F12 * F20)
             + F02 * (F10 * F21 - F11 * F20))
     if rotate:
@@ -372,23 +385,10 @@ def _neohooke_forces(q, x, tets, grads, vols, lam, mu, elems, f, Fi):
     ``J <= 0`` or NaN). Every intermediate is a local scalar (as in :func:`_corot_forces`).
     """
     e = elems[q]
-    n0 = tets[e, 0]
-    n1 = tets[e, 1]
-    n2 = tets[e, 2]
-    n3 = tets[e, 3]
-    g00, g01, g02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
-    g10, g11, g12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
-    g20, g21, g22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
-    g30, g31, g32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
-    F00 = x[n0, 0] * g00 + x[n1, 0] * g10 + x[n2, 0] * g20 + x[n3, 0] * g30
-    F01 = x[n0, 0] * g01 + x[n1, 0] * g11 + x[n2, 0] * g21 + x[n3, 0] * g31
-    F02 = x[n0, 0] * g02 + x[n1, 0] * g12 + x[n2, 0] * g22 + x[n3, 0] * g32
-    F10 = x[n0, 1] * g00 + x[n1, 1] * g10 + x[n2, 1] * g20 + x[n3, 1] * g30
-    F11 = x[n0, 1] * g01 + x[n1, 1] * g11 + x[n2, 1] * g21 + x[n3, 1] * g31
-    F12 = x[n0, 1] * g02 + x[n1, 1] * g12 + x[n2, 1] * g22 + x[n3, 1] * g32
-    F20 = x[n0, 2] * g00 + x[n1, 2] * g10 + x[n2, 2] * g20 + x[n3, 2] * g30
-    F21 = x[n0, 2] * g01 + x[n1, 2] * g11 + x[n2, 2] * g21 + x[n3, 2] * g31
-    F22 = x[n0, 2] * g02 + x[n1, 2] * g12 + x[n2, 2] * g22 + x[n3, 2] * g32
+    (n0, n1, n2, n3,
+     g00, g01, g02, g10, g11, g12,
+     g20, g21, g22, g30, g31, g32,
+     F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
     # cofactors: F^-T = C / J
     C00 = F11 * F22 - F12 * F21
     C01 = F12 * F20 - F10 * F22
@@ -947,27 +947,13 @@ def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, o
     la = lam[q]
     m = mu[q]
     cm = cms[e]
-    n0 = tets[e, 0]
-    n1 = tets[e, 1]
-    n2 = tets[e, 2]
-    n3 = tets[e, 3]
-    g00, g01, g02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
-    g10, g11, g12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
-    g20, g21, g22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
-    g30, g31, g32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
+    (n0, n1, n2, n3,
+     g00, g01, g02, g10, g11, g12,
+     g20, g21, g22, g30, g31, g32,
+     h00, h01, h02, h10, h11, h12, h20, h21, h22) = _tet_scalars(p, tets, grads, e)
     f00, f01, f02 = Fis[e, 0, 0], Fis[e, 0, 1], Fis[e, 0, 2]
     f10, f11, f12 = Fis[e, 1, 0], Fis[e, 1, 1], Fis[e, 1, 2]
     f20, f21, f22 = Fis[e, 2, 0], Fis[e, 2, 1], Fis[e, 2, 2]
-    # Hm = sum_b p_b grad_b^T
-    h00 = p[n0, 0] * g00 + p[n1, 0] * g10 + p[n2, 0] * g20 + p[n3, 0] * g30
-    h01 = p[n0, 0] * g01 + p[n1, 0] * g11 + p[n2, 0] * g21 + p[n3, 0] * g31
-    h02 = p[n0, 0] * g02 + p[n1, 0] * g12 + p[n2, 0] * g22 + p[n3, 0] * g32
-    h10 = p[n0, 1] * g00 + p[n1, 1] * g10 + p[n2, 1] * g20 + p[n3, 1] * g30
-    h11 = p[n0, 1] * g01 + p[n1, 1] * g11 + p[n2, 1] * g21 + p[n3, 1] * g31
-    h12 = p[n0, 1] * g02 + p[n1, 1] * g12 + p[n2, 1] * g22 + p[n3, 1] * g32
-    h20 = p[n0, 2] * g00 + p[n1, 2] * g10 + p[n2, 2] * g20 + p[n3, 2] * g30
-    h21 = p[n0, 2] * g01 + p[n1, 2] * g11 + p[n2, 2] * g21 + p[n3, 2] * g31
-    h22 = p[n0, 2] * g02 + p[n1, 2] * g12 + p[n2, 2] * g22 + p[n3, 2] * g32
     # G = Hm F^-1
     G00 = h00 * f00 + h01 * f10 + h02 * f20
     G01 = h00 * f01 + h01 * f11 + h02 * f21

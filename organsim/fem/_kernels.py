@@ -183,6 +183,27 @@ def _tet_scalars(x, tets, grads, e):
 
 
 @njit(cache=True, inline="always")
+def _scatter_forces(f, n0, n1, n2, n3,
+                    g00, g01, g02, g10, g11, g12,
+                    g20, g21, g22, g30, g31, g32,
+                    P00, P01, P02, P10, P11, P12, P20, P21, P22):
+    """Add ``P grad_a`` (``P`` the volume-weighted first Piola stress, N/m^2 * m^3) to ``f`` at the
+    four nodes ``n0..n3`` of a tet with shape gradients ``g{a}{j}``."""
+    f[n0, 0] += P00 * g00 + P01 * g01 + P02 * g02
+    f[n0, 1] += P10 * g00 + P11 * g01 + P12 * g02
+    f[n0, 2] += P20 * g00 + P21 * g01 + P22 * g02
+    f[n1, 0] += P00 * g10 + P01 * g11 + P02 * g12
+    f[n1, 1] += P10 * g10 + P11 * g11 + P12 * g12
+    f[n1, 2] += P20 * g10 + P21 * g11 + P22 * g12
+    f[n2, 0] += P00 * g20 + P01 * g21 + P02 * g22
+    f[n2, 1] += P10 * g20 + P11 * g21 + P12 * g22
+    f[n2, 2] += P20 * g20 + P21 * g21 + P22 * g22
+    f[n3, 0] += P00 * g30 + P01 * g31 + P02 * g32
+    f[n3, 1] += P10 * g30 + P11 * g31 + P12 * g32
+    f[n3, 2] += P20 * g30 + P21 * g31 + P22 * g32
+
+
+@njit(cache=True, inline="always")
 def _corot_forces(q, x, tets, grads, vols, lam, mu, elems, f, rotate, Rcache, R, S):
     """Forces of one element of :func:`corot_kernel` (position ``q`` in ``elems``), on scalars.
 
@@ -257,18 +278,10 @@ def _corot_forces(q, x, tets, grads, vols, lam, mu, elems, f, rotate, Rcache, R,
     P20 = V * (R20 * s00 + R21 * s01 + R22 * s02)
     P21 = V * (R20 * s01 + R21 * s11 + R22 * s12)
     P22 = V * (R20 * s02 + R21 * s12 + R22 * s22)
-    f[n0, 0] += P00 * g00 + P01 * g01 + P02 * g02
-    f[n0, 1] += P10 * g00 + P11 * g01 + P12 * g02
-    f[n0, 2] += P20 * g00 + P21 * g01 + P22 * g02
-    f[n1, 0] += P00 * g10 + P01 * g11 + P02 * g12
-    f[n1, 1] += P10 * g10 + P11 * g11 + P12 * g12
-    f[n1, 2] += P20 * g10 + P21 * g11 + P22 * g12
-    f[n2, 0] += P00 * g20 + P01 * g21 + P02 * g22
-    f[n2, 1] += P10 * g20 + P11 * g21 + P12 * g22
-    f[n2, 2] += P20 * g20 + P21 * g21 + P22 * g22
-    f[n3, 0] += P00 * g30 + P01 * g31 + P02 * g32
-    f[n3, 1] += P10 * g30 + P11 * g31 + P12 * g32
-    f[n3, 2] += P20 * g30 + P21 * g31 + P22 * g32
+    _scatter_forces(f, n0, n1, n2, n3,
+                    g00, g01, g02, g10, g11, g12,
+                    g20, g21, g22, g30, g31, g32,
+                    P00, P01, P02, P10, P11, P12, P20, P21, P22)
     R[0, 0], R[0, 1], R[0, 2] = R00, R01, R02
     R[1, 0], R[1, 1], R[1, 2] = R10, R11, R12
     R[2, 0], R[2, 1], R[2, 2] = R20, R21, R22
@@ -418,18 +431,10 @@ def _neohooke_forces(q, x, tets, grads, vols, lam, mu, elems, f, Fi):
     P20 = V * (m * F20 + c * C20)
     P21 = V * (m * F21 + c * C21)
     P22 = V * (m * F22 + c * C22)
-    f[n0, 0] += P00 * g00 + P01 * g01 + P02 * g02
-    f[n0, 1] += P10 * g00 + P11 * g01 + P12 * g02
-    f[n0, 2] += P20 * g00 + P21 * g01 + P22 * g02
-    f[n1, 0] += P00 * g10 + P01 * g11 + P02 * g12
-    f[n1, 1] += P10 * g10 + P11 * g11 + P12 * g12
-    f[n1, 2] += P20 * g10 + P21 * g11 + P22 * g12
-    f[n2, 0] += P00 * g20 + P01 * g21 + P02 * g22
-    f[n2, 1] += P10 * g20 + P11 * g21 + P12 * g22
-    f[n2, 2] += P20 * g20 + P21 * g21 + P22 * g22
-    f[n3, 0] += P00 * g30 + P01 * g31 + P02 * g32
-    f[n3, 1] += P10 * g30 + P11 * g31 + P12 * g32
-    f[n3, 2] += P20 * g30 + P21 * g31 + P22 * g32
+    _scatter_forces(f, n0, n1, n2, n3,
+                    g00, g01, g02, g10, g11, g12,
+                    g20, g21, g22, g30, g31, g32,
+                    P00, P01, P02, P10, P11, P12, P20, P21, P22)
     return J
 
 

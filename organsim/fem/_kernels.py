@@ -45,6 +45,14 @@ def _inv3(a, out):
 
 
 @njit(cache=True, inline="always")
+def _cofactors(a00, a01, a02, a10, a11, a12, a20, a21, a22):
+    """The cofactor matrix of a 3x3 matrix, row by row (``cof(A) = det(A) A^-T``)."""
+    return (a11 * a22 - a12 * a21, a12 * a20 - a10 * a22, a10 * a21 - a11 * a20,
+            a02 * a21 - a01 * a22, a00 * a22 - a02 * a20, a01 * a20 - a00 * a21,
+            a01 * a12 - a02 * a11, a02 * a10 - a00 * a12, a00 * a11 - a01 * a10)
+
+
+@njit(cache=True, inline="always")
 def _polar_scalar(a00, a01, a02, a10, a11, a12, a20, a21, a22):
     """Scaled Newton iteration ``R <- (g R + cof(R) / (g det R)) / 2`` on scalars.
 
@@ -59,15 +67,7 @@ def _polar_scalar(a00, a01, a02, a10, a11, a12, a20, a21, a22):
     """
     det0 = 0.0
     for it in range(40):
-        c00 = a11 * a22 - a12 * a21
-        c01 = a12 * a20 - a10 * a22
-        c02 = a10 * a21 - a11 * a20
-        c10 = a02 * a21 - a01 * a22
-        c11 = a00 * a22 - a02 * a20
-        c12 = a01 * a20 - a00 * a21
-        c20 = a01 * a12 - a02 * a11
-        c21 = a02 * a10 - a00 * a12
-        c22 = a00 * a11 - a01 * a10
+        c00, c01, c02, c10, c11, c12, c20, c21, c22 = _cofactors(a00, a01, a02, a10, a11, a12, a20, a21, a22)
         d = a00 * c00 + a01 * c01 + a02 * c02
         if it == 0:
             det0 = d
@@ -403,15 +403,7 @@ def _neohooke_forces(q, x, tets, grads, vols, lam, mu, elems, f, Fi):
      g20, g21, g22, g30, g31, g32,
      F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
     # cofactors: F^-T = C / J
-    C00 = F11 * F22 - F12 * F21
-    C01 = F12 * F20 - F10 * F22
-    C02 = F10 * F21 - F11 * F20
-    C10 = F02 * F21 - F01 * F22
-    C11 = F00 * F22 - F02 * F20
-    C12 = F01 * F20 - F00 * F21
-    C20 = F01 * F12 - F02 * F11
-    C21 = F02 * F10 - F00 * F12
-    C22 = F00 * F11 - F01 * F10
+    C00, C01, C02, C10, C11, C12, C20, C21, C22 = _cofactors(F00, F01, F02, F10, F11, F12, F20, F21, F22)
     J = F00 * C00 + F01 * C01 + F02 * C02
     if not (J > 0.0):
         return J
@@ -839,50 +831,33 @@ def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p
 
     ``K_e`` is ``V (lam g_a g_b^T + mu g_b g_a^T + mu (g_a . g_b) I)`` with ``g = R grad N``
     (``R`` the element's rotation of the last force pass, in ``Rcache``; ``I`` if not
-    ``rotate``), so ``(K_e p)_a = V sigma(H) g_a`` with ``H = sum_b p_b g_b^T`` and
-    ``sigma(H) = lam tr(H) I + mu (H + H^T)``.
+    ``rotate``), so ``(K_e p)_a = V sigma(H) R grad_a`` with ``H = sum_b p_b g_b^T = Hr R^T``,
+    ``Hr = sum_b p_b grad_b^T`` and ``sigma(H) = lam tr(H) I + mu (H + H^T)``.
     """
     e = elems[q]
     V = vols[e]
     la = lam[q]
     m = mu[q]
-    n0 = tets[e, 0]
-    n1 = tets[e, 1]
-    n2 = tets[e, 2]
-    n3 = tets[e, 3]
-    d00, d01, d02 = grads[e, 0, 0], grads[e, 0, 1], grads[e, 0, 2]
-    d10, d11, d12 = grads[e, 1, 0], grads[e, 1, 1], grads[e, 1, 2]
-    d20, d21, d22 = grads[e, 2, 0], grads[e, 2, 1], grads[e, 2, 2]
-    d30, d31, d32 = grads[e, 3, 0], grads[e, 3, 1], grads[e, 3, 2]
+    (n0, n1, n2, n3,
+     g00, g01, g02, g10, g11, g12,
+     g20, g21, g22, g30, g31, g32,
+     a00, a01, a02, a10, a11, a12, a20, a21, a22) = _tet_scalars(p, tets, grads, e)
     if rotate:
         r00, r01, r02 = Rcache[e, 0, 0], Rcache[e, 0, 1], Rcache[e, 0, 2]
         r10, r11, r12 = Rcache[e, 1, 0], Rcache[e, 1, 1], Rcache[e, 1, 2]
         r20, r21, r22 = Rcache[e, 2, 0], Rcache[e, 2, 1], Rcache[e, 2, 2]
     else:
         r00, r01, r02, r10, r11, r12, r20, r21, r22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
-    # g_a = R grad_a
-    g00 = r00 * d00 + r01 * d01 + r02 * d02
-    g01 = r10 * d00 + r11 * d01 + r12 * d02
-    g02 = r20 * d00 + r21 * d01 + r22 * d02
-    g10 = r00 * d10 + r01 * d11 + r02 * d12
-    g11 = r10 * d10 + r11 * d11 + r12 * d12
-    g12 = r20 * d10 + r21 * d11 + r22 * d12
-    g20 = r00 * d20 + r01 * d21 + r02 * d22
-    g21 = r10 * d20 + r11 * d21 + r12 * d22
-    g22 = r20 * d20 + r21 * d21 + r22 * d22
-    g30 = r00 * d30 + r01 * d31 + r02 * d32
-    g31 = r10 * d30 + r11 * d31 + r12 * d32
-    g32 = r20 * d30 + r21 * d31 + r22 * d32
-    # H = sum_b p_b g_b^T
-    h00 = p[n0, 0] * g00 + p[n1, 0] * g10 + p[n2, 0] * g20 + p[n3, 0] * g30
-    h01 = p[n0, 0] * g01 + p[n1, 0] * g11 + p[n2, 0] * g21 + p[n3, 0] * g31
-    h02 = p[n0, 0] * g02 + p[n1, 0] * g12 + p[n2, 0] * g22 + p[n3, 0] * g32
-    h10 = p[n0, 1] * g00 + p[n1, 1] * g10 + p[n2, 1] * g20 + p[n3, 1] * g30
-    h11 = p[n0, 1] * g01 + p[n1, 1] * g11 + p[n2, 1] * g21 + p[n3, 1] * g31
-    h12 = p[n0, 1] * g02 + p[n1, 1] * g12 + p[n2, 1] * g22 + p[n3, 1] * g32
-    h20 = p[n0, 2] * g00 + p[n1, 2] * g10 + p[n2, 2] * g20 + p[n3, 2] * g30
-    h21 = p[n0, 2] * g01 + p[n1, 2] * g11 + p[n2, 2] * g21 + p[n3, 2] * g31
-    h22 = p[n0, 2] * g02 + p[n1, 2] * g12 + p[n2, 2] * g22 + p[n3, 2] * g32
+    # H = Hr R^T
+    h00 = a00 * r00 + a01 * r01 + a02 * r02
+    h01 = a00 * r10 + a01 * r11 + a02 * r12
+    h02 = a00 * r20 + a01 * r21 + a02 * r22
+    h10 = a10 * r00 + a11 * r01 + a12 * r02
+    h11 = a10 * r10 + a11 * r11 + a12 * r12
+    h12 = a10 * r20 + a11 * r21 + a12 * r22
+    h20 = a20 * r00 + a21 * r01 + a22 * r02
+    h21 = a20 * r10 + a21 * r11 + a22 * r12
+    h22 = a20 * r20 + a21 * r21 + a22 * r22
     lt = la * (h00 + h11 + h22)
     # V sigma(H)
     s00 = V * (2.0 * m * h00 + lt)
@@ -891,18 +866,21 @@ def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p
     s01 = V * m * (h01 + h10)
     s02 = V * m * (h02 + h20)
     s12 = V * m * (h12 + h21)
-    out[n0, 0] += s00 * g00 + s01 * g01 + s02 * g02
-    out[n0, 1] += s01 * g00 + s11 * g01 + s12 * g02
-    out[n0, 2] += s02 * g00 + s12 * g01 + s22 * g02
-    out[n1, 0] += s00 * g10 + s01 * g11 + s02 * g12
-    out[n1, 1] += s01 * g10 + s11 * g11 + s12 * g12
-    out[n1, 2] += s02 * g10 + s12 * g11 + s22 * g12
-    out[n2, 0] += s00 * g20 + s01 * g21 + s02 * g22
-    out[n2, 1] += s01 * g20 + s11 * g21 + s12 * g22
-    out[n2, 2] += s02 * g20 + s12 * g21 + s22 * g22
-    out[n3, 0] += s00 * g30 + s01 * g31 + s02 * g32
-    out[n3, 1] += s01 * g30 + s11 * g31 + s12 * g32
-    out[n3, 2] += s02 * g30 + s12 * g31 + s22 * g32
+    s10, s20, s21 = s01, s02, s12
+    # (K_e p)_a = (V sigma R) grad_a
+    P00 = s00 * r00 + s01 * r10 + s02 * r20
+    P01 = s00 * r01 + s01 * r11 + s02 * r21
+    P02 = s00 * r02 + s01 * r12 + s02 * r22
+    P10 = s10 * r00 + s11 * r10 + s12 * r20
+    P11 = s10 * r01 + s11 * r11 + s12 * r21
+    P12 = s10 * r02 + s11 * r12 + s12 * r22
+    P20 = s20 * r00 + s21 * r10 + s22 * r20
+    P21 = s20 * r01 + s21 * r11 + s22 * r21
+    P22 = s20 * r02 + s21 * r12 + s22 * r22
+    _scatter_forces(out, n0, n1, n2, n3,
+                    g00, g01, g02, g10, g11, g12,
+                    g20, g21, g22, g30, g31, g32,
+                    P00, P01, P02, P10, P11, P12, P20, P21, P22)
 
 
 @njit(cache=True, nogil=True)

@@ -181,12 +181,71 @@ def test_realtime_matrix_free_matches_assembled(mesh, material, mass):
     from organsim.fem.simulation import Simulation
 
     out = []
-    for mf in (False, True):
+    for mf in (False, True, "auto"):
         sim = Simulation(Body(mesh, material, density=1000.0), dt=1 / 60, integrator="realtime", mass=mass,
                          realtime_cg=20, realtime_rtol=1e-6, realtime_newton=2, matrix_free=mf)
         sim.fix(np.flatnonzero(mesh.points[:, 0] == 0), name="end")
-        infos = [sim.step() for _ in range(6)]
-        out.append((sim.displacements, [i.linear_iterations for i in infos]))
-    (u0, it0), (u1, it1) = out
-    assert it0 == it1
+        infos, forms = [], []
+        for _ in range(12):
+            infos.append(sim.step())
+            forms.append(sim.stiffness_form)
+        out.append((sim.displacements, [i.linear_iterations for i in infos], forms))
+    (u0, it0, f0), (u1, it1, f1), (u2, it2, f2) = out
+    assert set(f0) == {"assembled"} and set(f1) == {"matrix-free"}
+    assert set(f2) == {"assembled", "matrix-free"}   # "auto" measures both
+    assert it0 == it1 == it2
     assert np.linalg.norm(u1 - u0) <= 1e-9 * np.linalg.norm(u0)
+    assert np.linalg.norm(u2 - u0) <= 1e-9 * np.linalg.norm(u0)
+
+
+def test_an_unknown_matrix_free_setting_is_refused_with_the_choices(mesh):
+    from organsim.errors import SimulationError
+    from organsim.fem.body import Body
+    from organsim.fem.simulation import Simulation
+
+    with pytest.raises(SimulationError, match="matrix_free must be 'auto'.*True.*or False.*got 'yes'"):
+        Simulation(Body(mesh, Corotational(1e5, 0.45), density=1000.0), matrix_free="yes")
+
+
+def _feed(chooser, matrix_free, setup_ms, product_ms, products):
+    chooser.record(matrix_free, setup_ms * 1e-3, product_ms * 1e-3 * products, products)
+
+
+@pytest.mark.parametrize("products, cheaper", [(6, False), (1, True)], ids=["many-products", "few-products"])
+def test_stiffness_form_chooser_takes_the_cheaper_form_for_the_recent_number_of_products(products, cheaper):
+    from organsim.fem.stiffness_form import StiffnessFormChooser
+
+    # the 10k organ's measured costs: matrix-free 0.7 ms + 0.56 ms a product, assembled 2.3 + 0.11
+    chooser = StiffnessFormChooser(explore_every=1000)
+    tried = []
+    while True:
+        form = chooser.choose()
+        if len(tried) >= 8:
+            break
+        tried.append(form)
+        _feed(chooser, form, 0.7 if form else 2.3, 0.56 if form else 0.11, products)
+    assert tried == [True] * 4 + [False] * 4       # a warm-up step then three trials each
+    assert form is cheaper
+    assert [chooser.choose() for _ in range(5)] == [cheaper] * 5
+    # the motion changes: the other form becomes cheaper once the recent steps take that many products
+    for _ in range(9):
+        _feed(chooser, cheaper, 0.7 if cheaper else 2.3, 0.56 if cheaper else 0.11, 7 - products)
+    assert chooser.choose() is (not cheaper)
+
+
+def test_stiffness_form_chooser_explores_only_a_form_that_might_win():
+    from organsim.fem.stiffness_form import StiffnessFormChooser
+
+    def run(assembled_setup_ms):
+        chooser = StiffnessFormChooser(explore_every=4, explore_within=1.25)
+        forms = []
+        for _ in range(40):
+            form = chooser.choose()
+            forms.append(form)
+            _feed(chooser, form, 1.0 if form else assembled_setup_ms, 0.5 if form else 0.25, 2)
+        return forms[8:]
+
+    close = run(1.8)        # assembled 2.3 ms a step against 2.0 matrix-free: explored now and then
+    assert close.count(False) >= 5 and close.count(True) > close.count(False)
+    far = run(20.0)         # assembled 10 times dearer: never run again after its trials
+    assert far.count(False) == 0

@@ -28,6 +28,7 @@ from .preconditioning import (
     warped_preconditioner,
 )
 from .solvers import CholeskyFactor, pcg
+from .stiffness_form import TimedProducts
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +303,18 @@ def realtime_substep(sim, h, cons, ck, deadline):
     # gravity would otherwise be solved to a tolerance relative to a tiny correction)
     atol = sim.realtime_rtol * float(np.linalg.norm(fext[free]))
     # matrix-free products (no stiffness assembly) where the materials allow it and no
-    # stiffness damping needs K in the residual
-    mfree = sim.matrix_free and sim._asm.matrix_free and sim.damping[1] == 0
+    # stiffness damping needs K in the residual; under "auto" the cheaper form as measured
+    # (see organsim.fem.stiffness_form)
+    mfree = sim._asm.matrix_free and sim.damping[1] == 0
+    auto = mfree and sim.matrix_free == "auto"
+    if auto:
+        mfree = sim._stiffness_forms.choose()
+    elif sim.matrix_free is False:
+        mfree = False
+    setup_s = product_s = 0.0
+    products = 0
     for it in range(sim.realtime_newton):
+        t_setup = time.perf_counter()
         if it == 0:
             x, f, K = _start_forces(sim, x, x_n, cons, ck, want_K=not mfree)
         else:
@@ -318,14 +328,19 @@ def realtime_substep(sim, h, cons, ck, deadline):
             # one where the current one is not positive definite); in double from now on where
             # a single-precision factor was allowed (it may be what made the steps slow)
             sim._double_factor = True
+            t_refactor = time.perf_counter()
             prec, proj = refactor_current(sim, h, x, data)
+            t_setup += time.perf_counter() - t_refactor   # not the stiffness form's cost
             refac = True
             sim._slow_steps = 0
-        A = _matrix_free_operator(sim, x, free, cK, cM) if mfree else sim._sub.operator(data)
+        A = TimedProducts(_matrix_free_operator(sim, x, free, cK, cM) if mfree else sim._sub.operator(data))
+        setup_s += time.perf_counter() - t_setup
         b = -g[free].ravel()
         sol = pcg(A, b, precond=warped_preconditioner(sim, prec, x, free), x0=warm if it == 0 else None,
                   rtol=sim.realtime_rtol, atol=atol,
                   maxiter=sim.realtime_cg, deadline=deadline)
+        product_s += A.seconds
+        products += A.count
         if sol.indefinite:
             # the tangent is indefinite here (a body compressed past buckling): solve with
             # the projected tangent instead, whose direction descends (projected Newton)
@@ -343,6 +358,9 @@ def realtime_substep(sim, h, cons, ck, deadline):
         x[free] += sol.x.reshape(-1, 3)
         if it == 0:
             sim._warm = sol.x.copy()
+    if auto:
+        sim._stiffness_forms.record(mfree, setup_s, product_s, products)
+    sim._stiffness_form = "matrix-free" if mfree else "assembled"
     minJ = sim._asm.min_jacobian(x)
     # linear and corotational elements push back out of an inversion; the hyperelastic
     # models are undefined there

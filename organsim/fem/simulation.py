@@ -69,6 +69,7 @@ from .assembly import Assembler, consistent_mass_blocks
 from .body import Body
 from .preconditioning import carry_preconditioner, refresh_preconditioner
 from .solvers import single_threaded_blas
+from .stiffness_form import StiffnessFormChooser
 from ..mesh.topology import all_parents_in
 from .topology_transfer import (
     carry_constraints,
@@ -231,11 +232,15 @@ class Simulation:
     max_cg : int
         CG iteration cap per backward-Euler Newton iteration before the
         preconditioner is refreshed with the current matrix.
-    matrix_free : bool
-        Realtime integrator: apply the stiffness element by element in the CG products
-        instead of assembling it (linear, corotational and neo-Hookean materials, no
-        stiffness damping; the same matrix to round-off; the force pass alone costs about
-        a third of the force-and-stiffness pass). False assembles it as before.
+    matrix_free : {"auto", True, False}
+        Realtime integrator: whether the CG products apply the stiffness element by element
+        (True; linear, corotational and neo-Hookean materials, no stiffness damping) or
+        assemble it once per Newton iteration (False). Both give the same products to
+        round-off. Matrix-free saves the assembly (the force pass alone costs about a third
+        of the force-and-stiffness pass) but each product costs about twice a block matvec,
+        so it wins when a step needs few CG iterations. "auto" (default) measures both on
+        this mesh and machine and takes the cheaper for the recent steps' number of products
+        (:class:`~organsim.fem.stiffness_form.StiffnessFormChooser`; see :attr:`stiffness_form`).
     stiffen_max_fraction : float
         Real-time steps that turn hyperelastic tets inside out even in substeps: the
         largest fraction of the organ's volume the simulation may make stiffer to go on
@@ -262,7 +267,8 @@ class Simulation:
                  realtime_newton: int = 1, realtime_cg: int = 20, realtime_rtol: float = 1e-3,
                  warp: bool = True, budget_s: float | None = None,
                  max_substeps: int = 16, cholesky_max_dofs: int = 400000, max_cg: int = 200,
-                 matrix_free: bool = True, stiffen_max_fraction: float = 0.02, factor_precision: str = "auto"):
+                 matrix_free: bool | str = "auto", stiffen_max_fraction: float = 0.02,
+                 factor_precision: str = "auto"):
         if not isinstance(body, Body):
             raise SimulationError(f"Simulation needs a Body, got {type(body).__name__};"
                                   " build one with Body(mesh, material, density=...)")
@@ -303,7 +309,12 @@ class Simulation:
         self.budget_s = budget_s
         self.max_substeps = int(max_substeps)
         self.max_cg = int(max_cg)
-        self.matrix_free = bool(matrix_free)
+        if matrix_free not in ("auto", True, False):
+            raise SimulationError(f"matrix_free must be 'auto' (the cheaper form as measured), True (apply the"
+                                  f" stiffness element by element) or False (assemble it), got {matrix_free!r}")
+        self.matrix_free = matrix_free if matrix_free == "auto" else bool(matrix_free)
+        self._stiffness_forms = StiffnessFormChooser()
+        self._stiffness_form = None
         self.cholesky_max_dofs = int(cholesky_max_dofs)
         self.stiffen_max_fraction = float(stiffen_max_fraction)
         if not (0.0 <= self.stiffen_max_fraction <= 1.0):
@@ -434,6 +445,12 @@ class Simulation:
             return None
         base = getattr(self._prec, "base", None) if self._prec.kind == "mapped" else self._prec
         return "single" if getattr(base, "single", False) else "double"
+
+    @property
+    def stiffness_form(self) -> str | None:
+        """How the last real-time step's CG applied the stiffness: ``"matrix-free"`` or
+        ``"assembled"`` (see ``matrix_free``), or None before the first real-time step."""
+        return self._stiffness_form
 
     @property
     def nodal_masses(self) -> np.ndarray:

@@ -122,26 +122,54 @@ def polar3_warm(F, Rprev, R, Ft, Rt, tmp):
 
 
 @njit(cache=True, inline="always")
+def _pair_blocks(K, blk, blt, V, c_ab, c_ba, d, a0, a1, a2, b0, b1, b2, same):
+    """Add ``V (c_ab u_a u_b^T + c_ba u_b u_a^T + d I)`` to block ``K[blk]`` and its transpose to
+    ``K[blt]`` (only the first when ``same``: a diagonal block), with ``u_a = (a0, a1, a2)``,
+    ``u_b = (b0, b1, b2)`` and ``d = m (g_a . g_b)``; on scalars (same arithmetic, in the same
+    order, as the loop it replaced)."""
+    v00 = (c_ab * a0 * b0 + c_ba * b0 * a0 + d) * V
+    v01 = (c_ab * a0 * b1 + c_ba * b0 * a1) * V
+    v02 = (c_ab * a0 * b2 + c_ba * b0 * a2) * V
+    v10 = (c_ab * a1 * b0 + c_ba * b1 * a0) * V
+    v11 = (c_ab * a1 * b1 + c_ba * b1 * a1 + d) * V
+    v12 = (c_ab * a1 * b2 + c_ba * b1 * a2) * V
+    v20 = (c_ab * a2 * b0 + c_ba * b2 * a0) * V
+    v21 = (c_ab * a2 * b1 + c_ba * b2 * a1) * V
+    v22 = (c_ab * a2 * b2 + c_ba * b2 * a2 + d) * V
+    K[blk, 0, 0] += v00
+    K[blk, 0, 1] += v01
+    K[blk, 0, 2] += v02
+    K[blk, 1, 0] += v10
+    K[blk, 1, 1] += v11
+    K[blk, 1, 2] += v12
+    K[blk, 2, 0] += v20
+    K[blk, 2, 1] += v21
+    K[blk, 2, 2] += v22
+    if not same:
+        K[blt, 0, 0] += v00
+        K[blt, 1, 0] += v01
+        K[blt, 2, 0] += v02
+        K[blt, 0, 1] += v10
+        K[blt, 1, 1] += v11
+        K[blt, 2, 1] += v12
+        K[blt, 0, 2] += v20
+        K[blt, 1, 2] += v21
+        K[blt, 2, 2] += v22
+
+
+@njit(cache=True, inline="always")
 def _add_symmetric_blocks(K, blockmap, grads, e, V, c_ab, c_ba, u, m):
     """Add tet ``e``'s stiffness blocks ``V (c_ab u_a u_b^T + c_ba u_b u_a^T + m (g_a . g_b) I)``
     (rows i, columns k; ``u`` (4, 3) per-node vectors, ``grads`` the shape gradients) to ``K``
     at the blocks ``blockmap[e]``: the form both the corotational and the neo-Hookean
     tangents take. Computed once per node pair (a <= b), ``K_ba = K_ab^T``."""
     for a in range(4):
+        a0, a1, a2 = u[a, 0], u[a, 1], u[a, 2]
+        ga0, ga1, ga2 = grads[e, a, 0], grads[e, a, 1], grads[e, a, 2]
         for b in range(a, 4):
-            blk = blockmap[e, a, b]
-            blt = blockmap[e, b, a]
-            dot = (grads[e, a, 0] * grads[e, b, 0] + grads[e, a, 1] * grads[e, b, 1]
-                   + grads[e, a, 2] * grads[e, b, 2])
-            for i in range(3):
-                for k in range(3):
-                    v = c_ab * u[a, i] * u[b, k] + c_ba * u[b, i] * u[a, k]
-                    if i == k:
-                        v += m * dot
-                    v *= V
-                    K[blk, i, k] += v
-                    if b != a:
-                        K[blt, k, i] += v
+            dot = ga0 * grads[e, b, 0] + ga1 * grads[e, b, 1] + ga2 * grads[e, b, 2]
+            _pair_blocks(K, blockmap[e, a, b], blockmap[e, b, a], V, c_ab, c_ba, m * dot,
+                         a0, a1, a2, u[b, 0], u[b, 1], u[b, 2], b == a)
 
 
 @njit(cache=True, inline="always")

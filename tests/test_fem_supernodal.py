@@ -57,6 +57,21 @@ def test_a_single_precision_factor_is_a_preconditioner_accurate_to_single_precis
     assert 0 < err <= 1e-4
 
 
+def test_a_factor_written_in_single_precision_solves_as_the_double_factor_converted():
+    sub, data = _system()
+    b = np.random.default_rng(4).normal(size=3 * sub.n)
+    converted = SupernodalCholesky(sub.indptr, sub.indices, data)
+    converted.keep_single()
+    direct = SupernodalCholesky(sub.indptr, sub.indices, data, single=True)
+    assert direct.single and converted.single
+    assert np.array_equal(direct.solve(b), converted.solve(b))     # the same factor, bit for bit
+    # the threshold on the factor's size decides before the numeric factorization
+    big = SupernodalCholesky(sub.indptr, sub.indices, data, single_from_nnz=direct.nnz)
+    small = SupernodalCholesky(sub.indptr, sub.indices, data, single_from_nnz=direct.nnz + 1)
+    assert big.single and not small.single
+    assert np.array_equal(big.solve(b), direct.solve(b))
+
+
 def test_several_right_hand_sides_are_solved_column_by_column():
     sub, data = _system(shape=(4, 4, 3))
     chol = SupernodalCholesky(sub.indptr, sub.indices, data)

@@ -299,9 +299,10 @@ def factor(data, a_ptr, a_row, a_blk, diag_blk, first, rptr, rows, nchild, l_off
         The input's blocks (see :func:`analyse` for the pattern arrays).
     front, stack : float64
         Workspaces of :func:`analyse`'s ``front_max`` and ``stack_max`` doubles.
-    L : float64
-        Output, ``l_off[-1]`` doubles: supernode ``s``'s panel is the column-major
-        ``m x ncol`` matrix at ``l_off[s]`` (its first ``ncol`` rows the diagonal block).
+    L : float64 or float32
+        Output, ``l_off[-1]`` entries: supernode ``s``'s panel is the column-major
+        ``m x ncol`` matrix at ``l_off[s]`` (its first ``ncol`` rows the diagonal block),
+        factored in double and stored in ``L``'s precision.
     loc : (n,) int64
         Workspace.
     ints, dbls, chars, fns

@@ -82,11 +82,10 @@ def cached_preconditioner(sim, h: float, kind_hint: str | None = None, data: np.
         data = sim._sub.gather(sim._rest_K(), cK, sim._Mb, cM)
     kind = _kind(sim, len(free), kind_hint)
     t0 = time.perf_counter()
-    sim._prec = make_preconditioner(kind, sim._sub, data, sim.mesh.points[free])
     p = sim.factor_precision
-    if sim._prec.kind == "cholesky" and (p == "single" or (p == "auto" and single_factor(sim)
-                                                           and sim._prec.nnz >= SINGLE_FACTOR_MIN_NNZ)):
-        sim._prec.keep_single()
+    # a single-precision factor is written so as it is computed (no double copy in memory)
+    single_from = 0 if p == "single" else SINGLE_FACTOR_MIN_NNZ if p == "auto" and single_factor(sim) else None
+    sim._prec = make_preconditioner(kind, sim._sub, data, sim.mesh.points[free], single_from_nnz=single_from)
     sim._prec_key = key
     sim._prec_free = free
     sim._mapped_count = 0

@@ -101,6 +101,12 @@ class SupernodalCholesky:
         number and are symmetric only to that level: a preconditioner for CG solves to a
         coarse tolerance, as the realtime integrator's, not a direct solver; see
         ``Simulation(factor_precision=...)``).
+    single_from_nnz : int, optional
+        Keep the factor in single precision when it has at least this many entries (known
+        after the symbolic analysis, before the numeric factorization). Either way a single
+        factor is written in single precision supernode by supernode as the factorization
+        goes (each supernode is factored in double, then stored): the same factor, bit for
+        bit, as factoring in double and converting, without the double copy's memory.
     threads : int, optional
         Threads a solve uses: independent subtrees of the elimination tree are substituted
         in parallel (:func:`subtree_tasks`). By default a factor of at least
@@ -127,7 +133,7 @@ class SupernodalCholesky:
     kind = "cholesky"
 
     def __init__(self, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, order: np.ndarray | None = None,
-                 single: bool = False, threads: int | None = None):
+                 single: bool = False, threads: int | None = None, single_from_nnz: int | None = None):
         indptr = np.ascontiguousarray(indptr, dtype=np.int64)
         indices = np.ascontiguousarray(indices, dtype=np.int64)
         data = np.ascontiguousarray(data, dtype=np.float64)
@@ -141,7 +147,8 @@ class SupernodalCholesky:
         if np.any(diag_blk < 0):
             raise ValueError("the block pattern lacks diagonal blocks; every node needs one")
         self._fns, self._chars = _blas_table()
-        self._L = np.empty(self._l_off[-1])
+        single = bool(single) or (single_from_nnz is not None and int(self._l_off[-1]) >= single_from_nnz)
+        self._L = np.empty(self._l_off[-1], np.float32 if single else np.float64)
         front = np.empty(max(front_max, 1))
         stack = np.zeros(max(stack_max, 1))
         ints = np.zeros(8, np.int32)
@@ -153,7 +160,7 @@ class SupernodalCholesky:
             raise NotPositiveDefinite("the matrix is not positive definite (the Cholesky factorization broke down"
                                       f" at supernode {status - 1} of {len(self._first) - 1})")
         self._threads = threads
-        self._set_precision(bool(single))
+        self._set_precision(single)
 
     def _set_precision(self, single: bool) -> None:
         """Keep the factor in single (or double) precision, with the BLAS, workspaces and

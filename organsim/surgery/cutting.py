@@ -605,7 +605,7 @@ class Cutter:
                                                      len(pts_new) - n_dup)
         indptr, indices, data = transfer_rows(src, n0, ea, eb, tt, wg[st_rows])
         transfer = sp.csr_matrix((data, indices, indptr), shape=(len(src), n0))
-        new_mesh = TetMesh(pts_new, new_tets, rid, mesh.region_names)
+        new_mesh = TetMesh(*_handed_over(pts_new, new_tets, rid), mesh.region_names)
         # commit the state
         self.mesh = new_mesh
         self._valence = (new_mesh, valence)
@@ -642,7 +642,7 @@ class Cutter:
         if len(dup_src) and len(self.fam_verts):
             self.fam_verts, self.fam_epid = remap_families(new_tets, self.tet_family, self.fam_verts,
                                                            self.fam_epid, dup_src, n)
-        new_mesh = TetMesh(mesh.points[src], new_tets, mesh.region_ids, mesh.region_names)
+        new_mesh = TetMesh(*_handed_over(mesh.points[src], new_tets), mesh.region_ids, mesh.region_names)
         transfer = sp.csr_matrix((np.ones(len(src)), (np.arange(len(src)), src)), shape=(len(src), n))
         self.mesh = new_mesh
         self.on_cut = self.on_cut[src]
@@ -667,6 +667,15 @@ class _Ticker:
         t = self._clock()
         self._store[name] = self._store.get(name, 0.0) + t - self._t
         self._t = t
+
+
+def _handed_over(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The increment's own new arrays, made read-only to hand them to a TetMesh as they are
+    (a mesh copies a writeable array it is given, so that its caller's stays writeable: the
+    cutter keeps no reference to these, and a 99k-tet mesh's copies cost 0.4 ms an increment)."""
+    for a in arrays:
+        a.setflags(write=False)
+    return arrays
 
 
 def _drop_touching_vertices(tets: np.ndarray, ue: np.ndarray, X: np.ndarray, tris: np.ndarray,

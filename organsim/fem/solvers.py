@@ -20,7 +20,9 @@ shows it has gone stale.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
@@ -248,21 +250,35 @@ class WarpedPreconditioner:
 
 
 _BLAS_POOLS = None
+_BLAS_HELD = 0   # blocks (any thread) now holding the one-thread limit
+_BLAS_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
 def single_threaded_blas():
     """A context manager that runs BLAS and LAPACK on one thread (``threadpoolctl``).
 
     OpenBLAS splits a level-3 call over its threads, which then wait for each
     other; on a loaded machine (the simulation, a viewer and a haptic loop
     sharing a few cores) a 0.3 ms band factorization was measured taking
-    30-50 ms that way. Costs about 0.02 ms.
+    30-50 ms that way. Costs about 0.05 ms; nothing inside a block that already holds
+    the limit (a solve inside a step: the 10k organ's 4.7 solves a step had paid 0.25 ms).
     """
-    global _BLAS_POOLS
+    global _BLAS_POOLS, _BLAS_HELD
+    if _BLAS_HELD:        # the limit is process-wide: already in force
+        yield
+        return
     if _BLAS_POOLS is None:
         from threadpoolctl import ThreadpoolController
         _BLAS_POOLS = ThreadpoolController().select(user_api="blas")
-    return _BLAS_POOLS.limit(limits=1)
+    with _BLAS_POOLS.limit(limits=1):
+        with _BLAS_LOCK:
+            _BLAS_HELD += 1
+        try:
+            yield
+        finally:
+            with _BLAS_LOCK:
+                _BLAS_HELD -= 1
 
 
 class BandedCholesky:

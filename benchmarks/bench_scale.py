@@ -46,6 +46,7 @@ def _one(shape, n_meas):
     tracemalloc.stop()
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"tets": mesh.n_tets, "nodes": mesh.n_points, "setup_s": setup_s, **stats,
+            "preconditioner": sim.preconditioner_kind, "precision": sim.preconditioner_precision,
             "peak_traced_bytes_per_tet": peak / mesh.n_tets,
             "rss_growth_bytes_per_tet": max(rss1 - rss0, 0) * 1024 / mesh.n_tets}
 
@@ -64,9 +65,11 @@ def run(quick: bool = False) -> dict:
             "exponent_wall_to_100k": float(np.polyfit(t[:k], w[:k], 1)[0]),
             "exponent_cpu_last_two": float((c[-1] - c[-2]) / (t[-1] - t[-2])),
             "load_average_at_start": load,
-            "notes": "1M tets (76x56x41 nodes, 523k free DOFs): above cholesky_max_dofs (400k) 'auto' uses"
-                     " pyamg smoothed aggregation there (Cholesky below), 5 timed steps; CPU time sums the"
+            "notes": "1M tets (76x56x41 nodes, 523k free DOFs): above cholesky_max_dofs (400k), where 'auto'"
+                     " factors when the symbolic analysis shows the factorization fits in half the available"
+                     " memory (else pyamg smoothed aggregation), 5 timed steps; setup_s includes the"
+                     " factorization; preconditioner: the kind each size used; CPU time sums the"
                      " threads (both cores when the kernels run in parallel), so the exponent is fitted on"
                      " wall time too; rss growth is only meaningful for sizes larger than any before in the"
                      " same process; peak traced memory counts numpy's allocations, the Cholesky factor"
-                     " included (organsim's own, a numpy array; AMG's hierarchy at 1M too)."}
+                     " and its workspaces included (organsim's own, numpy arrays; AMG's hierarchy where used)."}

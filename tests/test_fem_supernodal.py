@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from organsim.fem.assembly import Assembler, lumped_mass
 from organsim.fem.materials import Corotational
 from organsim.fem.solvers import CholeskyFactor
-from organsim.fem.supernodal import NotPositiveDefinite, SupernodalCholesky, node_order
+from organsim.fem.supernodal import NotPositiveDefinite, SupernodalCholesky, factor_memory, node_order
 from organsim.mesh.generators import box_tet_mesh
 
 
@@ -70,6 +70,40 @@ def test_a_factor_written_in_single_precision_solves_as_the_double_factor_conver
     small = SupernodalCholesky(sub.indptr, sub.indices, data, single_from_nnz=direct.nnz + 1)
     assert big.single and not small.single
     assert np.array_equal(big.solve(b), direct.solve(b))
+
+
+@pytest.mark.parametrize("single", [False, True], ids=["double", "single"])
+def test_the_predicted_factorization_memory_is_what_the_factorization_takes(single):
+    import tracemalloc
+
+    sub, data = _system(shape=(14, 10, 8))
+    peak, entries, order = factor_memory(sub.indptr, sub.indices, single_from_nnz=0 if single else None)
+    tracemalloc.start()
+    chol = SupernodalCholesky(sub.indptr, sub.indices, data, order=order, single=single)
+    _, measured = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert chol.nnz == entries
+    assert 0.8 * measured <= peak <= 1.25 * measured
+
+
+def test_auto_factors_above_the_dof_limit_only_where_the_factorization_fits_in_memory(monkeypatch):
+    from organsim.fem import preconditioning
+    from organsim.fem.body import Body
+    from organsim.fem.simulation import Simulation
+
+    mesh = box_tet_mesh((8, 4, 4), 0.01)
+
+    def kind():
+        sim = Simulation(Body(mesh, Corotational(3e4, 0.45), density=1000.0), dt=0.01, integrator="realtime",
+                         cholesky_max_dofs=0)     # every system is above the DOF limit
+        sim.fix(np.flatnonzero(mesh.points[:, 0] == 0), name="end")
+        sim.step()
+        return sim.preconditioner_kind
+
+    assert preconditioning.available_memory() > 0
+    assert kind() == "cholesky"                  # a few hundred kB: it fits
+    monkeypatch.setattr(preconditioning, "CHOLESKY_MEMORY_FRACTION", 0.0)
+    assert kind() in ("amg", "jacobi")           # multigrid (or block Jacobi without pyamg) instead
 
 
 def test_several_right_hand_sides_are_solved_column_by_column():

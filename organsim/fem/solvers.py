@@ -105,13 +105,16 @@ class CholeskyFactor:
         self._setup(n, B.indptr, B.indices, B.data, lambda: A[:n, :n])
 
     @classmethod
-    def from_blocks(cls, sub, data: np.ndarray, single_from_nnz: int | None = None) -> CholeskyFactor:
+    def from_blocks(cls, sub, data: np.ndarray, single_from_nnz: int | None = None,
+                    order: np.ndarray | None = None) -> CholeskyFactor:
         """Factor the block data ``data`` (nnzb, 3, 3) on the block pattern ``sub``
         (:class:`~organsim.fem.assembly.SubPattern`: both triangles, every diagonal block);
-        kept in single precision when the factor has at least ``single_from_nnz`` entries
-        (:class:`~organsim.fem.supernodal.SupernodalCholesky`)."""
+        kept in single precision when the factor has at least ``single_from_nnz`` entries, in the
+        elimination ``order`` given (nested dissection by default;
+        :class:`~organsim.fem.supernodal.SupernodalCholesky`)."""
         self = cls.__new__(cls)
-        self._setup(3 * sub.n, sub.indptr, sub.indices, data, lambda: sub.matrix(data).tocsr(), single_from_nnz)
+        self._setup(3 * sub.n, sub.indptr, sub.indices, data, lambda: sub.matrix(data).tocsr(), single_from_nnz,
+                    order)
         return self
 
     @property
@@ -132,7 +135,7 @@ class CholeskyFactor:
         if self._chol is not None:
             self._chol.keep_single()
 
-    def _setup(self, n, indptr, indices, data, full_matrix, single_from_nnz=None) -> None:
+    def _setup(self, n, indptr, indices, data, full_matrix, single_from_nnz=None, order=None) -> None:
         self.n = n
         self.kind = "cholesky"
         self._chol = None
@@ -141,7 +144,7 @@ class CholeskyFactor:
             self.kind = "empty"   # every node is constrained: nothing to solve
             return
         try:
-            self._chol = SupernodalCholesky(indptr, indices, data, single_from_nnz=single_from_nnz)
+            self._chol = SupernodalCholesky(indptr, indices, data, order=order, single_from_nnz=single_from_nnz)
         except (NotPositiveDefinite, ValueError) as exc:
             log.debug("Cholesky factorization refused (%s): LU", exc)
             self.kind = "lu"
@@ -466,11 +469,12 @@ class MappedPreconditioner:
 
 
 def make_preconditioner(kind: str, sub, data: np.ndarray, free_points: np.ndarray,
-                        single_from_nnz: int | None = None):
+                        single_from_nnz: int | None = None, order: np.ndarray | None = None):
     """Build a preconditioner of kind "cholesky", "amg" or "jacobi" from block data on ``sub``
-    (a Cholesky factor of at least ``single_from_nnz`` entries kept in single precision)."""
+    (a Cholesky factor of at least ``single_from_nnz`` entries kept in single precision; ``order``
+    its elimination order when already known)."""
     if kind == "cholesky":
-        return CholeskyFactor.from_blocks(sub, data, single_from_nnz)
+        return CholeskyFactor.from_blocks(sub, data, single_from_nnz, order)
     if kind == "amg":
         return AMGPreconditioner(sub.matrix(data).tocsr(), free_points)
     if kind == "jacobi":

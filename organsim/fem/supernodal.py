@@ -21,7 +21,7 @@ import numpy as np
 
 from . import _supernodal_kernels as _sk
 
-__all__ = ["SupernodalCholesky", "NotPositiveDefinite", "node_order"]
+__all__ = ["SupernodalCholesky", "NotPositiveDefinite", "node_order", "factor_memory"]
 
 #: Relaxed amalgamation: a chain column joins the supernode below it when this adds at most
 #: this fraction of explicit zeros ...
@@ -81,6 +81,48 @@ def node_order(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
         return np.arange(n, dtype=np.int64)
     perm, _ = pymetis.nested_dissection(pymetis.CSRAdjacency(ptr, adj))
     return np.asarray(perm, dtype=np.int64)
+
+
+def factor_memory(indptr: np.ndarray, indices: np.ndarray, order: np.ndarray | None = None,
+                  single_from_nnz: int | None = None) -> tuple[int, int, np.ndarray]:
+    """The memory a :class:`SupernodalCholesky` of this pattern needs, from its symbolic analysis alone.
+
+    Parameters
+    ----------
+    indptr, indices : ndarray (int)
+        Block CSR pattern (as :class:`SupernodalCholesky`).
+    order : ndarray (n,), optional
+        Node elimination order; default METIS nested dissection (returned, to be passed on).
+    single_from_nnz : int, optional
+        As :class:`SupernodalCholesky`: the factor is counted in single precision from that size.
+
+    Returns
+    -------
+    peak_bytes : int
+        The factor (in the precision it would be kept in) and the factorization's two dense
+        workspaces (the largest front and the stack of update matrices, in double) together:
+        the most the factorization adds to the process's memory, to within its small index arrays.
+    entries : int
+        Entries of the factor.
+    order : ndarray (n,) int64
+        The elimination order used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> indptr, indices = np.array([0, 2, 4]), np.array([0, 1, 0, 1])
+    >>> factor_memory(indptr, indices)[:2]
+    (584, 36)
+    """
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=np.int64)
+    if order is None:
+        order = node_order(indptr, indices)
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    out = _sk.analyse(indptr, indices, order, _RELAX_ZEROS, _RELAX_SMALL)
+    entries, front_max, stack_max = int(out[11][-1]), int(out[-2]), int(out[-1])
+    single = single_from_nnz is not None and entries >= single_from_nnz
+    return entries * (4 if single else 8) + 8 * (max(front_max, 1) + max(stack_max, 1)), entries, order
 
 
 class SupernodalCholesky:

@@ -33,7 +33,8 @@ _FILE = "realtime_calibration.json"
 #: The step's solver, in the cache key (with the blocks): a calibration timed otherwise is timed again
 #: (the supernodal Cholesky made the same steps about 1.5x faster than cholespy's; the scalar element
 #: kernels, the two-half schedule and single-precision factors another 1.5x on the patient liver).
-_SOLVER = "supernodal cholesky, single-precision realtime factors, scalar element kernels"
+_SOLVER = ("supernodal cholesky, single-precision realtime factors, scalar element kernels,"
+           " stiffness form by measured cost")
 
 
 def _key() -> str:
@@ -114,7 +115,11 @@ def calibrate(*, force: bool = False, cache: bool = True, n_meas: int = 8) -> di
         load = float(os.getloadavg()[0])
     except OSError:  # pragma: no cover - no load average on this platform
         load = float("nan")
-    pts = [_time_block(shape, spacing, 3, n_meas) for shape, spacing in _SHAPES]
+    from .stiffness_form import StiffnessFormChooser
+
+    # warm-up: the compiled kernels, then the trials of both stiffness forms (Simulation(matrix_free="auto"))
+    n_warm = 3 + StiffnessFormChooser().steps_to_decide
+    pts = [_time_block(shape, spacing, n_warm, n_meas) for shape, spacing in _SHAPES]
     (n0, t0), (n1, t1) = pts
     b = float(np.log(t1 / t0) / np.log(n1 / n0))
     b = max(b, 1.0)   # the cost never grows slower than the mesh (noise can make the slope smaller)

@@ -69,6 +69,11 @@ class StiffnessFormChooser:
         self.steps = 0
         self._warm = {True: False, False: False}
 
+    @property
+    def steps_to_decide(self) -> int:
+        """Steps before the first choice by cost: a warm-up step and the trials, of each form."""
+        return 2 * (self.trials + 1)
+
     def expected_cost(self, matrix_free: bool) -> float | None:
         """Expected seconds of a step's stiffness work in that form (None until it was measured)."""
         if not self.setup[matrix_free] or not self.product[matrix_free]:

@@ -378,6 +378,8 @@ class Assembler:
                 # the group's colored chunk order, on one thread (its elements permuted into
                 # that order) or on several (the same sums in the same order)
                 sched, s_elems, s_lam, s_mu, tune = self._schedule(gi)
+                if want_K:   # its own timings: a pass with the stiffness costs about 3x a force pass
+                    tune = self._tune(("forces_and_stiffness", gi))
             if mat.kind in ("linear", "corotational"):
                 rot = mat.kind == "corotational"
                 if sched is None:

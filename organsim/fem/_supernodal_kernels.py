@@ -280,9 +280,9 @@ def analyse(indptr, indices, order, relax_zeros, relax_small):
             stack_top -= stack_sizes[depth]
         u = m - ncol
         if u > 0:
-            stack_sizes[depth] = u * u
+            stack_sizes[depth] = u * (u + 1) // 2    # packed lower triangle (see factor)
             depth += 1
-            stack_top += u * u
+            stack_top += stack_sizes[depth - 1]
             stack_max = max(stack_max, stack_top)
     return (perm, iperm, a_ptr, a_row, a_blk, diag_blk, first, rptr, rows, sparent, nchild, l_off,
             front_max, stack_max)
@@ -354,23 +354,28 @@ def factor(data, a_ptr, a_row, a_blk, diag_blk, first, rptr, rows, nchild, l_off
                 for a in range(3):
                     for b in range(3):
                         front[3 * li + a + (3 * t + b) * m] += data[k, b, a]
-        # extend-add the children's update matrices (on top of the stack, last child last)
+        # extend-add the children's update matrices (on top of the stack, last child last; each
+        # its lower triangle packed by columns: entry (r, k), r >= k, at k u - k (k + 1) / 2 + r)
         for _ in range(nchild[s]):
             depth -= 1
             uc = stack_sizes[depth]
-            top -= uc * uc
+            top -= uc * (uc + 1) // 2
             c = stack_owner[depth]
             cr0 = rptr[c]
             cnr = rptr[c + 1] - cr0
             for bb in range(cnr):
                 lb = 3 * loc[rows[cr0 + bb]]
-                for aa in range(bb, cnr):
-                    la = 3 * loc[rows[cr0 + aa]]
-                    for b in range(3):
-                        src = top + 3 * aa + (3 * bb + b) * uc
-                        dst = la + (lb + b) * m
+                for b in range(3):
+                    k = 3 * bb + b
+                    col = top + k * uc - k * (k + 1) // 2
+                    dst = (lb + b) * m
+                    # the diagonal node block: its rows at and below the diagonal only
+                    for a in range(b, 3):
+                        front[lb + a + dst] += stack[col + 3 * bb + a]
+                    for aa in range(bb + 1, cnr):
+                        la = 3 * loc[rows[cr0 + aa]]
                         for a in range(3):
-                            front[dst + a] += stack[src + a]
+                            front[la + a + dst] += stack[col + 3 * aa + a]
         # factor the diagonal block, solve for the panel below it, update the rest
         ints[0] = ncol
         ints[1] = m
@@ -394,12 +399,13 @@ def factor(data, a_ptr, a_row, a_blk, diag_blk, first, rptr, rows, nchild, l_off
                 L[base + r + c * m] = front[r + c * m]
         if u > 0:
             for c in range(u):
+                col = top + c * u - c * (c + 1) // 2
                 for r in range(c, u):
-                    stack[top + r + c * u] = front[ncol + r + (ncol + c) * m]
+                    stack[col + r] = front[ncol + r + (ncol + c) * m]
             stack_sizes[depth] = u
             stack_owner[depth] = s
             depth += 1
-            top += u * u
+            top += u * (u + 1) // 2
     return 0
 
 

@@ -24,7 +24,7 @@ real-time mode (one linearly implicit Newton step per frame, preconditioned CG
 to 1e-2). Accuracy of every run, organsim's and the peer's, is its probe/tip
 displacement at the end time relative to that converged reference. The machine is shared (2 cores) and its
 speed drifts within seconds, so the ratio is measured in *lockstep*: organsim's real-time step and MuJoCo's
-step in turns, each timed on its own (3 trials, median ratio), quiet and with another process spinning on
+step in turns, each timed on its own (5 trials, median ratio), quiet and with another process spinning on
 one of the two cores (busy). Each is also run alone, one after the other, as before.
 """
 
@@ -172,7 +172,7 @@ def run(quick: bool = False) -> dict:
     except ImportError:
         have_mujoco = False
         notes.append("mujoco is not installed (pip install mujoco): peer column empty")
-    trials = 1 if quick else 3
+    trials = 1 if quick else 5
     for name, make, par, n_steps, material in problems:
         if quick:
             n_steps = 8

@@ -45,9 +45,9 @@ _SLOW_STEPS_BEFORE_REFACTOR = 5
 SINGLE_FACTOR_MIN_NNZ = 1_000_000
 #: Above ``cholesky_max_dofs`` free DOFs, "auto" still factors when the factorization's peak memory,
 #: known from its symbolic analysis (a few seconds at 1M tets), is under this fraction of the memory
-#: the machine has available: the 1M-tet scale block (523k DOFs) then steps in 1.2 s on a 3.6 GB
+#: the machine has available: the 1M-tet scale block (523k DOFs) then steps in 1.4 s on a 3.6 GB
 #: single-precision factor against 12.1 s with algebraic multigrid (10.6 CG a step), after a
-#: 2-minute factorization (7.6 GB peak) against AMG's 25 s set-up.
+#: 2-minute factorization (6.5 GB peak) against AMG's 25 s set-up.
 CHOLESKY_MEMORY_FRACTION = 0.5
 #: A carried-over factorization is corrected by an exact solve on the nodes a cut, grasp or
 #: release affected when there are at most this many of them (block Jacobi beyond).
@@ -133,9 +133,10 @@ def _cholesky_fits(sim) -> bool:
     constraint set; the elimination order found is kept for the factorization)."""
     from .supernodal import factor_memory
 
-    key = id(sim._cache_key)
+    sim._constraint_state()
+    key = sim._cache_key     # the object itself (an id could be reused after a cut)
     cached = getattr(sim, "_cholesky_fit", None)
-    if cached is not None and cached[0] == key:
+    if cached is not None and cached[0] is key:
         return cached[1]
     avail = available_memory()
     sub = sim._sub
@@ -151,7 +152,7 @@ def _cholesky_fits(sim) -> bool:
 def _known_order(sim):
     """The elimination order :func:`_cholesky_fits` found for the current free nodes, or None."""
     cached = getattr(sim, "_cholesky_fit", None)
-    return cached[2] if cached is not None and cached[0] == id(sim._cache_key) else None
+    return cached[2] if cached is not None and cached[0] is sim._cache_key else None
 
 
 def available_memory() -> int | None:

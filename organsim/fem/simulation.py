@@ -208,8 +208,8 @@ class Simulation:
         Cholesky factorization (of the reference matrix, rotated into the nodal
         frames; organsim's supernodal one, :mod:`organsim.fem.supernodal`) up to
         ``cholesky_max_dofs`` free DOFs, and above that too where its symbolic analysis
-        shows the factorization fits in half the memory available (a 1M-tet block: 7.6 GB,
-        1.2 s a step against 12 s with multigrid); otherwise algebraic multigrid if the
+        shows the factorization fits in half the memory available (a 1M-tet block: 6.5 GB,
+        1.4 s a step against 12 s with multigrid); otherwise algebraic multigrid if the
         optional package pyamg is installed, else block Jacobi.
     newton_tol : float
         Relative residual tolerance of the backward-Euler Newton iteration.
@@ -241,9 +241,10 @@ class Simulation:
         (True; linear, corotational and neo-Hookean materials, no stiffness damping) or
         assemble it once per Newton iteration (False). Both give the same products to
         round-off. Matrix-free saves the assembly (the force pass alone costs about a third
-        of the force-and-stiffness pass) but each product costs about twice a block matvec,
-        so it wins when a step needs few CG iterations. "auto" (default) measures both on
-        this mesh and machine and takes the cheaper for the recent steps' number of products
+        of the force-and-stiffness pass) but each product costs about five block matvecs
+        (10k organ: 0.56 against 0.11 ms), so it wins when a step needs few CG iterations.
+        "auto" (default) measures both on this mesh and machine and takes the cheaper for the
+        recent steps' number of products
         (:class:`~organsim.fem.stiffness_form.StiffnessFormChooser`; see :attr:`stiffness_form`).
     stiffen_max_fraction : float
         Real-time steps that turn hyperelastic tets inside out even in substeps: the

@@ -3,11 +3,12 @@
 The two give the same products to round-off; what differs is the cost. Matrix-free, a
 step pays a force pass (plus, for neo-Hookean tets, their per-tet state) and then every
 CG product walks the tets again. Assembled, the step pays the force-and-stiffness pass
-and the gather of the free block once, and every product is a block matvec, about half
-the cost of a matrix-free one. Which wins depends on how many products a step takes:
-on the patient liver (1.1 CG iterations a step) matrix-free took 17 ms against 30 ms
-assembled; on the swinging 10k organ (4.7 a step) assembled took 9.7 ms against 11.4 ms
-(measured in lockstep on the shared 2-core machine). :class:`StiffnessFormChooser`
+and the gather of the free block once, and every product is a block matvec, about a fifth
+of the cost of a matrix-free one. Which wins depends on how many products a step takes:
+on the patient liver (1.1 CG iterations a step) matrix-free steps took 13.8 ms against
+18.6 ms assembled; on the swinging 10k organ (4.7 a step) assembled took 6.7 ms against
+7.7 ms; the 19k beam (1.8 a step) is even (``python -m benchmarks stiffness-forms``: the
+forms stepped in turns on the shared 2-core machine). :class:`StiffnessFormChooser`
 measures both on the simulation's own mesh and machine and picks the cheaper one for the
 number of products the recent steps took.
 
@@ -41,7 +42,7 @@ class StiffnessFormChooser:
     the median number of products of the last ``window`` steps), picks the form; every
     ``explore_every``-th step runs the other one, so both measurements follow the
     machine's load and the motion, unless it is expected to cost ``explore_within`` times
-    the chosen one or more (on the patient liver an assembled step costs 1.8 times a
+    the chosen one or more (on the patient liver an assembled step costs 1.3-1.8 times a
     matrix-free one: a stutter in the frame rate that is not worth measuring again; the
     choice still follows the number of products).
 

@@ -531,21 +531,23 @@ def generic_kernel(P, A, tets, grads, vols, elems, blockmap, f, K, want_K):
 
 
 @njit(cache=True, inline="always")
-def _det_F(x, tets, grads, e, F):
-    """``det F`` of tet ``e`` at positions ``x`` (``F`` (3, 3) is scratch, left holding F)."""
-    _deformation_gradient(x, tets, grads, e, F)
-    return (F[0, 0] * (F[1, 1] * F[2, 2] - F[1, 2] * F[2, 1])
-            - F[0, 1] * (F[1, 0] * F[2, 2] - F[1, 2] * F[2, 0])
-            + F[0, 2] * (F[1, 0] * F[2, 1] - F[1, 1] * F[2, 0]))
+def _det_F(x, tets, grads, e):
+    """``det F`` of tet ``e`` at positions ``x``, on scalars."""
+    (n0, n1, n2, n3,
+     g00, g01, g02, g10, g11, g12,
+     g20, g21, g22, g30, g31, g32,
+     F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
+    return (F00 * (F11 * F22 - F12 * F21)
+            - F01 * (F10 * F22 - F12 * F20)
+            + F02 * (F10 * F21 - F11 * F20))
 
 
 @njit(cache=True, nogil=True)
 def min_jacobian(x, tets, grads):
     """Smallest ``det F`` over all elements (negative or zero: an element inverted)."""
     minJ = np.inf
-    F = np.empty((3, 3))
     for e in range(tets.shape[0]):
-        d = _det_F(x, tets, grads, e, F)
+        d = _det_F(x, tets, grads, e)
         if not (d > -np.inf):
             return np.nan
         if d < minJ:
@@ -665,6 +667,21 @@ def block_diag_solve(inv, b, out):
             out[3 * n + i] = inv[n, i, 0] * b0 + inv[n, i, 1] * b1 + inv[n, i, 2] * b2
 
 
+@njit(cache=True, inline="always")
+def _add_to_nodes(acc, n0, n1, n2, n3, a00, a01, a02, a10, a11, a12, a20, a21, a22):
+    """Add the 3x3 matrix ``a`` to ``acc`` (n, 3, 3) at the four nodes ``n0..n3``."""
+    for nd in (n0, n1, n2, n3):
+        acc[nd, 0, 0] += a00
+        acc[nd, 0, 1] += a01
+        acc[nd, 0, 2] += a02
+        acc[nd, 1, 0] += a10
+        acc[nd, 1, 1] += a11
+        acc[nd, 1, 2] += a12
+        acc[nd, 2, 0] += a20
+        acc[nd, 2, 1] += a21
+        acc[nd, 2, 2] += a22
+
+
 @njit(cache=True, nogil=True)
 def nodal_rotations(x, tets, grads, vols, Rn, acc):
     """Rotation of each node's neighbourhood: ``polar(sum_e V_e F_e)`` over its tets.
@@ -674,15 +691,13 @@ def nodal_rotations(x, tets, grads, vols, Rn, acc):
     """
     acc[:] = 0.0
     for e in range(tets.shape[0]):
+        (n0, n1, n2, n3,
+         g00, g01, g02, g10, g11, g12,
+         g20, g21, g22, g30, g31, g32,
+         F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
         V = vols[e]
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for a in range(4):
-                    s += x[tets[e, a], i] * grads[e, a, j]
-                s *= V
-                for a in range(4):
-                    acc[tets[e, a], i, j] += s
+        _add_to_nodes(acc, n0, n1, n2, n3, F00 * V, F01 * V, F02 * V, F10 * V, F11 * V, F12 * V,
+                      F20 * V, F21 * V, F22 * V)
     F = np.empty((3, 3))
     R = np.empty((3, 3))
     Ft = np.empty((3, 3))
@@ -793,10 +808,9 @@ def min_jacobian_par(x, tets, grads):
     nb = 64
     out = np.full(nb, np.inf)
     for b in prange(nb):
-        F = np.empty((3, 3))
         mj = np.inf
         for e in range(b * m // nb, (b + 1) * m // nb):
-            d = _det_F(x, tets, grads, e, F)
+            d = _det_F(x, tets, grads, e)
             if not (d > -np.inf):
                 mj = np.nan
                 break
@@ -819,13 +833,14 @@ def nodal_rotations_par(x, tets, grads, vols, node_ptr, node_tets, Rn, VF):
     serial kernel's order) and takes the polar rotation, warm-started from ``Rn``."""
     m = tets.shape[0]
     for e in prange(m):
+        (n0, n1, n2, n3,
+         g00, g01, g02, g10, g11, g12,
+         g20, g21, g22, g30, g31, g32,
+         F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
         V = vols[e]
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for a in range(4):
-                    s += x[tets[e, a], i] * grads[e, a, j]
-                VF[e, i, j] = s * V
+        VF[e, 0, 0], VF[e, 0, 1], VF[e, 0, 2] = F00 * V, F01 * V, F02 * V
+        VF[e, 1, 0], VF[e, 1, 1], VF[e, 1, 2] = F10 * V, F11 * V, F12 * V
+        VF[e, 2, 0], VF[e, 2, 1], VF[e, 2, 2] = F20 * V, F21 * V, F22 * V
     for n in prange(Rn.shape[0]):
         F = np.zeros((3, 3))
         R = np.empty((3, 3))

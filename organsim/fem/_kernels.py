@@ -869,6 +869,17 @@ def nodal_rotations_par(x, tets, grads, vols, node_ptr, node_tets, Rn, VF):
 # ``R K0 R^T``, the neo-Hookean consistent tangent), summed in another order (round-off).
 
 @njit(cache=True, inline="always")
+def _mat3(a00, a01, a02, a10, a11, a12, a20, a21, a22, b00, b01, b02, b10, b11, b12, b20, b21, b22):
+    """The 3x3 product ``A B`` of two matrices given row by row as scalars, row by row."""
+    return (a00 * b00 + a01 * b10 + a02 * b20, a00 * b01 + a01 * b11 + a02 * b21,
+            a00 * b02 + a01 * b12 + a02 * b22,
+            a10 * b00 + a11 * b10 + a12 * b20, a10 * b01 + a11 * b11 + a12 * b21,
+            a10 * b02 + a11 * b12 + a12 * b22,
+            a20 * b00 + a21 * b10 + a22 * b20, a20 * b01 + a21 * b11 + a22 * b21,
+            a20 * b02 + a21 * b12 + a22 * b22)
+
+
+@njit(cache=True, inline="always")
 def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p, out):
     """``out += K_e p`` of one element of :func:`corot_kernel` (``want_K``, not ``exact``), on scalars.
 
@@ -892,15 +903,8 @@ def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p
     else:
         r00, r01, r02, r10, r11, r12, r20, r21, r22 = 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0
     # H = Hr R^T
-    h00 = a00 * r00 + a01 * r01 + a02 * r02
-    h01 = a00 * r10 + a01 * r11 + a02 * r12
-    h02 = a00 * r20 + a01 * r21 + a02 * r22
-    h10 = a10 * r00 + a11 * r01 + a12 * r02
-    h11 = a10 * r10 + a11 * r11 + a12 * r12
-    h12 = a10 * r20 + a11 * r21 + a12 * r22
-    h20 = a20 * r00 + a21 * r01 + a22 * r02
-    h21 = a20 * r10 + a21 * r11 + a22 * r12
-    h22 = a20 * r20 + a21 * r21 + a22 * r22
+    h00, h01, h02, h10, h11, h12, h20, h21, h22 = _mat3(a00, a01, a02, a10, a11, a12, a20, a21, a22,
+                                                        r00, r10, r20, r01, r11, r21, r02, r12, r22)
     lt = la * (h00 + h11 + h22)
     # V sigma(H)
     s00 = V * (2.0 * m * h00 + lt)
@@ -911,15 +915,8 @@ def _corot_apply_element(q, tets, grads, vols, lam, mu, elems, Rcache, rotate, p
     s12 = V * m * (h12 + h21)
     s10, s20, s21 = s01, s02, s12
     # (K_e p)_a = (V sigma R) grad_a
-    P00 = s00 * r00 + s01 * r10 + s02 * r20
-    P01 = s00 * r01 + s01 * r11 + s02 * r21
-    P02 = s00 * r02 + s01 * r12 + s02 * r22
-    P10 = s10 * r00 + s11 * r10 + s12 * r20
-    P11 = s10 * r01 + s11 * r11 + s12 * r21
-    P12 = s10 * r02 + s11 * r12 + s12 * r22
-    P20 = s20 * r00 + s21 * r10 + s22 * r20
-    P21 = s20 * r01 + s21 * r11 + s22 * r21
-    P22 = s20 * r02 + s21 * r12 + s22 * r22
+    P00, P01, P02, P10, P11, P12, P20, P21, P22 = _mat3(s00, s01, s02, s10, s11, s12, s20, s21, s22,
+                                                        r00, r01, r02, r10, r11, r12, r20, r21, r22)
     _scatter_forces(out, n0, n1, n2, n3,
                     g00, g01, g02, g10, g11, g12,
                     g20, g21, g22, g30, g31, g32,
@@ -981,15 +978,8 @@ def _neohooke_apply_element(q, tets, grads, vols, lam, mu, elems, Fis, cms, p, o
     f10, f11, f12 = Fis[e, 1, 0], Fis[e, 1, 1], Fis[e, 1, 2]
     f20, f21, f22 = Fis[e, 2, 0], Fis[e, 2, 1], Fis[e, 2, 2]
     # G = Hm F^-1
-    G00 = h00 * f00 + h01 * f10 + h02 * f20
-    G01 = h00 * f01 + h01 * f11 + h02 * f21
-    G02 = h00 * f02 + h01 * f12 + h02 * f22
-    G10 = h10 * f00 + h11 * f10 + h12 * f20
-    G11 = h10 * f01 + h11 * f11 + h12 * f21
-    G12 = h10 * f02 + h11 * f12 + h12 * f22
-    G20 = h20 * f00 + h21 * f10 + h22 * f20
-    G21 = h20 * f01 + h21 * f11 + h22 * f21
-    G22 = h20 * f02 + h21 * f12 + h22 * f22
+    G00, G01, G02, G10, G11, G12, G20, G21, G22 = _mat3(h00, h01, h02, h10, h11, h12, h20, h21, h22,
+                                                        f00, f01, f02, f10, f11, f12, f20, f21, f22)
     lt = la * (G00 + G11 + G22)
     # Q = cm G^T F^-T + lam tr(G) F^-T + mu Hm, times V
     Q00 = V * (cm * (G00 * f00 + G10 * f01 + G20 * f02) + lt * f00 + m * h00)

@@ -10,6 +10,9 @@ Problems: the patient liver of step-patient-liver (41k tets, corotational; skipp
   matrix, the same factor kept in single precision (build and apply only) and, where
   cholespy is installed (no longer a dependency), CHOLMOD's simplicial factorization
   through cholespy, the default before (build and apply only);
+- ``multigrid``: organsim's two-grid cycle (:mod:`organsim.fem.multigrid`: a lattice of twice the
+  median edge laid over the mesh, trilinear interpolation, Galerkin coarse matrix factored,
+  Chebyshev smoothing), rotated per step like the factor;
 - ``amg``: pyamg smoothed aggregation, rigid-body modes as near-null space, one V-cycle;
 - ``jacobi``: 3x3 block Jacobi (the floor).
 
@@ -34,7 +37,7 @@ from organsim.fem.supernodal import SupernodalCholesky
 from organsim.mesh.generators import box_tet_mesh
 
 ID = "preconditioners"
-CANDIDATES = {"cholesky": None, "amg": "pyamg", "jacobi": None}
+CANDIDATES = {"cholesky": None, "multigrid": None, "amg": "pyamg", "jacobi": None}
 
 
 def _problems(quick):
@@ -111,6 +114,9 @@ def run(quick: bool = False) -> dict:
             build_s = time.perf_counter() - t0
             apply_ms = _apply_ms(prec, 3 * len(free))
             extra = {}
+            if kind == "multigrid":
+                extra["coarse_nodes"] = prec.coarse_nodes
+                extra["coarse_factor_nnz"] = prec.coarse.nnz
             if kind == "cholesky":
                 extra["factor_nnz"] = prec._chol.nnz
                 extra["supernodes"] = prec._chol.supernodes

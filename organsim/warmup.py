@@ -45,6 +45,11 @@ def _stages():
             sim.step()
             sim.reaction("hand")
             sim.fields()
+        # the two-grid preconditioner "auto" takes for large meshes (its lattice, Galerkin and cycle kernels)
+        sim = Simulation(Body(mesh, Corotational(3e3, 0.45), density=1000.0), dt=0.01, integrator="realtime",
+                         preconditioner="multigrid")
+        sim.fix(wall, name="wall")
+        sim.step()
         from .fem.parallel import warm_up_kernels
 
         warm_up_kernels()   # the parallel forms, which only meshes of thousands of tets use

@@ -86,26 +86,6 @@ def test_the_predicted_factorization_memory_is_what_the_factorization_takes(sing
     assert 0.8 * measured <= peak <= 1.25 * measured
 
 
-def test_auto_factors_above_the_dof_limit_only_where_the_factorization_fits_in_memory(monkeypatch):
-    from organsim.fem import preconditioning
-    from organsim.fem.body import Body
-    from organsim.fem.simulation import Simulation
-
-    mesh = box_tet_mesh((8, 4, 4), 0.01)
-
-    def kind():
-        sim = Simulation(Body(mesh, Corotational(3e4, 0.45), density=1000.0), dt=0.01, integrator="realtime",
-                         cholesky_max_dofs=0)     # every system is above the DOF limit
-        sim.fix(np.flatnonzero(mesh.points[:, 0] == 0), name="end")
-        sim.step()
-        return sim.preconditioner_kind
-
-    assert preconditioning.available_memory() > 0
-    assert kind() == "cholesky"                  # a few hundred kB: it fits
-    monkeypatch.setattr(preconditioning, "CHOLESKY_MEMORY_FRACTION", 0.0)
-    assert kind() in ("amg", "jacobi")           # multigrid (or block Jacobi without pyamg) instead
-
-
 def test_several_right_hand_sides_are_solved_column_by_column():
     sub, data = _system(shape=(4, 4, 3))
     chol = SupernodalCholesky(sub.indptr, sub.indices, data)

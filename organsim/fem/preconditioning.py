@@ -27,7 +27,7 @@ from .solvers import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["available_memory", "cached_preconditioner", "carry_preconditioner", "projected_system_data",
+__all__ = ["cached_preconditioner", "carry_preconditioner", "projected_system_data",
            "refactor_current", "refresh_preconditioner", "single_factor", "warped_preconditioner"]
 
 #: Realtime steps whose first CG solve takes more than this many iterations (or does not
@@ -43,12 +43,6 @@ _SLOW_STEPS_BEFORE_REFACTOR = 5
 #: 0.6 of the double one (measured from the 10k-tet organ's 1.6M entries, a 13 ms step against
 #: 17 ms, to the 101k-tet beam's 33M); smaller ones keep double.
 SINGLE_FACTOR_MIN_NNZ = 1_000_000
-#: Above ``cholesky_max_dofs`` free DOFs, "auto" still factors when the factorization's peak memory,
-#: known from its symbolic analysis (a few seconds at 1M tets), is under this fraction of the memory
-#: the machine has available: the 1M-tet scale block (523k DOFs) then steps in 1.4 s on a 3.6 GB
-#: single-precision factor against 12.1 s with algebraic multigrid (10.6 CG a step), after a
-#: 2-minute factorization (6.5 GB peak) against AMG's 25 s set-up.
-CHOLESKY_MEMORY_FRACTION = 0.5
 #: A carried-over factorization is corrected by an exact solve on the nodes a cut, grasp or
 #: release affected when there are at most this many of them (block Jacobi beyond).
 _LOCAL_SOLVE_MAX_NODES = 3000
@@ -89,8 +83,7 @@ def cached_preconditioner(sim, h: float, kind_hint: str | None = None, data: np.
     kind = _kind(sim, len(free), kind_hint)
     t0 = time.perf_counter()
     # a single-precision factor is written so as it is computed (no double copy in memory)
-    sim._prec = make_preconditioner(kind, sim._sub, data, sim.mesh.points[free], single_from_nnz=_single_from(sim),
-                                    order=_known_order(sim))
+    sim._prec = make_preconditioner(kind, sim._sub, data, sim.mesh.points[free], single_from_nnz=_single_from(sim))
     sim._prec_key = key
     sim._prec_free = free
     sim._mapped_count = 0
@@ -108,69 +101,18 @@ def single_factor(sim) -> bool:
 
 
 def _kind(sim, n_free: int, kind_hint: str | None = None) -> str:
-    """The preconditioner kind ``sim`` builds for ``n_free`` free nodes ("auto" resolved)."""
+    """The preconditioner kind ``sim`` builds for ``n_free`` free nodes ("auto" resolved: Cholesky up
+    to ``cholesky_max_dofs`` free DOFs, the two-grid cycle of :mod:`organsim.fem.multigrid` above)."""
     kind = kind_hint or sim.preconditioner
     if kind != "auto":
         return kind
-    if 3 * n_free <= sim.cholesky_max_dofs or _cholesky_fits(sim):
-        return "cholesky"
-    try:
-        import pyamg  # noqa: F401
-        return "amg"
-    except ImportError:
-        return "jacobi"
+    return "cholesky" if 3 * n_free <= sim.cholesky_max_dofs else "multigrid"
 
 
 def _single_from(sim) -> int | None:
     """The factor size from which ``sim``'s Cholesky factors are kept in single precision (None: never)."""
     p = sim.factor_precision
     return 0 if p == "single" else SINGLE_FACTOR_MIN_NNZ if p == "auto" and single_factor(sim) else None
-
-
-def _cholesky_fits(sim) -> bool:
-    """Whether a Cholesky factorization on ``sim``'s free nodes needs less than
-    :data:`CHOLESKY_MEMORY_FRACTION` of the available memory (decided once per mesh and
-    constraint set; the elimination order found is kept for the factorization)."""
-    from .supernodal import factor_memory
-
-    sim._constraint_state()
-    key = sim._cache_key     # the object itself (an id could be reused after a cut)
-    cached = getattr(sim, "_cholesky_fit", None)
-    if cached is not None and cached[0] is key:
-        return cached[1]
-    avail = available_memory()
-    sub = sim._sub
-    peak, entries, order = factor_memory(sub.indptr, sub.indices, single_from_nnz=_single_from(sim))
-    fits = avail is not None and peak <= CHOLESKY_MEMORY_FRACTION * avail
-    log.info("a Cholesky factor of %d free DOFs: %d entries, %.2f GB at its peak, %s GB available: %s",
-             3 * sub.n, entries, peak / 1e9, "unknown" if avail is None else f"{avail / 1e9:.1f}",
-             "factoring" if fits else "multigrid instead")
-    sim._cholesky_fit = (key, fits, order if fits else None)
-    return fits
-
-
-def _known_order(sim):
-    """The elimination order :func:`_cholesky_fits` found for the current free nodes, or None."""
-    cached = getattr(sim, "_cholesky_fit", None)
-    return cached[2] if cached is not None and cached[0] is sim._cache_key else None
-
-
-def available_memory() -> int | None:
-    """Bytes of memory the machine has available now (Linux ``MemAvailable``; elsewhere the free
-    physical pages), or None where it cannot be told."""
-    import os
-
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        log.debug("no /proc/meminfo: counting the free physical pages instead")
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def projected_system_data(sim, x: np.ndarray, h: float, data: np.ndarray | None = None) -> np.ndarray:

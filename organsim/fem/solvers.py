@@ -470,17 +470,20 @@ class MappedPreconditioner:
 
 def make_preconditioner(kind: str, sub, data: np.ndarray, free_points: np.ndarray,
                         single_from_nnz: int | None = None, order: np.ndarray | None = None):
-    """Build a preconditioner of kind "cholesky", "amg" or "jacobi" from block data on ``sub``
+    """Build a preconditioner of kind "cholesky", "multigrid", "amg" or "jacobi" from block data on ``sub``
     (a Cholesky factor of at least ``single_from_nnz`` entries kept in single precision; ``order``
     its elimination order when already known)."""
-    if kind == "cholesky":
+    if kind == "cholesky" or (kind == "multigrid" and sub.n == 0):   # (nothing free: nothing to solve)
         return CholeskyFactor.from_blocks(sub, data, single_from_nnz, order)
+    if kind == "multigrid":
+        from .multigrid import TwoGridPreconditioner
+        return TwoGridPreconditioner(sub, data, free_points, single_from_nnz=single_from_nnz)
     if kind == "amg":
         return AMGPreconditioner(sub.matrix(data).tocsr(), free_points)
     if kind == "jacobi":
         diag = data[np.flatnonzero(sub.rows == sub.indices)]
         return BlockJacobi(diag)
-    raise ValueError(f"unknown preconditioner {kind!r}; use 'cholesky', 'amg' or 'jacobi'")
+    raise ValueError(f"unknown preconditioner {kind!r}; use 'cholesky', 'multigrid', 'amg' or 'jacobi'")
 
 
 @dataclass

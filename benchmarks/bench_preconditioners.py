@@ -10,7 +10,7 @@ Problems: the patient liver of step-patient-liver (41k tets, corotational; skipp
   matrix, the same factor kept in single precision (build and apply only) and, where
   cholespy is installed (no longer a dependency), CHOLMOD's simplicial factorization
   through cholespy, the default before (build and apply only);
-- ``multigrid``: organsim's two-grid cycle (:mod:`organsim.fem.multigrid`: a lattice of twice the
+- ``multigrid``: organsim's two-grid cycle (:mod:`organsim.fem.multigrid`: a lattice of 2.5 times the
   median edge laid over the mesh, trilinear interpolation, Galerkin coarse matrix factored,
   Chebyshev smoothing), rotated per step like the factor;
 - ``amg``: pyamg smoothed aggregation, rigid-body modes as near-null space, one V-cycle;

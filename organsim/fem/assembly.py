@@ -121,14 +121,19 @@ class SubPattern:
         self._diag = None
 
     def gather(self, K: np.ndarray, cK: float, M: np.ndarray | None = None, cM: float = 0.0,
-               out: np.ndarray | None = None) -> np.ndarray:
+               out: np.ndarray | None = None, *, consume: bool = False) -> np.ndarray:
         """Block data ``cK K + cM M`` restricted to the free pattern.
 
         ``K`` is block data on the parent pattern (nnzb, 3, 3); ``M`` is block data
         too (a consistent mass) or nodal masses (n,) of a lumped mass, which only
-        add to the diagonal blocks.
+        add to the diagonal blocks. ``consume=True`` writes the result into ``K``'s own
+        memory (``K`` is overwritten; a view of its first blocks is returned): for a ``K``
+        assembled only for this, without a second matrix in memory (the kept blocks are
+        in the parent's order, so each is read before its slot is written).
         """
-        if out is None:
+        if consume:
+            out = K[:len(self.blocks)]
+        elif out is None:
             out = np.empty((len(self.blocks), 3, 3))
         if M is not None and M.ndim == 1:
             kern.bsr_gather(K, self.blocks, float(cK), K, 0.0, out)
@@ -315,7 +320,10 @@ class Assembler:
             raise MaterialError("material groups must cover every tet exactly once;"
                                 f" {int((seen == 0).sum())} tets have no material")
         if element_rotations is None:
-            self._Rcache = np.repeat(np.eye(3)[None], len(self.tets), axis=0)
+            # the rotations the corotational kernels warm-start from, one per tet (72 B/tet): none
+            # where no tet is linear or corotational (the neo-Hookean kernels need none)
+            rotating = any(m.kind in ("linear", "corotational") for _, m, _, _ in self.groups)
+            self._Rcache = np.repeat(np.eye(3)[None], len(self.tets) if rotating else 0, axis=0)
         else:
             self._Rcache = np.ascontiguousarray(element_rotations, dtype=np.float64)
             if self._Rcache.shape != (len(self.tets), 3, 3):
@@ -571,6 +579,12 @@ class Assembler:
                         return float(kern.min_jacobian_par(x, self.tets, self.grads))
                 return float(kern.min_jacobian(x, self.tets, self.grads))
         return float(kern.min_jacobian(x, self.tets, self.grads))
+
+    @property
+    def element_rotations(self) -> np.ndarray | None:
+        """Each tet's rotation of the last corotational force pass (m, 3, 3), or None where no tet is
+        linear or corotational."""
+        return self._Rcache if len(self._Rcache) == len(self.tets) and len(self.tets) else None
 
     def nodal_rotations(self, x: np.ndarray, Rn: np.ndarray, acc: np.ndarray) -> None:
         """Update ``Rn`` (n, 3, 3) in place to each node's rotation ``polar(sum_e V_e F_e)`` at ``x`` (n, 3).

@@ -320,7 +320,8 @@ def realtime_substep(sim, h, cons, ck, deadline):
         else:
             f, K = sim._asm.forces_and_stiffness(x, want_K=not mfree)
         g = sim._dyn_residual(x, f, K, x_n, x_pred, h, fext if not sim._pressures else sim._external(x))
-        data = None if mfree else sim._sub.gather(K, cK, sim._Mb, cM)
+        data = None if mfree else sim._sub.gather(K, cK, sim._Mb, cM, consume=True)   # K is not needed after
+        K = None
         proj = None
         if it == 0 and sim._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
             # the factorization no longer fits the loaded, deformed state (gravity sag,

@@ -79,7 +79,7 @@ def cached_preconditioner(sim, h: float, kind_hint: str | None = None, data: np.
     cK = 1.0 + beta / h
     sim._prec_is_ref = data is None
     if data is None:
-        data = sim._sub.gather(sim._rest_K(), cK, sim._Mb, cM)
+        data = sim._sub.gather(sim._rest_K(), cK, sim._Mb, cM, consume=True)
     kind = _kind(sim, len(free), kind_hint)
     t0 = time.perf_counter()
     # a single-precision factor is written so as it is computed (no double copy in memory)
@@ -178,7 +178,8 @@ def refresh_preconditioner(sim, h: float) -> None:
     sim._constraint_state()
     alpha, beta = sim.damping
     _, K = sim._asm.forces_and_stiffness(sim._x)
-    refactor_current(sim, h, sim._x, sim._sub.gather(K, 1.0 + beta / h, sim._Mb, 1.0 / (h * h) + alpha / h))
+    refactor_current(sim, h, sim._x, sim._sub.gather(K, 1.0 + beta / h, sim._Mb, 1.0 / (h * h) + alpha / h,
+                                                     consume=True))
     sim._slow_steps = 0
 
 

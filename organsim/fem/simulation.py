@@ -361,7 +361,6 @@ class Simulation:
         self._m = _mk.lumped_masses(body.mesh.tets, self._asm.vols, dens, body.mesh.n_points)
         # the mass as the sub-pattern gathers it: block data (consistent) or nodal masses (lumped)
         self._Mb = consistent_mass_blocks(pat, self._asm.vols, dens) if self.mass_kind == "consistent" else self._m
-        self._K0 = None  # rest stiffness block data, built lazily
         self._floor = None  # absolute residual scale (N), built lazily
         self._components = None
         self._cache_key = None
@@ -654,9 +653,9 @@ class Simulation:
 
     # ------------------------------------------------------------- residuals
     def _rest_K(self) -> np.ndarray:
-        if self._K0 is None:
-            self._K0 = self._asm.rest_stiffness()
-        return self._K0
+        """The rest stiffness's block data, assembled afresh (not kept: 190 B/tet for the few times a
+        preconditioner is built from it)."""
+        return self._asm.rest_stiffness()
 
     def _force_floor(self) -> float:
         """Absolute force scale (N) of this body: the elastic force that would move every
@@ -723,7 +722,7 @@ class Simulation:
                     if attempt == 3 or not self._stiffen_inverted(exc):
                         if self._asm.stiffness_scale is not scale_before:   # the state is unchanged
                             self._setup_body(self.body, node_rotations=self._Rn,
-                                             element_rotations=self._asm._Rcache, pattern=self._asm.pattern,
+                                             element_rotations=self._asm.element_rotations, pattern=self._asm.pattern,
                                              stiffness_scale=scale_before)
                         raise
         newton, lin, res, conv, minJ, refac = stats
@@ -758,7 +757,7 @@ class Simulation:
                     " (%.2g mL, %.2g %% of the organ) made %g times stiffer to go on: their stresses"
                     " are not the tissue's", len(inverted), c[0], c[1], c[2], len(tets), 1e6 * vols[tets].sum(),
                     100 * vols[tets].sum() / vols.sum(), scale[tets].max())
-        self._setup_body(self.body, node_rotations=self._Rn, element_rotations=self._asm._Rcache,
+        self._setup_body(self.body, node_rotations=self._Rn, element_rotations=self._asm.element_rotations,
                          pattern=self._asm.pattern, stiffness_scale=scale)
         return True
 
@@ -981,7 +980,9 @@ class Simulation:
         carried = None
         if self._prec is not None and self._prec_free is not None and self._mapped_count < 40:
             carried = (self._prec, self._prec_key[1], self._prec_free, self._prec_is_ref, self._mapped_count)
-        Rcache_new = np.take(self._asm._Rcache, tet_parent, axis=0) if tet_parent is not None else None
+        rotations = self._asm.element_rotations
+        Rcache_new = (np.take(rotations, tet_parent, axis=0) if tet_parent is not None and rotations is not None
+                      else None)
         pattern = None
         if tet_parent is not None and kept_in_order:   # the cut kept the order of the surviving nodes
             pattern = self._asm.pattern.updated(self.mesh.tets, new_rest_mesh.tets, n_new, tet_parent, new2old)

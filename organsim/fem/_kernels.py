@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["polar3", "corot_kernel", "neohooke_kernel", "generic_kernel", "min_jacobian",
+__all__ = ["bsr_matvec", "bsr_matvec_par", "polar3", "corot_kernel", "neohooke_kernel", "generic_kernel",
+           "min_jacobian",
            "bsr_gather", "lumped_diag_add", "corot_kernel_par", "neohooke_kernel_par", "min_jacobian_par",
            "nodal_rotations_par"]
 
@@ -606,25 +607,37 @@ def cg_update_p(p, z, beta):
         p[i] = z[i] + beta * p[i]
 
 
+@njit(cache=True, inline="always")
+def _bsr_row(indptr, indices, data, x, y, i):
+    """Row ``i`` of ``y = A x`` for a block-CSR matrix with 3x3 blocks (float32 or float64 data)."""
+    y0 = 0.0
+    y1 = 0.0
+    y2 = 0.0
+    for q in range(indptr[i], indptr[i + 1]):
+        j = 3 * indices[q]
+        x0 = x[j]
+        x1 = x[j + 1]
+        x2 = x[j + 2]
+        y0 += data[q, 0, 0] * x0 + data[q, 0, 1] * x1 + data[q, 0, 2] * x2
+        y1 += data[q, 1, 0] * x0 + data[q, 1, 1] * x1 + data[q, 1, 2] * x2
+        y2 += data[q, 2, 0] * x0 + data[q, 2, 1] * x1 + data[q, 2, 2] * x2
+    y[3 * i] = y0
+    y[3 * i + 1] = y1
+    y[3 * i + 2] = y2
+
+
 @njit(cache=True, nogil=True)
 def bsr_matvec(indptr, indices, data, x, y):
     """``y = A x`` for a square block-CSR matrix with 3x3 blocks (x, y flat)."""
-    n = indptr.shape[0] - 1
-    for i in range(n):
-        y0 = 0.0
-        y1 = 0.0
-        y2 = 0.0
-        for q in range(indptr[i], indptr[i + 1]):
-            j = 3 * indices[q]
-            x0 = x[j]
-            x1 = x[j + 1]
-            x2 = x[j + 2]
-            y0 += data[q, 0, 0] * x0 + data[q, 0, 1] * x1 + data[q, 0, 2] * x2
-            y1 += data[q, 1, 0] * x0 + data[q, 1, 1] * x1 + data[q, 1, 2] * x2
-            y2 += data[q, 2, 0] * x0 + data[q, 2, 1] * x1 + data[q, 2, 2] * x2
-        y[3 * i] = y0
-        y[3 * i + 1] = y1
-        y[3 * i + 2] = y2
+    for i in range(indptr.shape[0] - 1):
+        _bsr_row(indptr, indices, data, x, y, i)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def bsr_matvec_par(indptr, indices, data, x, y):
+    """:func:`bsr_matvec` with the rows on both cores (the same sums)."""
+    for i in prange(indptr.shape[0] - 1):
+        _bsr_row(indptr, indices, data, x, y, i)
 
 
 @njit(cache=True, nogil=True)

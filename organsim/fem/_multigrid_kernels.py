@@ -9,28 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["bsr_matvec_par", "galerkin_pattern", "galerkin_values", "prolong_add", "restrict"]
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def bsr_matvec_par(indptr, indices, data, x, y):
-    """``y = A x`` for a square block-CSR matrix (3x3 blocks, float32 or float64 data), rows in parallel."""
-    n = indptr.shape[0] - 1
-    for i in prange(n):
-        y0 = 0.0
-        y1 = 0.0
-        y2 = 0.0
-        for q in range(indptr[i], indptr[i + 1]):
-            j = 3 * indices[q]
-            x0 = x[j]
-            x1 = x[j + 1]
-            x2 = x[j + 2]
-            y0 += data[q, 0, 0] * x0 + data[q, 0, 1] * x1 + data[q, 0, 2] * x2
-            y1 += data[q, 1, 0] * x0 + data[q, 1, 1] * x1 + data[q, 1, 2] * x2
-            y2 += data[q, 2, 0] * x0 + data[q, 2, 1] * x1 + data[q, 2, 2] * x2
-        y[3 * i] = y0
-        y[3 * i + 1] = y1
-        y[3 * i + 2] = y2
+__all__ = ["galerkin_pattern", "galerkin_values", "prolong_add", "restrict"]
 
 
 @njit(cache=True, nogil=True)

@@ -25,6 +25,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from . import _kernels as kern
 from . import _multigrid_kernels as mgk
 from . import parallel as par
 
@@ -167,14 +168,12 @@ class TwoGridPreconditioner:
             with self._tune.timed() as parallel:
                 if parallel:
                     with par.KERNEL_LOCK:
-                        mgk.bsr_matvec_par(ptr, ind, dat, x, y)
+                        kern.bsr_matvec_par(ptr, ind, dat, x, y)
                     return y
-        from . import _kernels as kern
         kern.bsr_matvec(ptr, ind, dat, x, y)
         return y
 
     def _dinv(self, r: np.ndarray) -> np.ndarray:
-        from . import _kernels as kern
         out = np.empty(self.n)
         kern.block_diag_solve(self._Dinv, r, out)
         return out

@@ -326,9 +326,8 @@ def warm_up_kernels() -> None:
             kern.neohooke_apply_par(asm.tets, asm.grads, asm.vols, lam, mu, elems, Fis, cms, p, np.zeros_like(x),
                                     *sched)
     kern.min_jacobian_par(x, asm.tets, asm.grads)
-    from . import _multigrid_kernels as mgk
     pat = asm.pattern
-    mgk.bsr_matvec_par(pat.indptr.astype(np.int32), pat.indices.astype(np.int32),
+    kern.bsr_matvec_par(pat.indptr.astype(np.int32), pat.indices.astype(np.int32),
                        np.ones((pat.nnzb, 3, 3), dtype=np.float32), x.ravel(),
                        np.empty(3 * mesh.n_points))
     R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)

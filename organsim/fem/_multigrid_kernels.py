@@ -1,7 +1,8 @@
 """Compiled kernels of the two-grid preconditioner (:mod:`organsim.fem.multigrid`).
 
 Block-CSR matrices here have 3x3 blocks; the prolongation ``P`` is a scalar CSR matrix
-(fine nodes x coarse nodes) applied to each of the three displacement components.
+(fine nodes x coarse nodes) applied to each of the three displacement components (by
+:func:`organsim.fem._kernels.csr_matvec3_add` in the cycle).
 """
 
 from __future__ import annotations
@@ -9,43 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["galerkin_pattern", "galerkin_values", "prolong_add", "restrict"]
-
-
-@njit(cache=True, nogil=True)
-def restrict(Pt_ptr, Pt_ind, Pt_val, r, out):
-    """``out = P^T r`` for nodal vectors: ``Pt`` is ``P^T`` in CSR (coarse rows), r (3 n_f,), out (3 n_c,)."""
-    for c in range(Pt_ptr.shape[0] - 1):
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        for q in range(Pt_ptr[c], Pt_ptr[c + 1]):
-            k = 3 * Pt_ind[q]
-            w = Pt_val[q]
-            s0 += w * r[k]
-            s1 += w * r[k + 1]
-            s2 += w * r[k + 2]
-        out[3 * c] = s0
-        out[3 * c + 1] = s1
-        out[3 * c + 2] = s2
-
-
-@njit(cache=True, nogil=True)
-def prolong_add(P_ptr, P_ind, P_val, e, z):
-    """``z += P e`` for nodal vectors: e (3 n_c,), z (3 n_f,)."""
-    for k in range(P_ptr.shape[0] - 1):
-        s0 = 0.0
-        s1 = 0.0
-        s2 = 0.0
-        for q in range(P_ptr[k], P_ptr[k + 1]):
-            c = 3 * P_ind[q]
-            w = P_val[q]
-            s0 += w * e[c]
-            s1 += w * e[c + 1]
-            s2 += w * e[c + 2]
-        z[3 * k] += s0
-        z[3 * k + 1] += s1
-        z[3 * k + 2] += s2
+__all__ = ["galerkin_pattern", "galerkin_values"]
 
 
 @njit(cache=True, nogil=True)

@@ -211,9 +211,9 @@ class TwoGridPreconditioner:
         r = np.ascontiguousarray(r, dtype=np.float64)
         z = self._smooth(r)
         res = r - self._matvec(z)
-        rc = np.empty(3 * self.coarse_nodes)
-        mgk.restrict(*self._Pt, res, rc)
-        mgk.prolong_add(*self._P, self.coarse.solve(rc), z)
+        rc = np.zeros((self.coarse_nodes, 3))
+        kern.csr_matvec3_add(*self._Pt, res.reshape(-1, 3), rc, False)                      # P^T r
+        kern.csr_matvec3_add(*self._P, self.coarse.solve(rc.ravel()).reshape(-1, 3), z.reshape(-1, 3), False)
         z += self._smooth(r - self._matvec(z))
         return z
 

@@ -469,12 +469,12 @@ class MappedPreconditioner:
 
 
 def make_preconditioner(kind: str, sub, data: np.ndarray, free_points: np.ndarray,
-                        single_from_nnz: int | None = None, order: np.ndarray | None = None):
+                        single_from_nnz: int | None = None):
     """Build a preconditioner of kind "cholesky", "multigrid", "amg" or "jacobi" from block data on ``sub``
-    (a Cholesky factor of at least ``single_from_nnz`` entries kept in single precision; ``order``
-    its elimination order when already known)."""
+    (a Cholesky factor, or the two-grid cycle's coarse factor, of at least ``single_from_nnz`` entries
+    kept in single precision)."""
     if kind == "cholesky" or (kind == "multigrid" and sub.n == 0):   # (nothing free: nothing to solve)
-        return CholeskyFactor.from_blocks(sub, data, single_from_nnz, order)
+        return CholeskyFactor.from_blocks(sub, data, single_from_nnz)
     if kind == "multigrid":
         from .multigrid import TwoGridPreconditioner
         return TwoGridPreconditioner(sub, data, free_points, single_from_nnz=single_from_nnz)

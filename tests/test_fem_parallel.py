@@ -129,12 +129,17 @@ def test_neohooke_parallel_reports_inversion(mesh):
 def test_nodal_rotations_and_min_jacobian_match(mesh):
     x = _state(mesh, 1e-3)
     asm = Assembler(mesh, [(np.arange(mesh.n_tets), Corotational(1e5, 0.45))])
+    sched, s_elems, *_ = asm._schedule(0)
+    elems = asm.groups[0][0]
     R0 = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
     R1 = R0.copy()
-    kern.nodal_rotations(x, asm.tets, asm.grads, asm.vols, R0, np.empty_like(R0))
-    ptr, ids = par.node_tets(asm.tets, asm.n)
-    kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, ptr, ids, R1, np.empty((mesh.n_tets, 3, 3)))
+    kern.nodal_rotations(x, asm.tets, asm.grads, asm.vols, s_elems, R0, np.empty_like(R0))
+    kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, elems, *sched, R1, np.empty_like(R1))
     assert np.array_equal(R0, R1)
+    # in tet order: the same rotations up to round-off
+    R2 = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
+    kern.nodal_rotations(x, asm.tets, asm.grads, asm.vols, np.arange(mesh.n_tets), R2, np.empty_like(R2))
+    assert np.allclose(R0, R2, atol=1e-12) and not np.allclose(R0, np.eye(3), atol=1e-6)
     assert kern.min_jacobian_par(x, asm.tets, asm.grads) == kern.min_jacobian(x, asm.tets, asm.grads)
 
 

@@ -695,38 +695,51 @@ def _add_to_nodes(acc, n0, n1, n2, n3, a00, a01, a02, a10, a11, a12, a20, a21, a
         acc[nd, 2, 2] += a22
 
 
+@njit(cache=True, inline="always")
+def _add_tet_vf(acc, x, tets, grads, vols, e):
+    """``acc[n] += V_e F_e`` at each node ``n`` of tet ``e``."""
+    (n0, n1, n2, n3,
+     g00, g01, g02, g10, g11, g12,
+     g20, g21, g22, g30, g31, g32,
+     F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
+    V = vols[e]
+    _add_to_nodes(acc, n0, n1, n2, n3, F00 * V, F01 * V, F02 * V, F10 * V, F11 * V, F12 * V,
+                  F20 * V, F21 * V, F22 * V)
+
+
+@njit(cache=True, inline="always")
+def _polar_node(n, acc, Rn, F, R, Ft, Rt, tmp):
+    """``Rn[n] = polar(acc[n])`` warm-started from ``Rn[n]``; kept where ``acc[n]`` is zero (no tets)."""
+    if acc[n, 0, 0] == 0.0 and acc[n, 1, 1] == 0.0 and acc[n, 2, 2] == 0.0:
+        return
+    for i in range(3):
+        for j in range(3):
+            F[i, j] = acc[n, i, j]
+    d = polar3_warm(F, Rn[n], R, Ft, Rt, tmp)
+    if d > 0.0:
+        for i in range(3):
+            for j in range(3):
+                Rn[n, i, j] = R[i, j]
+
+
 @njit(cache=True, nogil=True)
-def nodal_rotations(x, tets, grads, vols, Rn, acc):
+def nodal_rotations(x, tets, grads, vols, elems, Rn, acc):
     """Rotation of each node's neighbourhood: ``polar(sum_e V_e F_e)`` over its tets.
 
-    ``Rn`` (n, 3, 3) holds the previous rotations (warm start) and is updated in
-    place; ``acc`` (n, 3, 3) is scratch. Nodes without tets keep their rotation.
+    The sums run over the tets ``elems`` (p,) in that order. ``Rn`` (n, 3, 3) holds the
+    previous rotations (warm start) and is updated in place; ``acc`` (n, 3, 3) is scratch.
+    Nodes without tets keep their rotation.
     """
     acc[:] = 0.0
-    for e in range(tets.shape[0]):
-        (n0, n1, n2, n3,
-         g00, g01, g02, g10, g11, g12,
-         g20, g21, g22, g30, g31, g32,
-         F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
-        V = vols[e]
-        _add_to_nodes(acc, n0, n1, n2, n3, F00 * V, F01 * V, F02 * V, F10 * V, F11 * V, F12 * V,
-                      F20 * V, F21 * V, F22 * V)
+    for k in range(elems.shape[0]):
+        _add_tet_vf(acc, x, tets, grads, vols, elems[k])
     F = np.empty((3, 3))
     R = np.empty((3, 3))
     Ft = np.empty((3, 3))
     Rt = np.empty((3, 3))
     tmp = np.empty((3, 3))
     for n in range(Rn.shape[0]):
-        if acc[n, 0, 0] == 0.0 and acc[n, 1, 1] == 0.0 and acc[n, 2, 2] == 0.0:
-            continue
-        for i in range(3):
-            for j in range(3):
-                F[i, j] = acc[n, i, j]
-        d = polar3_warm(F, Rn[n], R, Ft, Rt, tmp)
-        if d > 0.0:
-            for i in range(3):
-                for j in range(3):
-                    Rn[n, i, j] = R[i, j]
+        _polar_node(n, acc, Rn, F, R, Ft, Rt, tmp)
 
 
 @njit(cache=True, nogil=True)
@@ -840,38 +853,22 @@ def min_jacobian_par(x, tets, grads):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def nodal_rotations_par(x, tets, grads, vols, node_ptr, node_tets, Rn, VF):
-    """:func:`nodal_rotations` on both cores: ``V_e F_e`` per tet into ``VF`` (m, 3, 3), then
-    each node sums its tets (``node_tets[node_ptr[n]:node_ptr[n + 1]]``, increasing ids: the
-    serial kernel's order) and takes the polar rotation, warm-started from ``Rn``."""
-    m = tets.shape[0]
-    for e in prange(m):
-        (n0, n1, n2, n3,
-         g00, g01, g02, g10, g11, g12,
-         g20, g21, g22, g30, g31, g32,
-         F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
-        V = vols[e]
-        VF[e, 0, 0], VF[e, 0, 1], VF[e, 0, 2] = F00 * V, F01 * V, F02 * V
-        VF[e, 1, 0], VF[e, 1, 1], VF[e, 1, 2] = F10 * V, F11 * V, F12 * V
-        VF[e, 2, 0], VF[e, 2, 1], VF[e, 2, 2] = F20 * V, F21 * V, F22 * V
+def nodal_rotations_par(x, tets, grads, vols, elems, order, chunk_ptr, color_ptr, Rn, acc):
+    """:func:`nodal_rotations` on both cores over a colored chunk schedule of the tets ``elems``
+    (:func:`organsim.fem.parallel.element_schedule`): the same sums in the same order as the
+    serial kernel over ``elems[order]``, whatever the number of threads."""
+    acc[:] = 0.0
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                _add_tet_vf(acc, x, tets, grads, vols, elems[order[k]])
     for n in prange(Rn.shape[0]):
-        F = np.zeros((3, 3))
+        F = np.empty((3, 3))
         R = np.empty((3, 3))
         Ft = np.empty((3, 3))
         Rt = np.empty((3, 3))
         tmp = np.empty((3, 3))
-        for q in range(node_ptr[n], node_ptr[n + 1]):
-            e = node_tets[q]
-            for i in range(3):
-                for j in range(3):
-                    F[i, j] += VF[e, i, j]
-        if F[0, 0] == 0.0 and F[1, 1] == 0.0 and F[2, 2] == 0.0:
-            continue
-        d = polar3_warm(F, Rn[n], R, Ft, Rt, tmp)
-        if d > 0.0:
-            for i in range(3):
-                for j in range(3):
-                    Rn[n, i, j] = R[i, j]
+        _polar_node(n, acc, Rn, F, R, Ft, Rt, tmp)
 
 
 # ----------------------------------------------------------------- matrix-free stiffness products

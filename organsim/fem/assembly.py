@@ -331,8 +331,7 @@ class Assembler:
                                     f" got {self._Rcache.shape}")
         self._rest_lame = None  # per-tet small-strain (lam, mu), built when first needed
         self._schedules: dict[int, tuple] = {}  # group index -> parallel chunk schedule (built when first used)
-        self._node_tets = None
-        self._VF = None
+        self._rotation_sched = None  # (elems, schedule, elems in its order) of nodal_rotations
         self._tunes: dict[str, par.Autotune] = {}
         self._nh_state = None   # (x, F^-1, mu - lam ln J) of the last matrix-free neo-Hookean products
         self.linear_only = all(m.kind == "linear" for _, m, _, _ in self.groups)
@@ -589,22 +588,35 @@ class Assembler:
     def nodal_rotations(self, x: np.ndarray, Rn: np.ndarray, acc: np.ndarray) -> None:
         """Update ``Rn`` (n, 3, 3) in place to each node's rotation ``polar(sum_e V_e F_e)`` at ``x`` (n, 3).
 
-        ``Rn`` warm-starts the polar decompositions; ``acc`` (n, 3, 3) is scratch of the
-        serial kernel. Both cores for large meshes (the same sums in the same order).
+        ``Rn`` warm-starts the polar decompositions; ``acc`` (n, 3, 3) is scratch. Meshes of at
+        least :data:`~organsim.fem.parallel.MIN_PARALLEL_ELEMENTS` tets sum in a colored chunk
+        order, on one core or both (the same sums in the same order); smaller ones in tet order.
         """
         x = np.ascontiguousarray(x, dtype=np.float64)
-        if len(self.tets) < par.MIN_PARALLEL_ELEMENTS or par.threads() <= 1:
-            kern.nodal_rotations(x, self.tets, self.grads, self.vols, Rn, acc)
+        if len(self.tets) < par.MIN_PARALLEL_ELEMENTS:
+            kern.nodal_rotations(x, self.tets, self.grads, self.vols, np.arange(len(self.tets)), Rn, acc)
             return
+        elems, sched, s_elems = self._rotation_schedule()
         with self._tune("rotations").timed() as parallel:
-            if not parallel:
-                kern.nodal_rotations(x, self.tets, self.grads, self.vols, Rn, acc)
-                return
-            if self._node_tets is None:
-                self._node_tets = par.node_tets(self.tets, self.n)
-                self._VF = np.empty((len(self.tets), 3, 3))
-            with par.KERNEL_LOCK:
-                kern.nodal_rotations_par(x, self.tets, self.grads, self.vols, *self._node_tets, Rn, self._VF)
+            if parallel:
+                with par.KERNEL_LOCK:
+                    kern.nodal_rotations_par(x, self.tets, self.grads, self.vols, elems, *sched, Rn, acc)
+            else:
+                kern.nodal_rotations(x, self.tets, self.grads, self.vols, s_elems, Rn, acc)
+
+    def _rotation_schedule(self) -> tuple:
+        """``(elems, schedule, elems in schedule order)`` over all tets for :meth:`nodal_rotations`:
+        the one group's schedule when a single group holds every tet (nothing more to keep),
+        else one built for the whole mesh."""
+        if self._rotation_sched is None:
+            if len(self.groups) == 1 and len(self.groups[0][0]) == len(self.tets):
+                sched, s_elems = self._schedule(0)[:2]
+                self._rotation_sched = (self.groups[0][0], sched, s_elems)
+            else:
+                elems = np.arange(len(self.tets), dtype=np.int64)
+                sched = par.element_schedule(self.mesh.points, self.tets, elems)
+                self._rotation_sched = (elems, sched, np.ascontiguousarray(elems[sched[0]]))
+        return self._rotation_sched
 
     @property
     def matrix_free(self) -> bool:

@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 from numba import njit  # noqa: E402
 
 __all__ = ["Autotune", "KERNEL_LOCK", "MIN_PARALLEL_ELEMENTS", "MIN_PARALLEL_ROWS", "element_schedule",
-           "node_tets", "threads", "use_parallel"]
+           "threads", "use_parallel"]
 
 #: Groups with fewer tets than this run the serial kernel (a parallel launch costs
 #: some tens of microseconds per color).
@@ -286,15 +286,6 @@ def element_schedule(points: np.ndarray, tets: np.ndarray, elems: np.ndarray, sp
     return np.concatenate(chunks), chunk_ptr, color_ptr
 
 
-def node_tets(tets: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tets around each node as CSR ``(ptr (n + 1,), tet ids)``, ids increasing within a node."""
-    flat = np.asarray(tets, dtype=np.int64).ravel()
-    order = np.argsort(flat, kind="stable")
-    ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(flat, minlength=n), out=ptr[1:])
-    return ptr, np.ascontiguousarray(order // tets.shape[1])
-
-
 def warm_up_kernels() -> None:
     """Compile (or load from numba's cache) the parallel kernels on a tiny mesh (``organsim warmup``)."""
     from . import _kernels as kern
@@ -331,5 +322,4 @@ def warm_up_kernels() -> None:
                        np.ones((pat.nnzb, 3, 3), dtype=np.float32), x.ravel(),
                        np.empty(3 * mesh.n_points))
     R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
-    kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, *node_tets(asm.tets, asm.n), R,
-                             np.empty((mesh.n_tets, 3, 3)))
+    kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, elems, *sched, R, np.empty_like(R))

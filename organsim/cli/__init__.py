@@ -14,6 +14,7 @@ import logging
 import sys
 
 from ..errors import OrganSimError
+from ..memory import retain_freed_memory
 
 __all__ = ["main", "build_parser", "HelpFormatter"]
 
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     _quiet_vtk(args.verbose)
+    retain_freed_memory()   # cut increments and steps reuse freed arrays (organsim.memory)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

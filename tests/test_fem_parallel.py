@@ -254,3 +254,19 @@ def test_stiffness_form_chooser_explores_only_a_form_that_might_win():
     assert close.count(False) >= 5 and close.count(True) > close.count(False)
     far = run(20.0)         # assembled 10 times dearer: never run again after its trials
     assert far.count(False) == 0
+
+
+def test_nodal_rotations_of_a_mesh_with_two_material_groups(mesh):
+    """Two groups: the rotations sum over one schedule of the whole mesh, the same as tet order up to round-off."""
+    x = _state(mesh, 1e-3)
+    half = mesh.n_tets // 2
+    asm = Assembler(mesh, [(np.arange(half), Corotational(1e5, 0.45)),
+                           (np.arange(half, mesh.n_tets), NeoHookean(2e5, 0.45))])
+    R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
+    for _ in range(3):   # whichever form the autotuner picks, the same rotations
+        asm.nodal_rotations(x, R, np.empty_like(R))
+    R_tet_order = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
+    kern.nodal_rotations(x, asm.tets, asm.grads, asm.vols, np.arange(mesh.n_tets), R_tet_order,
+                         np.empty_like(R_tet_order))
+    assert np.allclose(R, R_tet_order, atol=1e-12)
+    assert not np.allclose(R, np.eye(3), atol=1e-6)

@@ -593,10 +593,10 @@ class Assembler:
         order, on one core or both (the same sums in the same order); smaller ones in tet order.
         """
         x = np.ascontiguousarray(x, dtype=np.float64)
-        if len(self.tets) < par.MIN_PARALLEL_ELEMENTS:
-            kern.nodal_rotations(x, self.tets, self.grads, self.vols, np.arange(len(self.tets)), Rn, acc)
-            return
         elems, sched, s_elems = self._rotation_schedule()
+        if sched is None:
+            kern.nodal_rotations(x, self.tets, self.grads, self.vols, s_elems, Rn, acc)
+            return
         with self._tune("rotations").timed() as parallel:
             if parallel:
                 with par.KERNEL_LOCK:
@@ -605,15 +605,20 @@ class Assembler:
                 kern.nodal_rotations(x, self.tets, self.grads, self.vols, s_elems, Rn, acc)
 
     def _rotation_schedule(self) -> tuple:
-        """``(elems, schedule, elems in schedule order)`` over all tets for :meth:`nodal_rotations`:
-        the one group's schedule when a single group holds every tet (nothing more to keep),
-        else one built for the whole mesh."""
+        """``(elems, schedule, elems in schedule order)`` over all tets for :meth:`nodal_rotations`,
+        built once: for a small mesh no schedule (None) and the tets in order; else the one
+        group's schedule when a single group holds every tet (nothing more to keep), or one built
+        for the whole mesh."""
         if self._rotation_sched is None:
-            if len(self.groups) == 1 and len(self.groups[0][0]) == len(self.tets):
+            m = len(self.tets)
+            if m < par.MIN_PARALLEL_ELEMENTS:
+                ids = np.arange(m, dtype=np.int64)
+                self._rotation_sched = (ids, None, ids)
+            elif len(self.groups) == 1 and len(self.groups[0][0]) == m:
                 sched, s_elems = self._schedule(0)[:2]
                 self._rotation_sched = (self.groups[0][0], sched, s_elems)
             else:
-                elems = np.arange(len(self.tets), dtype=np.int64)
+                elems = np.arange(m, dtype=np.int64)
                 sched = par.element_schedule(self.mesh.points, self.tets, elems)
                 self._rotation_sched = (elems, sched, np.ascontiguousarray(elems[sched[0]]))
         return self._rotation_sched

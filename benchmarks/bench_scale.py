@@ -4,7 +4,7 @@ Problem family: a soft block (box_tet_mesh with a 4:3:2 aspect, 1 cm-ish spacing
 scaled so the block is 0.2 x 0.15 x 0.1 m), one end clamped, gravity, neo-Hookean
 E = 100 kPa, nu = 0.45, rho = 1000, dt = 1/60 s, realtime integrator (one Newton
 step, PCG rtol 1e-2, the preconditioner "auto" picks: a warped Cholesky factor up to
-100k free DOFs, the warped two-grid cycle above; the other one beside it from 10k tets on).
+30k free DOFs, the warped two-grid cycle above; the other one beside it from 10k tets on).
 BENCHMARKS.md names the liver phantom; a block is used instead so that every size is generated in a second with the same
 shape (the phantom pipeline's meshing time would dominate), and the sizes are exact.
 
@@ -74,8 +74,8 @@ def run(quick: bool = False) -> dict:
             "exponent_wall_to_100k": float(np.polyfit(t[:k], w[:k], 1)[0]),
             "exponent_cpu_last_two": float((c[-1] - c[-2]) / (t[-1] - t[-2])),
             "load_average_at_start": load,
-            "notes": "rows: the default ('auto': a Cholesky factor up to cholesky_max_dofs, 100k free DOFs, the"
-                     " two-grid cycle of organsim.fem.multigrid above: the 441k and 1M blocks), 20 timed steps"
+            "notes": "rows: the default ('auto': a Cholesky factor up to cholesky_max_dofs, 30k free DOFs, the"
+                     " two-grid cycle of organsim.fem.multigrid above: the blocks from 100k tets on), 20 timed steps"
                      " (5 at 441k and 1M); other_preconditioner_rows: the same block with the other of the two, in"
                      " the same run; setup_s includes the factorization; CPU time sums the"
                      " threads (both cores when the kernels run in parallel), so the exponent is fitted on"

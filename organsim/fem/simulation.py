@@ -232,9 +232,11 @@ class Simulation:
         Largest number of substeps a rejected step is retried with.
     cholesky_max_dofs : int
         Free DOFs up to which "auto" uses a Cholesky preconditioner (the two-grid cycle above).
-        Measured on the scale block: about even at 55k free DOFs (100k tets, 87 ms a step
-        either way), the two-grid cycle 1.6x faster at 237k (441k tets: 280 against 448 ms,
-        after 3.8 s of set-up against 28 s, in a third of the memory).
+        Measured in lockstep, realtime steps: the factor is faster on the 10k organ (6k free
+        DOFs, the two-grid cycle 1.23x slower) and the 19k beam (13k, 1.16x); about even on
+        the 41k patient liver (22k DOFs, 0.98x); from 55k DOFs on the two-grid cycle is as
+        fast or faster (100k block 0.94x, 101k beam 0.82-0.93x, 99k liver 0.83x, 100k organ
+        1.05x) with a first step of 0.3-1.6 s against 1.6-22 s and a third of the memory.
     max_cg : int
         CG iteration cap per backward-Euler Newton iteration before the
         preconditioner is refreshed with the current matrix.
@@ -273,7 +275,7 @@ class Simulation:
                  preconditioner: str = "auto", newton_tol: float = 1e-6, max_newton: int = 25,
                  realtime_newton: int = 1, realtime_cg: int = 20, realtime_rtol: float = 1e-3,
                  warp: bool = True, budget_s: float | None = None,
-                 max_substeps: int = 16, cholesky_max_dofs: int = 100000, max_cg: int = 200,
+                 max_substeps: int = 16, cholesky_max_dofs: int = 30000, max_cg: int = 200,
                  matrix_free: bool | str = "auto", stiffen_max_fraction: float = 0.02,
                  factor_precision: str = "auto"):
         if not isinstance(body, Body):

@@ -43,17 +43,23 @@ def _mesh(edge_length):
     return mesh
 
 
+def _stroke(mesh, n_inc):
+    """The top 10 % of the nodes (fixed) and the blade's 5 cm path across the middle (xy, ``n_inc + 1`` points)."""
+    z = mesh.points[:, 2]
+    fixed = np.flatnonzero(z > z.max() - 0.1 * (z.max() - z.min()))
+    lo, hi = mesh.points.min(axis=0), mesh.points.max(axis=0)
+    c = (lo + hi) / 2
+    xy = np.array([c[0] - 0.025, c[1]]) + np.outer(np.linspace(0, 1, n_inc + 1) * 0.05, [1.0, 0.0])
+    return fixed, xy
+
+
 def _incise(mesh, n_inc=50):
     from organsim.fem.body import Body
     from organsim.fem.simulation import Simulation
     from organsim.fem.tissues import tissue
     from organsim.surgery.cutting import Cutter, blade_poses_along, surface_points_below, validate_mesh
 
-    z = mesh.points[:, 2]
-    fixed = np.flatnonzero(z > z.max() - 0.1 * (z.max() - z.min()))
-    lo, hi = mesh.points.min(axis=0), mesh.points.max(axis=0)
-    c = (lo + hi) / 2
-    xy = np.array([c[0] - 0.025, c[1]]) + np.outer(np.linspace(0, 1, n_inc + 1) * 0.05, [1.0, 0.0])
+    fixed, xy = _stroke(mesh, n_inc)
     poses = blade_poses_along(surface_points_below(mesh, xy), depth=0.02)
     t = tissue("liver")
     sim = Simulation(Body(mesh, t.material, density=t.density), dt=0.01, integrator="realtime")
@@ -97,11 +103,7 @@ def _live(mesh, n_inc=50):
     from organsim.fem.tissues import tissue
     from organsim.surgery.cutting import Cutter, blade_poses_along, surface_points_below
 
-    z = mesh.points[:, 2]
-    fixed = np.flatnonzero(z > z.max() - 0.1 * (z.max() - z.min()))
-    lo, hi = mesh.points.min(axis=0), mesh.points.max(axis=0)
-    c = (lo + hi) / 2
-    xy = np.array([c[0] - 0.025, c[1]]) + np.outer(np.linspace(0, 1, n_inc + 1) * 0.05, [1.0, 0.0])
+    fixed, xy = _stroke(mesh, n_inc)
     t = tissue("liver")
     sim = Simulation(Body(mesh, t.material, density=t.density), dt=1 / 60, integrator="realtime")
     sim.fix(fixed, name="top")

@@ -12,7 +12,8 @@ compiled kernels: a 10-increment warm-up had left the separation's kernel to be 
 inside the timed run); the second is reported. Timings are noisy (shared 2-core machine). The
 process keeps freed memory for reuse as the ``organsim`` command line does
 (:func:`organsim.memory.retain_freed_memory`): with glibc's adaptive default, the first changed
-increments faulted in fresh pages for every array, 15-18 ms against 8-9 ms.
+increments faulted in fresh pages for every array, 15-18 ms against 8-9 ms (a later A/B of the
+medians, alternating runs, showed no difference beyond the machine's drift).
 
 ``live_rows`` run the same stroke as a live session does, a realtime step (dt 1/60 s) after
 every increment, on the liver tissue preset after 10 steps of sagging: the frame time a trainee

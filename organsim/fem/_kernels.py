@@ -1046,3 +1046,39 @@ def free_gather_axpy(Kp, free, cK, mass_diag, p, y):
     for i in range(free.shape[0]):
         for d in range(3):
             y[3 * i + d] = cK * Kp[free[i], d] + mass_diag[i] * p[3 * i + d]
+
+
+@njit(cache=True, inline="always")
+def _cholesky_9_is_pd(A, tol):
+    """Whether the symmetric 9 x 9 matrix ``A`` (overwritten) is positive definite: an in-place
+    Cholesky whose every pivot exceeds ``tol`` times the largest diagonal entry."""
+    dmax = 0.0
+    for i in range(9):
+        dmax = max(dmax, abs(A[i, i]))
+    floor = tol * dmax
+    for j in range(9):
+        d = A[j, j]
+        for k in range(j):
+            d -= A[j, k] * A[j, k]
+        if not (d > floor):
+            return False
+        d = np.sqrt(d)
+        A[j, j] = d
+        for i in range(j + 1, 9):
+            s = A[i, j]
+            for k in range(j):
+                s -= A[i, k] * A[j, k]
+            A[i, j] = s / d
+    return True
+
+
+@njit(cache=True, nogil=True)
+def hessians_pd(A, tol, ok):
+    """``ok[q]``: whether the symmetric 9 x 9 energy-density Hessian ``A[q]`` (k, 9, 9) is
+    positive definite (pivots above ``tol`` times its largest diagonal entry)."""
+    W = np.empty((9, 9))
+    for q in range(A.shape[0]):
+        for i in range(9):
+            for j in range(9):
+                W[i, j] = 0.5 * (A[q, i, j] + A[q, j, i])
+        ok[q] = _cholesky_9_is_pd(W, tol)

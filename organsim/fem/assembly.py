@@ -31,6 +31,10 @@ from .materials import Material
 
 __all__ = ["Assembler", "BlockPattern", "ElasticOperator", "lumped_mass", "consistent_mass_blocks"]
 
+#: An energy-density Hessian counts as positive definite when every pivot of its Cholesky
+#: factorization exceeds this fraction of its largest diagonal entry; others are projected.
+_HESSIAN_PD_TOL = 1e-10
+
 
 class BlockPattern:
     """Node-block sparsity pattern of a P1 mesh.
@@ -497,8 +501,15 @@ class Assembler:
             if self.stiffness_scale is not None:   # the tangent is linear in (lam, mu)
                 A = A * self.stiffness_scale[elems][:, None, None]
             A = 0.5 * (A + A.transpose(0, 2, 1))
-            w, Q = np.linalg.eigh(A)
-            A = np.einsum("eij,ej,ekj->eik", Q, np.maximum(w, 0.0), Q)
+            # only the elements whose Hessian is not positive definite need the eigen-
+            # decomposition (a neo-Hookean one is indefinite wherever the element is compressed
+            # or much stretched: 60-70 % of the patient liver's elements under gravity)
+            pd = np.empty(len(A), dtype=np.bool_)
+            kern.hessians_pd(A, _HESSIAN_PD_TOL, pd)
+            clamp = np.flatnonzero(~pd)
+            if len(clamp):
+                w, Q = np.linalg.eigh(A[clamp])
+                A[clamp] = np.einsum("eij,ej,ekj->eik", Q, np.maximum(w, 0.0), Q)
             kern.generic_kernel(np.zeros((len(elems), 3, 3)), np.ascontiguousarray(A.reshape(-1, 3, 3, 3, 3)),
                                 self.tets, self.grads, self.vols, elems, self.pattern.blockmap, f, K, True)
         return K

@@ -179,7 +179,7 @@ def backward_euler_substep(sim, h, cons, ck):
             # stale preconditioner: refactor on the current state and solve again, on a
             # positive definite matrix (a factorization of an indefinite one is no CG
             # preconditioner): the current tangent's, or the projected tangent's where that is not
-            prec, proj = refactor_current(sim, h, x, sim._sub.gather(K, cK, sim._Mb, cM))
+            prec, proj = refactor_current(sim, h, x, sim._sub.gather(K, cK, sim._Mb, cM), indefinite=sol.indefinite)
             refac = True
             if sol.indefinite:
                 # the consistent tangent is indefinite here: a projected-Newton step (its
@@ -313,6 +313,7 @@ def realtime_substep(sim, h, cons, ck, deadline):
         mfree = False
     setup_s = product_s = 0.0
     products = 0
+    fresh = False   # whether this step refactored because steps had been slow
     for it in range(sim.realtime_newton):
         t_setup = time.perf_counter()
         if it == 0:
@@ -326,13 +327,11 @@ def realtime_substep(sim, h, cons, ck, deadline):
         if it == 0 and sim._slow_steps >= _SLOW_STEPS_BEFORE_REFACTOR:
             # the factorization no longer fits the loaded, deformed state (gravity sag,
             # stress released by cuts): factor the current tangent instead (the projected
-            # one where the current one is not positive definite); in double from now on where
-            # a single-precision factor was allowed (it may be what made the steps slow)
-            sim._double_factor = True
+            # one where the current one is not positive definite)
             t_refactor = time.perf_counter()
             prec, proj = refactor_current(sim, h, x, data)
             t_setup += time.perf_counter() - t_refactor   # not the stiffness form's cost
-            refac = True
+            refac = fresh = True
             sim._slow_steps = 0
         A = TimedProducts(_matrix_free_operator(sim, x, free, cK, cM) if mfree else sim._sub.operator(data))
         setup_s += time.perf_counter() - t_setup
@@ -344,7 +343,9 @@ def realtime_substep(sim, h, cons, ck, deadline):
         products += A.count
         if sol.indefinite:
             # the tangent is indefinite here (a body compressed past buckling): solve with
-            # the projected tangent instead, whose direction descends (projected Newton)
+            # the projected tangent instead, whose direction descends (projected Newton), and
+            # refactor the projected tangent when the preconditioner is next refactored
+            sim._tangent_indefinite = True
             if proj is None:
                 proj = projected_system_data(sim, x, h, data)
             lin_total += sol.iterations
@@ -353,6 +354,12 @@ def realtime_substep(sim, h, cons, ck, deadline):
         if it == 0:
             slow = sol.iterations > _SLOW_CG_ITERATIONS or not sol.converged
             sim._slow_steps = sim._slow_steps + 1 if slow else 0
+            if slow and fresh:
+                # even a fresh factorization of the current tangent is slow: where it was
+                # kept in single precision, that may be the cause, so later ones are kept in
+                # double (a soft organ's slow spells are its motion: a fresh single factor
+                # solves them in 1-2 iterations, and its solves cost 0.6 of the double's)
+                sim._double_factor = True
         lin_total += sol.iterations
         rel = sol.residual
         conv = sol.converged

@@ -262,8 +262,9 @@ class Simulation:
         accurate to about 1e-7 times the matrix's condition number. "auto" takes single
         for the realtime integrator's factors of at least
         :data:`~organsim.fem.preconditioning.SINGLE_FACTOR_MIN_NNZ` entries (its solves stop
-        at ``realtime_rtol``), until a run of slow CG steps makes it refactor (in double from
-        then on), and double for backward Euler (Newton to ``newton_tol``).
+        at ``realtime_rtol``), in double from then on if a run of slow CG steps refactors and
+        even the fresh factor's first solve is slow; double for backward Euler (Newton to
+        ``newton_tol``).
 
     Examples
     --------
@@ -377,10 +378,12 @@ class Simulation:
             self._Rn = np.ascontiguousarray(node_rotations, dtype=np.float64)
         self._Racc = np.empty_like(self._Rn)
         self._prec_is_ref = True
+        self._R_fact = None  # nodal rotations (n, 3, 3) of the state a non-reference factor is of
         self._prec_free = None
         self._mapped_count = 0
         self._slow_steps = 0  # consecutive realtime steps whose CG needed many iterations
         self._double_factor = False  # "auto" precision fell back to double (slow CG in single)
+        self._tangent_indefinite = False  # a realtime solve met negative curvature since the last factor
 
     # ------------------------------------------------------------ properties
     @property
@@ -996,6 +999,7 @@ class Simulation:
                 scale = None
             else:
                 scale = scale[tet_parent]
+        R_fact = self._R_fact
         self._setup_body(self.body.with_mesh(new_rest_mesh), node_rotations=self._Rn[parent],
                          element_rotations=Rcache_new, pattern=pattern, stiffness_scale=scale)
         self._x = np.asarray(x_new, dtype=np.float64)
@@ -1009,4 +1013,6 @@ class Simulation:
             # nodes the cut touched: a new node that is not a plain copy of one old node, or
             # a copy of an old node that now has several copies
             carry_preconditioner(self, T, affected_all, *carried)
+            if R_fact is not None:   # a new node had its main parent's rotation then
+                self._R_fact = R_fact[parent]
 

@@ -71,6 +71,20 @@ def test_meshes_never_freeze_the_callers_arrays():
     assert not mesh.points.flags.writeable
 
 
+def test_an_unpickled_mesh_is_read_only_as_the_original():
+    import pickle
+
+    mesh = box_tet_mesh((3, 2, 2), 0.01)
+    assert len(mesh.boundary_faces)                  # a cached array travels too
+    copy = pickle.loads(pickle.dumps(mesh))          # as a Dask sweep sends it to a worker
+    np.testing.assert_array_equal(copy.tets, mesh.tets)
+    assert copy.volume == pytest.approx(mesh.volume)
+    for a in (copy.points, copy.tets, copy.region_ids, copy.boundary_faces):
+        assert not a.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        copy.points[0, 0] = 1.0
+
+
 def test_an_empty_scenario_is_refused():
     with pytest.raises(ScenarioError, match="empty"):
         loads("")

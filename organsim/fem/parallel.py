@@ -293,7 +293,8 @@ def warm_up_kernels() -> None:
     from .materials import Corotational, NeoHookean
     from ..mesh.generators import box_tet_mesh
 
-    mesh = box_tet_mesh((3, 3, 3), 0.01)
+    # more tets than a schedule leaf (SCHEDULE_LEAF), so that the schedule's dissection runs too
+    mesh = box_tet_mesh((5, 5, 4), 0.01)
     x = np.ascontiguousarray(mesh.points * 1.001)
     for mat in (Corotational(1e4, 0.3), NeoHookean(1e4, 0.3)):
         asm = Assembler(mesh, [(np.arange(mesh.n_tets), mat)])
@@ -323,3 +324,11 @@ def warm_up_kernels() -> None:
                        np.empty(3 * mesh.n_points))
     R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
     kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, elems, *sched, R, np.empty_like(R))
+    # the supernodal factor and its solves as large meshes take them: realtime factors of a
+    # million entries and more are kept in single precision, and solved on one thread or two
+    from .supernodal import SupernodalCholesky
+
+    K[pat.diag] += 1e3 * np.eye(3)   # the last group's tangent made definite
+    for single in (True, False):
+        for threads in (1, 2):   # (a session times both and keeps the faster)
+            SupernodalCholesky(pat.indptr, pat.indices, K, single=single, threads=threads).solve(x.ravel())

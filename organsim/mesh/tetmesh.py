@@ -205,6 +205,16 @@ class TetMesh:
         object.__setattr__(self, "region_ids", rid)
         object.__setattr__(self, "region_names", names)
 
+    def __setstate__(self, state: dict) -> None:
+        # unpickling (a Dask sweep sends meshes to its workers) restores the arrays writeable:
+        # make them read-only again, as immutable as the original's, and of the array types
+        # the compiled kernels were compiled for (numba compiles a writeable array's anew)
+        for key, value in state.items():
+            for a in value if isinstance(value, tuple) else (value,):   # cached pairs of arrays too
+                if isinstance(a, np.ndarray):
+                    a.setflags(write=False)
+            object.__setattr__(self, key, value)
+
     # ------------------------------------------------------------------ sizes
     @property
     def n_points(self) -> int:

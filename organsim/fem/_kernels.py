@@ -1082,3 +1082,173 @@ def hessians_pd(A, tol, ok):
             for j in range(9):
                 W[i, j] = 0.5 * (A[q, i, j] + A[q, j, i])
         ok[q] = _cholesky_9_is_pd(W, tol)
+
+
+@njit(cache=True, inline="always")
+def _jacobi_eig3(A, V):
+    """Eigen-decompose the symmetric 3 x 3 ``A`` in place by cyclic Jacobi rotations: its diagonal
+    becomes the eigenvalues, the columns of ``V`` (3, 3) the eigenvectors."""
+    for i in range(3):
+        for j in range(3):
+            V[i, j] = 1.0 if i == j else 0.0
+    for _ in range(24):
+        off = A[0, 1] * A[0, 1] + A[0, 2] * A[0, 2] + A[1, 2] * A[1, 2]
+        if off <= 1e-32 * (A[0, 0] * A[0, 0] + A[1, 1] * A[1, 1] + A[2, 2] * A[2, 2]) or off == 0.0:
+            return
+        for p in range(2):
+            for q in range(p + 1, 3):
+                apq = A[p, q]
+                if apq == 0.0:
+                    continue
+                theta = (A[q, q] - A[p, p]) / (2.0 * apq)
+                t = 1.0 / (abs(theta) + np.sqrt(theta * theta + 1.0))
+                if theta < 0.0:
+                    t = -t
+                c = 1.0 / np.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(3):
+                    akp = A[k, p]
+                    akq = A[k, q]
+                    A[k, p] = c * akp - s * akq
+                    A[k, q] = s * akp + c * akq
+                for k in range(3):
+                    apk = A[p, k]
+                    aqk = A[q, k]
+                    A[p, k] = c * apk - s * aqk
+                    A[q, k] = s * apk + c * aqk
+                for k in range(3):
+                    vkp = V[k, p]
+                    vkq = V[k, q]
+                    V[k, p] = c * vkp - s * vkq
+                    V[k, q] = s * vkp + c * vkq
+
+
+@njit(cache=True, inline="always")
+def _neohooke_projected_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, K, Fm, C, Vr, U, W, sig, Q,
+                                lm, h):
+    """One element of :func:`neohooke_projected_kernel` (position ``q`` in ``elems``; the rest
+    is scratch); returns its ``J`` and adds nothing where ``J <= 0``."""
+    r2 = 1.0 / np.sqrt(2.0)
+    e = elems[q]
+    (n0, n1, n2, n3,
+     g00, g01, g02, g10, g11, g12,
+     g20, g21, g22, g30, g31, g32,
+     F00, F01, F02, F10, F11, F12, F20, F21, F22) = _tet_scalars(x, tets, grads, e)
+    J = (F00 * (F11 * F22 - F12 * F21) - F01 * (F10 * F22 - F12 * F20) + F02 * (F10 * F21 - F11 * F20))
+    if not (J > 0.0):
+        return J
+    Fm[0, 0], Fm[0, 1], Fm[0, 2] = F00, F01, F02
+    Fm[1, 0], Fm[1, 1], Fm[1, 2] = F10, F11, F12
+    Fm[2, 0], Fm[2, 1], Fm[2, 2] = F20, F21, F22
+    # singular values and vectors: F^T F = V S^2 V^T, U = F V S^-1
+    for i in range(3):
+        for j in range(3):
+            C[i, j] = Fm[0, i] * Fm[0, j] + Fm[1, i] * Fm[1, j] + Fm[2, i] * Fm[2, j]
+    _jacobi_eig3(C, Vr)
+    for a in range(3):
+        sig[a] = np.sqrt(max(C[a, a], 1e-300))
+        for i in range(3):
+            U[i, a] = (Fm[i, 0] * Vr[0, a] + Fm[i, 1] * Vr[1, a] + Fm[i, 2] * Vr[2, a]) / sig[a]
+    m_ = mu[q]
+    la = lam[q]
+    c = m_ - la * np.log(J)
+    # the twist and flip modes of each pair
+    m = 0
+    for a in range(2):
+        for b in range(a + 1, 3):
+            s = c / (sig[a] * sig[b])
+            lm[m] = m_ + s
+            lm[m + 1] = m_ - s
+            for i in range(3):
+                for j in range(3):
+                    ab = U[i, a] * Vr[j, b]
+                    ba = U[i, b] * Vr[j, a]
+                    Q[m, i, j] = r2 * (ab + ba)
+                    Q[m + 1, i, j] = r2 * (ab - ba)
+            m += 2
+    # the scaling modes: the 3 x 3 block on the diagonal of dS
+    for a in range(3):
+        for b in range(3):
+            W[a, b] = la / (sig[a] * sig[b])
+        W[a, a] += m_ + c / (sig[a] * sig[a])
+    _jacobi_eig3(W, C)   # eigenvalues on W's diagonal, vectors in C's columns
+    for k in range(3):
+        lm[6 + k] = W[k, k]
+        for i in range(3):
+            for j in range(3):
+                Q[6 + k, i, j] = (C[0, k] * U[i, 0] * Vr[j, 0] + C[1, k] * U[i, 1] * Vr[j, 1]
+                                  + C[2, k] * U[i, 2] * Vr[j, 2])
+    V = vols[e]
+    n = 0   # the modes kept (positive eigenvalues), packed first
+    for k in range(9):
+        if lm[k] <= 0.0:
+            continue
+        lm[n] = V * lm[k]
+        for a in range(4):
+            for i in range(3):
+                h[n, a, i] = Q[k, i, 0] * grads[e, a, 0] + Q[k, i, 1] * grads[e, a, 1] + Q[k, i, 2] * grads[e, a, 2]
+        n += 1
+    for a in range(4):
+        for b in range(4):
+            blk = blockmap[e, a, b]
+            for i in range(3):
+                for j in range(3):
+                    s = 0.0
+                    for k in range(n):
+                        s += lm[k] * h[k, a, i] * h[k, b, j]
+                    K[blk, i, j] += s
+    return J
+
+
+@njit(cache=True, nogil=True)
+def neohooke_projected_kernel(x, tets, grads, vols, lam, mu, elems, blockmap, K):
+    """Neo-Hookean stiffness with each element's energy-density Hessian projected onto the
+    positive semi-definite cone (its negative eigenvalues clamped to zero), in closed form.
+
+    With ``F = U S V^T`` (``S = diag(s)``) and ``c = mu - lam ln J``, the Hessian
+    ``mu I + c T + lam g g^T`` (``T dF = F^-T dF^T F^-T``, ``g = F^-T``) has, for each pair
+    ``a < b``, the eigenvalues ``mu + c / (s_a s_b)`` and ``mu - c / (s_a s_b)`` on
+    ``U (E_ab + E_ba) V^T`` and ``U (E_ab - E_ba) V^T``, and on ``U diag(w) V^T`` those of
+    ``mu I + c diag(1/s^2) + lam (1/s)(1/s)^T``: the same projection as clamping the 9 x 9
+    Hessian's eigenvalues, in a few hundred flops, without forming it. Adds
+    ``V sum_m max(l_m, 0) (Q_m g_a)(Q_m g_b)^T`` to the blocks. Returns the minimum ``J``;
+    stops at an element with ``J <= 0``.
+    """
+    Fm, C, Vr, U, W = np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3))
+    sig, Q, lm, h = np.empty(3), np.empty((9, 3, 3)), np.empty(9), np.empty((9, 4, 3))
+    minJ = np.inf
+    for q in range(elems.shape[0]):
+        J = _neohooke_projected_element(q, x, tets, grads, vols, lam, mu, elems, blockmap, K, Fm, C, Vr, U, W,
+                                        sig, Q, lm, h)
+        if not (J > 0.0):
+            return J
+        if J < minJ:
+            minJ = J
+    return minJ
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def neohooke_projected_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap, K, order, chunk_ptr, color_ptr):
+    """:func:`neohooke_projected_kernel` on both cores over a colored chunk schedule (see
+    :func:`corot_kernel_par`); returns the minimum ``J``, or a non-positive one found."""
+    nc = chunk_ptr.shape[0] - 1
+    cmin = np.full(nc, np.inf)
+    for col in range(color_ptr.shape[0] - 1):
+        for c in prange(color_ptr[col], color_ptr[col + 1]):
+            Fm, C, Vr, U, W = np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3))
+            sig, Q, lm, h = np.empty(3), np.empty((9, 3, 3)), np.empty(9), np.empty((9, 4, 3))
+            mj = np.inf
+            for k in range(chunk_ptr[c], chunk_ptr[c + 1]):
+                J = _neohooke_projected_element(order[k], x, tets, grads, vols, lam, mu, elems, blockmap, K, Fm, C,
+                                                Vr, U, W, sig, Q, lm, h)
+                if not (J > 0.0) or J < mj:
+                    mj = J
+                    if not (J > 0.0):
+                        break
+            cmin[c] = mj
+    out = np.inf
+    for c in range(nc):
+        if not (cmin[c] > 0.0):
+            return cmin[c]
+        out = min(out, cmin[c])
+    return out

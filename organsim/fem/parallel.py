@@ -317,6 +317,8 @@ def warm_up_kernels() -> None:
             Fis, cms = asm._tangent_state(x)
             kern.neohooke_apply_par(asm.tets, asm.grads, asm.vols, lam, mu, elems, Fis, cms, p, np.zeros_like(x),
                                     *sched)
+            kern.neohooke_projected_kernel_par(x, asm.tets, asm.grads, asm.vols, lam, mu, elems,
+                                               asm.pattern.blockmap, np.zeros_like(K), *sched)
     kern.min_jacobian_par(x, asm.tets, asm.grads)
     pat = asm.pattern
     kern.bsr_matvec_par(pat.indptr.astype(np.int32), pat.indices.astype(np.int32),

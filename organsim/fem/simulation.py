@@ -808,16 +808,18 @@ class Simulation:
     def refresh_preconditioner(self, dt: float | None = None) -> None:
         """Factor the current tangent as the solver's preconditioner (e.g. once the organ has settled).
 
-        The tangent factored is the projected one
-        (:meth:`~organsim.fem.assembly.Assembler.projected_stiffness`): positive definite
-        (with the mass term) also where the consistent tangent is not, so that the
-        factorization is always a valid conjugate-gradient preconditioner.
+        The consistent tangent is factored where the factorization accepts it (with the mass
+        term it is positive definite in the usual case), the projected one
+        (:meth:`~organsim.fem.assembly.Assembler.projected_stiffness`) where it is not, so
+        that the factorization is always a valid conjugate-gradient preconditioner. Later
+        steps rotate it by each node's rotation since this state.
 
         The realtime preconditioner is otherwise factored from the rest stiffness and
         rotated into each node's frame; for a loaded, deformed state (an organ hanging
         under gravity) the current tangent is a much closer fit: conjugate gradients then
         need a few iterations instead of ten or more. Costs one sparse factorization
-        (about 0.2 s for the 10k-tet liver on a laptop-class CPU).
+        (about 0.2 s for the 10k-tet liver on a laptop-class CPU). A realtime simulation
+        also refactors by itself after a run of slow steps.
 
         Parameters
         ----------

@@ -46,6 +46,8 @@ def _stages():
             sim.reaction("hand")
             sim.fields()
         sim._asm.projected_stiffness(sim.positions)   # what a refactorization may factor
+        sim.refresh_preconditioner()                  # a deformed state's factor, rotated since
+        sim.step()
         # the two-grid preconditioner "auto" takes for large meshes (its lattice, Galerkin and cycle kernels)
         sim = Simulation(Body(mesh, Corotational(3e3, 0.45), density=1000.0), dt=0.01, integrator="realtime",
                          preconditioner="multigrid")

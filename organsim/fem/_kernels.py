@@ -1252,3 +1252,13 @@ def neohooke_projected_kernel_par(x, tets, grads, vols, lam, mu, elems, blockmap
             return cmin[c]
         out = min(out, cmin[c])
     return out
+
+
+@njit(cache=True, nogil=True)
+def relative_rotations(Rn, Rf, nodes, out):
+    """``out[k] = Rn[nodes[k]] Rf[nodes[k]]^T`` (k, 3, 3): each node's rotation since the state of ``Rf``."""
+    for k in range(nodes.shape[0]):
+        n = nodes[k]
+        for i in range(3):
+            for j in range(3):
+                out[k, i, j] = Rn[n, i, 0] * Rf[n, j, 0] + Rn[n, i, 1] * Rf[n, j, 1] + Rn[n, i, 2] * Rf[n, j, 2]

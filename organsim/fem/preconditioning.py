@@ -197,10 +197,11 @@ def warped_preconditioner(sim, prec, x, free):
     if not sim.warp or (not sim._prec_is_ref and sim._R_fact is None):
         return prec
     sim._asm.nodal_rotations(x, sim._Rn, sim._Racc)
-    R = sim._Rn[free]
-    if not sim._prec_is_ref:
-        R = np.matmul(R, sim._R_fact[free].transpose(0, 2, 1))
-    return WarpedPreconditioner(prec, np.ascontiguousarray(R))
+    if sim._prec_is_ref:
+        return WarpedPreconditioner(prec, np.ascontiguousarray(sim._Rn[free]))
+    R = np.empty((len(free), 3, 3))
+    kern.relative_rotations(sim._Rn, sim._R_fact, np.ascontiguousarray(free, dtype=np.int64), R)
+    return WarpedPreconditioner(prec, R)
 
 
 def refresh_preconditioner(sim, h: float) -> None:

@@ -44,6 +44,11 @@ _SLOW_STEPS_BEFORE_REFACTOR = 5
 #: 0.6 of the double one (measured from the 10k-tet organ's 1.6M entries, a 13 ms step against
 #: 17 ms, to the 101k-tet beam's 33M); smaller ones keep double.
 SINGLE_FACTOR_MIN_NNZ = 1_000_000
+#: A factorization of a deformed state is rotated with the nodes (warped_preconditioner) only
+#: while no element is compressed below this fraction of its volume, there and now: where
+#: elements are crushed (a pressed flap, an inverted tet being stiffened) the nodal rotations
+#: are not well defined, and rotating by them made CG need hundreds of iterations.
+_RELATIVE_WARP_MIN_J = 0.5
 #: A carried-over factorization is corrected by an exact solve on the nodes a cut, grasp or
 #: release affected when there are at most this many of them (block Jacobi beyond).
 _LOCAL_SOLVE_MAX_NODES = 3000
@@ -172,9 +177,10 @@ def refactor_current(sim, h: float, x: np.ndarray, data: np.ndarray | None = Non
         projected = projected_system_data(sim, x, h, data)
         prec, _ = cached_preconditioner(sim, h, data=projected)
     # the nodal rotations of the factored state: later steps rotate the factorization by each
-    # node's rotation since (warped_preconditioner)
-    sim._asm.nodal_rotations(x, sim._Rn, sim._Racc)
-    sim._R_fact = sim._Rn.copy()
+    # node's rotation since (warped_preconditioner), where they are well defined
+    if sim.warp and sim._asm.min_jacobian(x) >= _RELATIVE_WARP_MIN_J:
+        sim._asm.nodal_rotations(x, sim._Rn, sim._Racc)
+        sim._R_fact = sim._Rn.copy()
     return prec, projected
 
 
@@ -192,9 +198,11 @@ def warped_preconditioner(sim, prec, x, free):
     that state, ``R(x) R(x_f)^T``. A soft organ sagging under gravity or swinging after a cut
     mostly rotates its parts: so rotated, the 41k-tet patient liver on the liver preset
     (neo-Hookean, 5.2 kPa) refactored once in its first 60 steps instead of three times, at
-    5.0 CG iterations a step instead of 7.3.
+    5.0 CG iterations a step instead of 7.3. Not where an element is compressed below
+    :data:`_RELATIVE_WARP_MIN_J` of its volume, at the factored state or now.
     """
-    if not sim.warp or (not sim._prec_is_ref and sim._R_fact is None):
+    if not sim.warp or (not sim._prec_is_ref and (sim._R_fact is None
+                                                  or sim._asm.min_jacobian(x) < _RELATIVE_WARP_MIN_J)):
         return prec
     sim._asm.nodal_rotations(x, sim._Rn, sim._Racc)
     if sim._prec_is_ref:

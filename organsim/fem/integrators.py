@@ -358,7 +358,7 @@ def realtime_substep(sim, h, cons, ck, deadline):
                 # even a fresh factorization of the current tangent is slow: where it was
                 # kept in single precision, that may be the cause, so later ones are kept in
                 # double (a soft organ's slow spells are its motion: a fresh single factor
-                # solves them in 1-2 iterations, and its solves cost 0.6 of the double's)
+                # solves them in 1-2 iterations, and its solves cost 0.6-0.8 of the double's)
                 sim._double_factor = True
         lin_total += sol.iterations
         rel = sol.residual

@@ -1075,12 +1075,10 @@ def _cholesky_9_is_pd(A, tol):
 @njit(cache=True, nogil=True)
 def hessians_pd(A, tol, ok):
     """``ok[q]``: whether the symmetric 9 x 9 energy-density Hessian ``A[q]`` (k, 9, 9) is
-    positive definite (pivots above ``tol`` times its largest diagonal entry)."""
+    positive definite (pivots above ``tol`` times its largest diagonal entry); ``A`` is kept."""
     W = np.empty((9, 9))
     for q in range(A.shape[0]):
-        for i in range(9):
-            for j in range(9):
-                W[i, j] = 0.5 * (A[q, i, j] + A[q, j, i])
+        W[:, :] = A[q]
         ok[q] = _cholesky_9_is_pd(W, tol)
 
 

@@ -47,6 +47,28 @@ def test_pyvista_round_trip_keeps_regions():
     assert back.region_names == {1: "parenchyma", 2: "tumour"}
 
 
+@pytest.mark.parametrize("ids", [(1, 3), (0, 7), (70000, 5), (-2, 4)])
+def test_present_region_ids_and_names_of_the_regions_the_tets_carry(ids):
+    """The regions a mesh's tets carry, found as it is built: the usual small ids are counted,
+    large or negative ones (a label map's raw values) sorted; every present id gets a name."""
+    m = unit_cube_mesh()
+    lo, hi = ids
+    rid = np.where(m.points[m.tets].mean(axis=1)[:, 0] > 0.05, hi, lo)
+    m2 = TetMesh(m.points, m.tets, rid, {hi: "tumour"})
+    assert m2.present_region_ids.tolist() == sorted({lo, hi})
+    assert m2.region_names[hi] == "tumour" and m2.region_names[lo] == f"region_{lo}"
+    with pytest.raises(ValueError):
+        m2.present_region_ids[0] = 9
+    one = TetMesh(m.points, m.tets)
+    assert one.present_region_ids.tolist() == [1] and one.region_names == {1: "tissue"}
+
+
+def test_tets_out_of_range_rejected():
+    for bad in (-1, 4):
+        with pytest.raises(MeshError, match="outside 0..3"):
+            TetMesh(np.eye(4, 3), np.array([[0, 1, 2, bad]]))
+
+
 def test_nan_points_rejected():
     p = np.eye(4, 3)
     p[0, 0] = np.nan

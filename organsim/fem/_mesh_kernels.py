@@ -109,6 +109,15 @@ def block_pattern(tets, n):
 
 
 @njit(cache=True, nogil=True)
+def is_identity_order(elems):
+    """Whether ``elems`` (k,) int64 is ``0, 1, ..., k - 1``."""
+    for i in range(elems.shape[0]):
+        if elems[i] != i:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def shape_gradients(points, tets):
     """Rest shape-function gradients (m, 4, 3) in 1/m and signed volumes (m,) in m^3 of P1 tets."""
     m = tets.shape[0]
@@ -256,7 +265,7 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_deg, old_tet
         if new2old[i] < 0:
             dirty[i] = True
     clean_deg = np.zeros(n, dtype=np.int32)
-    clean = np.zeros(m, dtype=np.bool_)
+    clean = np.empty(m, dtype=np.bool_)
     for e in range(m):
         p = tet_parent[e]
         ok = True
@@ -274,24 +283,32 @@ def block_pattern_update(old_indptr, old_indices, old_blockmap, old_deg, old_tet
     for i in range(n):
         if not dirty[i] and clean_deg[i] != old_deg[new2old[i]]:
             dirty[i] = True  # it lost a tet of the old mesh
-    # incidences of the dirty nodes
+    # incidences of the dirty nodes, in one pass over the tets (a few hundred among the
+    # 4 m corners), then grouped by node
+    k_inc = 0
+    pair_tet = np.empty(4 * m, dtype=np.int32)
+    pair_loc = np.empty(4 * m, dtype=np.int32)
     ptr = np.zeros(n + 1, dtype=np.int32)
-    for e in range(m):
-        for a in range(4):
-            if dirty[tets[e, a]]:
-                ptr[tets[e, a] + 1] += 1
-    for i in range(n):
-        ptr[i + 1] += ptr[i]
-    fill = ptr[:-1].copy()
-    inc_tet = np.empty(ptr[n], dtype=np.int32)
-    inc_loc = np.empty(ptr[n], dtype=np.int32)
     for e in range(m):
         for a in range(4):
             v = tets[e, a]
             if dirty[v]:
-                inc_tet[fill[v]] = e
-                inc_loc[fill[v]] = a
-                fill[v] += 1
+                pair_tet[k_inc] = e
+                pair_loc[k_inc] = a
+                k_inc += 1
+                ptr[v + 1] += 1
+    for i in range(n):
+        ptr[i + 1] += ptr[i]
+    fill = ptr[:-1].copy()
+    inc_tet = np.empty(k_inc, dtype=np.int32)
+    inc_loc = np.empty(k_inc, dtype=np.int32)
+    for k in range(k_inc):
+        e = pair_tet[k]
+        a = pair_loc[k]
+        v = tets[e, a]
+        inc_tet[fill[v]] = e
+        inc_loc[fill[v]] = a
+        fill[v] += 1
     # columns of the dirty rows
     mark = np.full(n, -1, dtype=np.int32)
     dbuf = np.empty(16 * ptr[n] + 1, dtype=np.int32)

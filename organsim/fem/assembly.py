@@ -301,13 +301,19 @@ class Assembler:
                 scale = None
         #: the factor on each tet's Lame parameters (m,), or None for 1 everywhere
         self.stiffness_scale = scale
-        seen = np.zeros(len(self.tets), dtype=np.int64)
+        m = len(self.tets)
+        # one group of all the tets in order (one material everywhere, as Body gives it) covers
+        # each tet once without counting
+        whole = (len(groups) == 1 and len(groups[0][0]) == m and m > 0
+                 and _mk.is_identity_order(np.ascontiguousarray(groups[0][0], dtype=np.int64)))
+        seen = None if whole else np.zeros(m, dtype=np.int64)
         for elems, mat in groups:
             if not isinstance(mat, Material):
                 raise MaterialError(f"expected an organsim.fem.materials.Material, got {type(mat).__name__};"
                                     " build one with e.g. NeoHookean(E, nu)")
             elems = np.ascontiguousarray(elems, dtype=np.int64)
-            seen += np.bincount(elems, minlength=len(self.tets)) if len(elems) else 0
+            if seen is not None and len(elems):
+                seen += np.bincount(elems, minlength=m)
             if mat.kind in ("linear", "corotational", "neo_hookean"):
                 lam = np.full(len(elems), mat.lam)
                 mu = np.full(len(elems), mat.mu)
@@ -320,7 +326,7 @@ class Assembler:
                     raise MaterialError(f"{type(mat).__name__} tets cannot be stiffened (stiffness_scale);"
                                         " only linear, corotational and neo-Hookean ones")
             self.groups.append((elems, mat, lam, mu))
-        if np.any(seen != 1):
+        if seen is not None and np.any(seen != 1):
             raise MaterialError("material groups must cover every tet exactly once;"
                                 f" {int((seen == 0).sum())} tets have no material")
         if element_rotations is None:
@@ -333,6 +339,7 @@ class Assembler:
             if self._Rcache.shape != (len(self.tets), 3, 3):
                 raise MaterialError(f"element_rotations must have shape ({len(self.tets)}, 3, 3),"
                                     f" got {self._Rcache.shape}")
+        self._whole_group = whole   # one group of all the tets, in order
         self._rest_lame = None  # per-tet small-strain (lam, mu), built when first needed
         self._schedules: dict[int, tuple] = {}  # group index -> parallel chunk schedule (built when first used)
         self._rotation_sched = None  # (elems, schedule, elems in its order) of nodal_rotations
@@ -561,6 +568,9 @@ class Assembler:
 
     def _rest_lame_per_tet(self) -> tuple[np.ndarray, np.ndarray]:
         """Small-strain Lame parameters (lam, mu) of each tet, (m,) Pa each (cached)."""
+        if self._rest_lame is None and len(self.groups) == 1 and self.groups[0][2] is not None \
+                and self._whole_group:
+            self._rest_lame = (self.groups[0][2], self.groups[0][3])   # the group's own, in tet order
         if self._rest_lame is None:
             lam = np.empty(len(self.tets))
             mu = np.empty(len(self.tets))

@@ -14,13 +14,6 @@ from .materials import Material
 __all__ = ["Body"]
 
 
-def _present_ids(region_ids: np.ndarray) -> set[int]:
-    """The distinct region ids of a (m,) array (a count, not a sort, for the usual small ids)."""
-    if len(region_ids) and 0 <= region_ids.min() and region_ids.max() < 1 << 16:
-        return set(np.flatnonzero(np.bincount(region_ids)).tolist())
-    return set(np.unique(region_ids).tolist())
-
-
 def _region_id(mesh: TetMesh, key) -> int:
     if isinstance(key, (int, np.integer)):
         if int(key) not in mesh.region_names:
@@ -76,7 +69,7 @@ class Body:
         else:
             raise MaterialError(f"materials must be a Material or a dict region -> Material,"
                                 f" got {type(materials).__name__}")
-        present = _present_ids(rids)
+        present = set(mesh.present_region_ids.tolist())
         missing = present - set(self._mat_per_region)
         if missing:
             names = [mesh.region_names.get(r, r) for r in sorted(missing)]

@@ -14,6 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import MeshError
+from ._check_kernels import index_summary
 
 __all__ = ["TetMesh", "TET_FACES", "tet_volumes", "dihedral_angles", "REGION_NAMES_FIELD",
            "encode_region_names", "decode_region_names"]
@@ -182,27 +183,28 @@ class TetMesh:
         if not np.all(np.isfinite(pts)):
             raise MeshError("mesh points contain NaN or infinite coordinates;"
                             " fix or re-export the mesh")
-        if tets.size and (tets.min() < 0 or tets.max() >= len(pts)):
-            raise MeshError(f"tets refer to node ids outside 0..{len(pts) - 1}")
         if self.region_ids is None:
             rid = np.ones(len(tets), dtype=np.int32)
         else:
             rid = np.ascontiguousarray(self.region_ids, dtype=np.int32)
             if rid.shape != (len(tets),):
                 raise MeshError(f"region_ids must have shape ({len(tets)},), got {rid.shape}")
-        names = {int(k): str(v) for k, v in dict(self.region_names).items()}
-        if len(rid) and 0 <= rid.min() and rid.max() < 1 << 16:
-            present = np.flatnonzero(np.bincount(rid))  # sorted distinct ids, by counting
-        else:
-            present = np.unique(rid)
-        for r in present.tolist():
-            names.setdefault(int(r), "tissue" if r == 1 and not names else f"region_{r}")
         # the mesh's arrays are read-only; never make the caller's own arrays so: copy those
         pts, tets, rid = (_owned(a, src) for a, src in
                           ((pts, self.points), (tets, self.tets), (rid, self.region_ids)))
+        lo, hi, present, counted = index_summary(tets, rid)   # one pass each (read-only arrays)
+        if tets.size and (lo < 0 or hi >= len(pts)):
+            raise MeshError(f"tets refer to node ids outside 0..{len(pts) - 1}")
+        if not counted:
+            present = np.unique(rid).astype(np.int32)
+        present.setflags(write=False)
+        names = {int(k): str(v) for k, v in dict(self.region_names).items()}
+        for r in present.tolist():
+            names.setdefault(int(r), "tissue" if r == 1 and not names else f"region_{r}")
         object.__setattr__(self, "points", pts)
         object.__setattr__(self, "tets", tets)
         object.__setattr__(self, "region_ids", rid)
+        object.__setattr__(self, "_present_regions", present)
         object.__setattr__(self, "region_names", names)
 
     def __setstate__(self, state: dict) -> None:
@@ -227,6 +229,20 @@ class TetMesh:
         return len(self.tets)
 
     # ---------------------------------------------------------------- derived
+    @property
+    def present_region_ids(self) -> np.ndarray:
+        """The distinct region ids the tets carry, ascending, shape (k,) int32 (read-only).
+
+        Found while the mesh is built (one pass over the ids); ``region_names`` may also
+        name regions no tet carries any more (after a resection, say).
+        """
+        present = self.__dict__.get("_present_regions")
+        if present is None:   # a mesh pickled before this was recorded
+            present = np.unique(self.region_ids).astype(np.int32)
+            present.setflags(write=False)
+            object.__setattr__(self, "_present_regions", present)
+        return present
+
     @cached_property
     def volumes(self) -> np.ndarray:
         """Signed volume of each tet, shape (m,), m^3."""

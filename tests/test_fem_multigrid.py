@@ -51,6 +51,37 @@ def _tilted_block():
     return TetMesh(pts, mesh.tets), np.flatnonzero(mesh.points[:, 0] == 0)
 
 
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2 ** 31 - 1), n=st.integers(1, 60), density=st.floats(0.0, 0.4),
+       threads=st.integers(1, 4))
+def test_the_smoothers_upper_triangle_product_equals_the_full_symmetric_product(seed, n, density, threads):
+    """The smoother stores its symmetric matrix as the upper triangle (half the bytes per product);
+    serially and split among threads, its product is the full matrix's."""
+    rng = np.random.default_rng(seed)
+    G = sp.random(n, n, density=density, random_state=rng) + sp.identity(n)
+    G = (G + G.T).tocsr()
+    G.sort_indices()
+    full = sp.bsr_matrix((rng.standard_normal((G.nnz, 3, 3)), G.indices, G.indptr), shape=(3 * n, 3 * n))
+    A = (full + full.T).tobsr(blocksize=(3, 3))
+    A.sort_indices()
+    A = sp.bsr_matrix((A.data.astype(np.float32), A.indices, A.indptr), shape=A.shape)
+    rows = np.repeat(np.arange(n), np.diff(A.indptr))
+    upper = A.indices >= rows
+    u_ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows[upper], minlength=n), out=u_ptr[1:])
+    u_ind = A.indices[upper].astype(np.int32)
+    u_dat = np.ascontiguousarray(A.data[upper])
+    x = rng.standard_normal(3 * n)
+    ref = A.astype(np.float64) @ x
+    y = np.full(3 * n, np.nan)
+    mgk.sym_bsr_matvec(u_ptr, u_ind, u_dat, x, y)
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-9 * (1 + np.abs(ref).max()))
+    bounds = np.unique(np.linspace(0, n, threads + 1).astype(np.int64))
+    y_par = np.full(3 * n, np.nan)
+    mgk.sym_bsr_matvec_par(u_ptr, u_ind, u_dat, x, y_par, bounds, np.full((len(bounds) - 1, 3 * n), np.nan))
+    np.testing.assert_allclose(y_par, ref, rtol=0, atol=1e-9 * (1 + np.abs(ref).max()))
+
+
 def test_galerkin_kernels_give_p_transpose_a_p():
     mesh, fixed = _tilted_block()
     sub, data, pts = _reference_system(mesh, fixed, Corotational(3e4, 0.45))

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["bsr_matvec", "bsr_matvec_par", "polar3", "corot_kernel", "neohooke_kernel", "generic_kernel",
+__all__ = ["bsr_matvec", "polar3", "corot_kernel", "neohooke_kernel", "generic_kernel",
            "min_jacobian",
            "bsr_gather", "lumped_diag_add", "corot_kernel_par", "neohooke_kernel_par", "min_jacobian_par",
            "nodal_rotations_par"]
@@ -630,13 +630,6 @@ def _bsr_row(indptr, indices, data, x, y, i):
 def bsr_matvec(indptr, indices, data, x, y):
     """``y = A x`` for a square block-CSR matrix with 3x3 blocks (x, y flat)."""
     for i in range(indptr.shape[0] - 1):
-        _bsr_row(indptr, indices, data, x, y, i)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def bsr_matvec_par(indptr, indices, data, x, y):
-    """:func:`bsr_matvec` with the rows on both cores (the same sums)."""
-    for i in prange(indptr.shape[0] - 1):
         _bsr_row(indptr, indices, data, x, y, i)
 
 

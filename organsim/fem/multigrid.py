@@ -144,8 +144,18 @@ class TwoGridPreconditioner:
         c_data[diag_slots] += _COARSE_SHIFT * np.einsum("kii->k", c_data[diag_slots])[:, None, None] / 3 * np.eye(3)
         self.coarse = CholeskyFactor.from_blocks(pattern, c_data, single_from_nnz)
         self.coarse_nodes = n_c
-        # the smoothing operator: A in single precision, and the inverse of its diagonal blocks
-        self._A = (indptr.astype(np.int32), indices.astype(np.int32), np.ascontiguousarray(data, dtype=np.float32))
+        # the smoothing operator: A's upper triangle in single precision (A is symmetric: each
+        # off-diagonal block serves both its products, half the bytes a product reads; the
+        # smoother's products are memory bound), and the inverse of its diagonal blocks
+        upper = indices >= rows
+        u_ptr = np.zeros(sub.n + 1, dtype=np.int32)
+        np.cumsum(np.bincount(rows[upper], minlength=sub.n), out=u_ptr[1:])
+        self._A = (u_ptr, indices[upper].astype(np.int32), np.ascontiguousarray(data[upper], dtype=np.float32))
+        # the rows in as many ranges of about equal numbers of blocks as there are threads
+        bins = max(par.threads(), 1)
+        self._bounds_par = np.searchsorted(u_ptr, np.linspace(0, u_ptr[-1], bins + 1)).astype(np.int64)
+        self._bounds_par[0], self._bounds_par[-1] = 0, sub.n
+        self._partial = None   # (bins, 3 n) sums of the parallel product, allocated when first used
         diag = np.ascontiguousarray(data[np.flatnonzero(rows == indices)], dtype=np.float64)
         self._Dinv = np.ascontiguousarray(np.linalg.inv(diag))
         self._tune = par.Autotune()
@@ -164,13 +174,15 @@ class TwoGridPreconditioner:
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         y = np.empty(self.n)
         ptr, ind, dat = self._A
-        if par.use_parallel(len(ptr) - 1):
+        if par.use_parallel(len(ptr) - 1) and len(self._bounds_par) > 2:
             with self._tune.timed() as parallel:
                 if parallel:
+                    if self._partial is None:
+                        self._partial = np.empty((len(self._bounds_par) - 1, self.n))
                     with par.KERNEL_LOCK:
-                        kern.bsr_matvec_par(ptr, ind, dat, x, y)
+                        mgk.sym_bsr_matvec_par(ptr, ind, dat, x, y, self._bounds_par, self._partial)
                     return y
-        kern.bsr_matvec(ptr, ind, dat, x, y)
+        mgk.sym_bsr_matvec(ptr, ind, dat, x, y)
         return y
 
     def _dinv(self, r: np.ndarray) -> np.ndarray:

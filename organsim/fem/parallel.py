@@ -321,9 +321,20 @@ def warm_up_kernels() -> None:
                                                asm.pattern.blockmap, np.zeros_like(K), *sched)
     kern.min_jacobian_par(x, asm.tets, asm.grads)
     pat = asm.pattern
-    kern.bsr_matvec_par(pat.indptr.astype(np.int32), pat.indices.astype(np.int32),
-                       np.ones((pat.nnzb, 3, 3), dtype=np.float32), x.ravel(),
-                       np.empty(3 * mesh.n_points))
+    # the two-grid smoother's product (organsim.fem.multigrid: a symmetric matrix's upper triangle
+    # in single precision), on one thread and on several
+    from . import _multigrid_kernels as mgk
+
+    rows = np.repeat(np.arange(pat.n), np.diff(pat.indptr))
+    upper = pat.indices >= rows
+    u_ptr = np.zeros(pat.n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows[upper], minlength=pat.n), out=u_ptr[1:])
+    u_ind = pat.indices[upper].astype(np.int32)
+    u_dat = np.ones((len(u_ind), 3, 3), dtype=np.float32)
+    y = np.empty(3 * mesh.n_points)
+    mgk.sym_bsr_matvec(u_ptr, u_ind, u_dat, x.ravel(), y)
+    mgk.sym_bsr_matvec_par(u_ptr, u_ind, u_dat, x.ravel(), y, np.array([0, pat.n // 2, pat.n], dtype=np.int64),
+                           np.empty((2, len(y))))
     R = np.repeat(np.eye(3)[None], mesh.n_points, axis=0)
     kern.nodal_rotations_par(x, asm.tets, asm.grads, asm.vols, elems, *sched, R, np.empty_like(R))
     # the supernodal factor and its solves as large meshes take them: realtime factors of a

@@ -628,7 +628,9 @@ class Simulation:
         return cons, tgt[cons]
 
     def _check_rigid_modes(self, *, static: bool) -> None:
-        if not static and self.body.mass > 0:
+        # the lumped masses' sum is the body's mass (Body.mass would compute the new mesh's
+        # volumes again after every cut increment: 13 ms at 99k tets)
+        if not static and float(self._m.sum()) > 0:
             return
         if self._components is None:
             pat = self._asm.pattern

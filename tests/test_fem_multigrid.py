@@ -114,6 +114,35 @@ def test_two_grid_cycle_is_symmetric_positive_definite(material, ratio):
     assert np.linalg.eigvalsh(0.5 * (B + B.T)).min() > 0
 
 
+@pytest.mark.skipif(__import__("organsim.fem.parallel", fromlist=["threads"]).threads() < 2,
+                    reason="needs two numba threads")
+def test_the_smoothers_autotuner_times_both_forms_of_its_product(monkeypatch):
+    """The smoother's product runs on one thread or two, whichever has been faster: the tuner
+    must time each form's own work (the one-thread form had once run after the timed block,
+    recorded as 0 s, and so always won)."""
+    from organsim.fem import parallel as par
+
+    mesh = box_tet_mesh((20, 16, 14), 0.01)           # 4480 nodes: over the parallel minimum
+    fixed = np.flatnonzero(mesh.points[:, 0] == 0)
+    sub, data, pts = _reference_system(mesh, fixed, Corotational(5e4, 0.45), dt=0.04)
+    assert sub.n >= par.MIN_PARALLEL_ELEMENTS
+    seen = {False: [], True: []}
+    original = par.Autotune.record
+
+    def spy(self, parallel, seconds):
+        seen[bool(parallel)].append(seconds)
+        original(self, parallel, seconds)
+
+    monkeypatch.setattr(par.Autotune, "record", spy)
+    prec = TwoGridPreconditioner(sub, data, pts)       # its power iteration tries both forms
+    b = np.random.default_rng(3).standard_normal(3 * sub.n)
+    for _ in range(4):
+        prec(b)
+    assert len(seen[False]) >= 3 and len(seen[True]) >= 3
+    # a product over 4480 block rows takes tens of microseconds at least, on either form
+    assert min(seen[False]) > 1e-5 and min(seen[True]) > 1e-5
+
+
 def test_two_grid_pcg_solves_exactly_and_far_faster_than_block_jacobi():
     mesh = box_tet_mesh((25, 7, 7), 0.01)
     fixed = np.flatnonzero(mesh.points[:, 0] == 0)

@@ -175,13 +175,15 @@ class TwoGridPreconditioner:
         y = np.empty(self.n)
         ptr, ind, dat = self._A
         if par.use_parallel(len(ptr) - 1) and len(self._bounds_par) > 2:
-            with self._tune.timed() as parallel:
+            with self._tune.timed() as parallel:   # both forms timed inside, to compare them
                 if parallel:
                     if self._partial is None:
                         self._partial = np.empty((len(self._bounds_par) - 1, self.n))
                     with par.KERNEL_LOCK:
                         mgk.sym_bsr_matvec_par(ptr, ind, dat, x, y, self._bounds_par, self._partial)
-                    return y
+                else:
+                    mgk.sym_bsr_matvec(ptr, ind, dat, x, y)
+            return y
         mgk.sym_bsr_matvec(ptr, ind, dat, x, y)
         return y
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from organsim.fem import _multigrid_kernels as mgk
 from organsim.fem.body import Body
 from organsim.fem.materials import Corotational, NeoHookean
-from organsim.fem.multigrid import TwoGridPreconditioner, lattice_prolongation
+from organsim.fem.multigrid import TwoGridPreconditioner, lattice_prolongation, upper_triangle
 from organsim.fem.simulation import Simulation
 from organsim.fem.solvers import BlockJacobi, CholeskyFactor, pcg
 from organsim.mesh.generators import box_tet_mesh
@@ -65,12 +65,8 @@ def test_the_smoothers_upper_triangle_product_equals_the_full_symmetric_product(
     A = (full + full.T).tobsr(blocksize=(3, 3))
     A.sort_indices()
     A = sp.bsr_matrix((A.data.astype(np.float32), A.indices, A.indptr), shape=A.shape)
-    rows = np.repeat(np.arange(n), np.diff(A.indptr))
-    upper = A.indices >= rows
-    u_ptr = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(np.bincount(rows[upper], minlength=n), out=u_ptr[1:])
-    u_ind = A.indices[upper].astype(np.int32)
-    u_dat = np.ascontiguousarray(A.data[upper])
+    u_ptr, u_ind, u_dat = upper_triangle(A.indptr, A.indices, A.data)
+    assert np.all(u_ind >= np.repeat(np.arange(n), np.diff(u_ptr)))   # the upper triangle only
     x = rng.standard_normal(3 * n)
     ref = A.astype(np.float64) @ x
     y = np.full(3 * n, np.nan)

@@ -568,8 +568,7 @@ class Assembler:
 
     def _rest_lame_per_tet(self) -> tuple[np.ndarray, np.ndarray]:
         """Small-strain Lame parameters (lam, mu) of each tet, (m,) Pa each (cached)."""
-        if self._rest_lame is None and len(self.groups) == 1 and self.groups[0][2] is not None \
-                and self._whole_group:
+        if self._rest_lame is None and self._whole_group and self.groups[0][2] is not None:
             self._rest_lame = (self.groups[0][2], self.groups[0][3])   # the group's own, in tet order
         if self._rest_lame is None:
             lam = np.empty(len(self.tets))

@@ -31,7 +31,7 @@ from . import parallel as par
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TwoGridPreconditioner", "lattice_prolongation"]
+__all__ = ["TwoGridPreconditioner", "lattice_prolongation", "upper_triangle"]
 
 #: Relative shift added to the coarse matrix's diagonal (see :class:`TwoGridPreconditioner`).
 _COARSE_SHIFT = 1e-6
@@ -82,6 +82,29 @@ def lattice_prolongation(points: np.ndarray, spacing: float) -> tuple[sp.csr_mat
     P.data /= np.repeat(np.asarray(P.sum(axis=1)).ravel(), np.diff(P.indptr))
     c = np.stack([used % dims[0], (used // dims[0]) % dims[1], used // (dims[0] * dims[1])], axis=1)
     return P, lo + spacing * c
+
+
+def upper_triangle(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray) -> tuple:
+    """The upper triangle (diagonal blocks included) of a symmetric block-CSR matrix, as the
+    smoother's product takes it (:func:`~organsim.fem._multigrid_kernels.sym_bsr_matvec`).
+
+    Parameters
+    ----------
+    indptr, indices : ndarray (n + 1,), (nnzb,)
+        Block CSR pattern (both triangles).
+    data : ndarray (nnzb, 3, 3)
+        The blocks.
+
+    Returns
+    -------
+    (indptr int32 (n + 1,), indices int32 (k,), data float32 (k, 3, 3))
+    """
+    n = len(indptr) - 1
+    rows = np.repeat(np.arange(n), np.diff(indptr))
+    upper = indices >= rows
+    u_ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows[upper], minlength=n), out=u_ptr[1:])
+    return u_ptr, np.asarray(indices)[upper].astype(np.int32), np.ascontiguousarray(data[upper], dtype=np.float32)
 
 
 class TwoGridPreconditioner:
@@ -147,10 +170,8 @@ class TwoGridPreconditioner:
         # the smoothing operator: A's upper triangle in single precision (A is symmetric: each
         # off-diagonal block serves both its products, half the bytes a product reads; the
         # smoother's products are memory bound), and the inverse of its diagonal blocks
-        upper = indices >= rows
-        u_ptr = np.zeros(sub.n + 1, dtype=np.int32)
-        np.cumsum(np.bincount(rows[upper], minlength=sub.n), out=u_ptr[1:])
-        self._A = (u_ptr, indices[upper].astype(np.int32), np.ascontiguousarray(data[upper], dtype=np.float32))
+        self._A = upper_triangle(indptr, indices, data)
+        u_ptr = self._A[0]
         # the rows in as many ranges of about equal numbers of blocks as there are threads
         bins = max(par.threads(), 1)
         self._bounds_par = np.searchsorted(u_ptr, np.linspace(0, u_ptr[-1], bins + 1)).astype(np.int64)

@@ -324,13 +324,9 @@ def warm_up_kernels() -> None:
     # the two-grid smoother's product (organsim.fem.multigrid: a symmetric matrix's upper triangle
     # in single precision), on one thread and on several
     from . import _multigrid_kernels as mgk
+    from .multigrid import upper_triangle
 
-    rows = np.repeat(np.arange(pat.n), np.diff(pat.indptr))
-    upper = pat.indices >= rows
-    u_ptr = np.zeros(pat.n + 1, dtype=np.int32)
-    np.cumsum(np.bincount(rows[upper], minlength=pat.n), out=u_ptr[1:])
-    u_ind = pat.indices[upper].astype(np.int32)
-    u_dat = np.ones((len(u_ind), 3, 3), dtype=np.float32)
+    u_ptr, u_ind, u_dat = upper_triangle(pat.indptr, pat.indices, np.ones((pat.nnzb, 3, 3)))
     y = np.empty(3 * mesh.n_points)
     mgk.sym_bsr_matvec(u_ptr, u_ind, u_dat, x.ravel(), y)
     mgk.sym_bsr_matvec_par(u_ptr, u_ind, u_dat, x.ravel(), y, np.array([0, pat.n // 2, pat.n], dtype=np.int64),
